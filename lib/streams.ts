@@ -564,6 +564,17 @@ export interface StreamOptions {
 interface Connection {
   reader: StreamReader;
   writer: StreamWriter | null;
+  /** TLS only: settles when the handshake is done. Bun's `write()` returns 0 before then, and no `drain` follows. */
+  handshake?: PromiseWithResolvers<void>;
+}
+
+/** connection_lost: EOF (or the error) for the reader; the writer settles its waiters. */
+function connectionLost(socket: Socket<Connection>, error?: Error): void {
+  const { reader, writer } = socket.data;
+  if (error)
+    reader.setException(new ConnectionLostError(`connection lost: ${error.message}`, { cause: error }));
+  else reader.feedEof();
+  writer?.onClose(error);
 }
 
 /**
@@ -579,16 +590,19 @@ function streamHandlers(onOpen: (socket: Socket<Connection>) => void) {
     drain(socket: Socket<Connection>) {
       socket.data.writer?.onDrain();
     },
+    handshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null) {
+      if (success) {
+        socket.data.handshake?.resolve();
+        socket.data.writer?.onDrain();
+      } else {
+        socket.data.handshake?.reject(authorizationError ?? new Error("TLS handshake failed"));
+        socket.terminate();
+      }
+    },
     end(socket: Socket<Connection>) {
       socket.data.reader.feedEof();
     },
-    close(socket: Socket<Connection>, error?: Error) {
-      const { reader, writer } = socket.data;
-      if (error)
-        reader.setException(new ConnectionLostError(`connection lost: ${error.message}`, { cause: error }));
-      else reader.feedEof();
-      writer?.onClose(error);
-    },
+    close: connectionLost,
     error(socket: Socket<Connection>, error: Error) {
       socket.data.reader.setException(
         new ConnectionLostError(`connection error: ${error.message}`, { cause: error }),
@@ -620,21 +634,61 @@ export async function openConnection(
   options: OpenConnectionOptions = {},
 ): Promise<[StreamReader, StreamWriter]> {
   const reader = new StreamReader(options.limit);
+  const handshake = options.tls ? Promise.withResolvers<void>() : undefined;
+  let socket: Socket<Connection>;
   try {
-    const socket = await Bun.connect<Connection>({
+    socket = await Bun.connect<Connection>({
       hostname: host,
       port,
       tls: options.tls as boolean | undefined,
       allowHalfOpen: true,
-      data: { reader, writer: null },
-      socket: { ...streamHandlers(attach), connectError() {} },
+      data: { reader, writer: null, handshake },
+      socket: {
+        ...streamHandlers(attach),
+        connectError() {},
+        close(socket, error) {
+          handshake?.reject(error ?? new Error("connection closed during the TLS handshake"));
+          connectionLost(socket, error);
+        },
+      },
     });
-    return [reader, socket.data.writer ?? attach(socket)];
   } catch (error) {
-    const cause = error as Error & { code?: string };
-    const reason = cause.code ?? cause.message;
-    throw new ConnectionLostError(`cannot connect to ${host}:${port}: ${reason}`, { cause });
+    throw connectError(error, host, port);
   }
+  if (handshake) {
+    try {
+      await handshake.promise;
+    } catch (error) {
+      throw new ConnectionLostError(
+        `TLS handshake with ${host}:${port} failed: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+  return [reader, socket.data.writer ?? attach(socket)];
+}
+
+/** Why a connect fails, in words, by the system's error code. */
+const CONNECT_FAILURES: Record<string, string> = {
+  ECONNREFUSED: "connection refused (is a server listening there?)",
+  ENOTFOUND: "unknown host",
+  EAI_AGAIN: "could not resolve the host name (no network?)",
+  ETIMEDOUT: "timed out",
+  ENETUNREACH: "network unreachable",
+  EHOSTUNREACH: "host unreachable",
+};
+
+/**
+ * One line for a failed connect — `cannot connect to HOST:PORT: connection refused (ECONNREFUSED)` — as a
+ * {@link ConnectionLostError} whose `cause` is Bun's error.
+ */
+export function connectError(error: unknown, host: string, port: number): ConnectionLostError {
+  const cause = error as Error & { code?: string };
+  const known = cause.code ? CONNECT_FAILURES[cause.code] : undefined;
+  const reason = known ? `${known} (${cause.code})` : (cause.message ?? String(error));
+  return new ConnectionLostError(`cannot connect to ${host}:${port}: ${reason}`, { cause });
 }
 
 export type ClientConnected = (reader: StreamReader, writer: StreamWriter) => void | Promise<void>;

@@ -1,0 +1,159 @@
+/**
+ * lib/http.ts — the pieces of HTTP/1.1 (RFC 9112) that lessons 01 and 02 share: the request we send, the
+ * status line and header fields we parse, and how the body is framed. Lesson 01 applies them to a buffer
+ * it collected until EOF; lesson 02 applies them line by line to a StreamReader.
+ *
+ * A response is:
+ *   HTTP/1.1 200 OK\r\n                 ← status line
+ *   Content-Type: text/plain\r\n        ← header fields, one per line
+ *   Content-Length: 5\r\n
+ *   \r\n                                ← an empty line ends the head
+ *   hello                               ← body, framed by Content-Length, by chunks, or by EOF
+ */
+
+/** Longest status line or header line we accept: 8 KiB, like most servers' own limit. */
+export const MAX_HEAD_LINE_BYTES = 8 * 1024;
+/** Most header fields in one response: 100 (Node's default `maxHeadersCount` is 2,000; 100 is plenty). */
+export const MAX_HEADER_COUNT = 100;
+
+/** Default ports for the URL schemes we speak. */
+const DEFAULT_PORTS: Record<string, number> = { "http:": 80, "https:": 443 };
+
+/** A malformed or truncated response; `message` is one line fit for the user. */
+export class HttpError extends Error {
+  override name = "HttpError";
+}
+
+/** The server closed the connection before sending a single byte of response (a kept-alive connection may be retried). */
+export class NoResponseError extends HttpError {
+  override name = "NoResponseError";
+  constructor() {
+    super("the server closed the connection without a response");
+  }
+}
+
+export interface HttpResponse {
+  /** HTTP version of the status line, e.g. `HTTP/1.1`. */
+  version: string;
+  status: number;
+  reason: string;
+  /** Header fields, names lower-cased; repeated fields joined with `, ` (RFC 9110 §5.3). */
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+/** What a request needs from a URL. */
+export interface Target {
+  host: string;
+  port: number;
+  tls: boolean;
+  /** Path and query, as sent on the request line. */
+  path: string;
+  /** The `Host` header: host, plus the port when it is not the default. */
+  authority: string;
+  /** `host:port` — a key for connection reuse. */
+  origin: string;
+}
+
+/** Parses an `http:` or `https:` URL. Throws `HttpError` with a one-line reason for anything else. */
+export function parseTarget(url: string): Target {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new HttpError(`invalid URL: ${url}`);
+  }
+  const defaultPort = DEFAULT_PORTS[parsed.protocol];
+  if (defaultPort === undefined)
+    throw new HttpError(`unsupported URL scheme ${parsed.protocol} (use http: or https:)`);
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1"); // [::1] → ::1
+  const port = parsed.port ? Number(parsed.port) : defaultPort;
+  return {
+    host,
+    port,
+    tls: parsed.protocol === "https:",
+    path: `${parsed.pathname || "/"}${parsed.search}`,
+    authority: parsed.host,
+    origin: `${parsed.protocol}//${parsed.host}`,
+  };
+}
+
+/** The bytes of a GET request. `keepAlive: false` asks the server to close after the response. */
+export function buildGetRequest(target: Target, keepAlive: boolean): string {
+  return (
+    `GET ${target.path} HTTP/1.1\r\n` +
+    `Host: ${target.authority}\r\n` +
+    "User-Agent: bun-async-lessons/1\r\n" +
+    "Accept: */*\r\n" +
+    `Connection: ${keepAlive ? "keep-alive" : "close"}\r\n` +
+    "\r\n"
+  );
+}
+
+/** Parses `HTTP/1.1 200 OK`. */
+export function parseStatusLine(line: string): { version: string; status: number; reason: string } {
+  const match = /^(HTTP\/\d\.\d) (\d{3})(?: (.*))?$/.exec(line);
+  if (!match) throw new HttpError(`malformed status line: ${JSON.stringify(line.slice(0, 80))}`);
+  return { version: match[1]!, status: Number(match[2]), reason: match[3] ?? "" };
+}
+
+/** Adds one `Name: value` header line to `headers`. */
+export function addHeaderLine(headers: Record<string, string>, line: string): void {
+  const colon = line.indexOf(":");
+  // RFC 9112 §5.1: no whitespace between the name and the colon.
+  if (colon <= 0 || /[\s]/.test(line.slice(0, colon))) {
+    throw new HttpError(`malformed header line: ${JSON.stringify(line.slice(0, 80))}`);
+  }
+  const name = line.slice(0, colon).toLowerCase();
+  const value = line.slice(colon + 1).trim();
+  const previous = headers[name];
+  headers[name] = previous === undefined ? value : `${previous}, ${value}`;
+}
+
+/** How the body of a response is delimited (RFC 9112 §6.3). */
+export type BodyFraming =
+  | { kind: "none" }
+  | { kind: "length"; length: number }
+  | { kind: "chunked" }
+  | { kind: "eof" };
+
+/** Decides the body framing of a response to a GET from its status and headers. */
+export function bodyFraming(status: number, headers: Record<string, string>): BodyFraming {
+  // 1xx, 204 No Content and 304 Not Modified never have a body.
+  if (status < 200 || status === 204 || status === 304) return { kind: "none" };
+  const transferEncoding = headers["transfer-encoding"];
+  if (transferEncoding !== undefined) {
+    const codings = transferEncoding
+      .toLowerCase()
+      .split(",")
+      .map((coding) => coding.trim());
+    if (codings[codings.length - 1] === "chunked") return { kind: "chunked" };
+    return { kind: "eof" };
+  }
+  const contentLength = headers["content-length"];
+  if (contentLength !== undefined) {
+    // Repeated identical values ("5, 5") are allowed; different ones are an attack or a bug.
+    const values = new Set(contentLength.split(",").map((value) => value.trim()));
+    const [only] = values;
+    if (values.size !== 1 || !/^\d{1,15}$/.test(only!)) {
+      throw new HttpError(`invalid Content-Length: ${JSON.stringify(contentLength)}`);
+    }
+    return { kind: "length", length: Number(only) };
+  }
+  return { kind: "eof" };
+}
+
+/** Parses a chunk-size line (`1a3f` or `1a3f;name=value`), returning the size in bytes. */
+export function parseChunkSize(line: string): number {
+  const size = line.split(";", 1)[0]!.trim();
+  if (!/^[0-9a-fA-F]{1,12}$/.test(size))
+    throw new HttpError(`bad chunk size: ${JSON.stringify(line.slice(0, 40))}`);
+  return Number.parseInt(size, 16);
+}
+
+/** One line for a body that ended before it should have. */
+export function shortBodyError(received: number, expected: number | string): HttpError {
+  return new HttpError(
+    `body shorter than announced: got ${received} of ${expected} bytes before the connection closed`,
+  );
+}

@@ -1,0 +1,351 @@
+/**
+ * Lesson 02 — The same HTTP client on StreamReader / StreamWriter
+ *
+ * What it teaches: lesson 01 reacted to callbacks and had to keep its own buffer until EOF. Here
+ * `lib/streams.ts` keeps the buffer, and we simply *await* what we need next, in the order the protocol
+ * defines it:
+ *
+ *   await reader.readLine()        the status line, then each header line, until the empty line
+ *   await reader.readExactly(n)    a body of Content-Length bytes
+ *   await reader.readLine() + readExactly(size + 2)   each chunk of a chunked body
+ *   writer.write(request)          never blocks, never loses bytes (lib/streams queues what Bun's write() refuses)
+ *
+ * Because we read exactly one response and know where it ends, the connection can stay open for the next
+ * request (keep-alive): `HttpClient` keeps one connection per origin and reuses it. And because nothing
+ * blocks, several URLs are fetched at the same time — the asyncio `gather` of the book is `Promise.all`.
+ *
+ * Run it:
+ *   bun scripts/02-http-streams.ts                     # offline: a local server, four URLs at once
+ *   bun scripts/02-http-streams.ts http://example.com/ https://example.org/ --timeout 5 --body
+ * Poke it: `nc -l 9000` in a second terminal, then `bun scripts/02-http-streams.ts http://127.0.0.1:9000/`;
+ * answer `HTTP/1.1 200 OK`, `Content-Length: 3`, an empty line, `abc` — the client returns as soon as the
+ * third byte arrives, without waiting for you to close nc (lesson 01 had to wait for EOF).
+ *
+ * Builds on: lesson 01 (same requests and parsing rules, from lib/http.ts; its demo server) and
+ * lib/streams.ts (asyncio.open_connection ↔ openConnection; StreamReader.readline ↔ readLine).
+ */
+import {
+  addHeaderLine,
+  bodyFraming,
+  buildGetRequest,
+  HttpError,
+  type HttpResponse,
+  MAX_HEAD_LINE_BYTES,
+  MAX_HEADER_COUNT,
+  NoResponseError,
+  parseChunkSize,
+  parseStatusLine,
+  parseTarget,
+  shortBodyError,
+  type Target,
+} from "../lib/http.ts";
+import {
+  IncompleteReadError,
+  LimitOverrunError,
+  openConnection,
+  type StreamReader,
+  type StreamWriter,
+} from "../lib/streams.ts";
+import { DEFAULT_TIMEOUT_MS, formatResponse, parseArgs, startDemoServer } from "./01-http-raw.ts";
+
+/** Largest body we accept: 64 MiB; a bigger one is an error, not an out-of-memory. */
+export const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Read size while reading a body that ends at EOF: 64 KiB. */
+const READ_CHUNK_BYTES = 64 * 1024;
+
+const latin1 = new TextDecoder("latin1");
+
+// ── Step 1: read one response from a StreamReader ─────────────────────────────────────────────────────
+
+/** Reads one CRLF (or LF) line of the head, without its terminator. */
+async function readHeadLine(reader: StreamReader, what: string): Promise<string> {
+  return headLineText(await reader.readLine().catch(translateLimit(reader, what)), what);
+}
+
+/** A head line over the reader's limit becomes a one-line HttpError. */
+function translateLimit(reader: StreamReader, what: string) {
+  return (error: unknown): never => {
+    if (error instanceof LimitOverrunError) throw new HttpError(`${what} longer than ${reader.limit} bytes`);
+    throw error;
+  };
+}
+
+function headLineText(line: Uint8Array, what: string): string {
+  if (line.length === 0 || line[line.length - 1] !== 0x0a)
+    throw new HttpError(`response ended inside the ${what}`);
+  if (line.length > MAX_HEAD_LINE_BYTES)
+    throw new HttpError(`${what} longer than ${MAX_HEAD_LINE_BYTES} bytes`);
+  const end = line[line.length - 2] === 0x0d ? line.length - 2 : line.length - 1;
+  return latin1.decode(line.subarray(0, end));
+}
+
+/**
+ * Reads one whole response. Interim 1xx responses are skipped. Throws `HttpError` (one line) for a
+ * malformed head, a bad chunk size, a body over {@link MAX_BODY_BYTES}, or a body shorter than announced;
+ * a connection error as it comes from the reader.
+ */
+export async function readResponse(reader: StreamReader): Promise<HttpResponse> {
+  for (;;) {
+    const first = await reader.readLine().catch(translateLimit(reader, "status line"));
+    if (first.length === 0) throw new NoResponseError();
+    const { version, status, reason } = parseStatusLine(headLineText(first, "status line"));
+    const headers: Record<string, string> = {};
+    for (let count = 0; ; count++) {
+      const line = await readHeadLine(reader, "header line");
+      if (line === "") break;
+      if (count === MAX_HEADER_COUNT) throw new HttpError(`more than ${MAX_HEADER_COUNT} header fields`);
+      addHeaderLine(headers, line);
+    }
+    if (status >= 100 && status < 200) continue;
+    return { version, status, reason, headers, body: await readBody(reader, status, headers) };
+  }
+}
+
+async function readBody(
+  reader: StreamReader,
+  status: number,
+  headers: Record<string, string>,
+): Promise<Uint8Array> {
+  const framing = bodyFraming(status, headers);
+  switch (framing.kind) {
+    case "none":
+      return new Uint8Array(0);
+    case "length":
+      checkBodySize(framing.length);
+      return readExactlyOrShort(reader, framing.length, 0);
+    case "chunked":
+      return readChunkedBody(reader, headers);
+    case "eof":
+      return readBodyToEof(reader);
+  }
+}
+
+function checkBodySize(bytes: number): void {
+  if (bytes > MAX_BODY_BYTES)
+    throw new HttpError(`body of ${bytes} bytes is over the limit of ${MAX_BODY_BYTES} bytes`);
+}
+
+/** `readExactly`, with an early EOF turned into "body shorter than announced". */
+async function readExactlyOrShort(reader: StreamReader, n: number, alreadyRead: number): Promise<Uint8Array> {
+  try {
+    return await reader.readExactly(n);
+  } catch (error) {
+    if (error instanceof IncompleteReadError)
+      throw shortBodyError(alreadyRead + error.partial.length, alreadyRead + n);
+    throw error;
+  }
+}
+
+/** `size\r\n` data `\r\n` … `0\r\n`, then trailer fields (added to `headers`) and an empty line. */
+async function readChunkedBody(reader: StreamReader, headers: Record<string, string>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const size = parseChunkSize(await readHeadLine(reader, "chunk size line"));
+    if (size === 0) break;
+    checkBodySize(total + size);
+    const chunk = await readExactlyOrShort(reader, size + 2, total);
+    if (chunk[size] !== 0x0d || chunk[size + 1] !== 0x0a) throw new HttpError("chunk not followed by CRLF");
+    chunks.push(chunk.subarray(0, size));
+    total += size;
+  }
+  for (
+    let line = await readHeadLine(reader, "trailer");
+    line !== "";
+    line = await readHeadLine(reader, "trailer")
+  ) {
+    addHeaderLine(headers, line);
+  }
+  return concat(chunks, total);
+}
+
+async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = await reader.read(READ_CHUNK_BYTES);
+    if (chunk.length === 0) return concat(chunks, total);
+    total += chunk.length;
+    checkBodySize(total);
+    chunks.push(chunk);
+  }
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}
+
+/** Whether the connection may carry another request after this response (RFC 9112 §9.3). */
+function canReuse(response: HttpResponse): boolean {
+  const connection = (response.headers.connection ?? "").toLowerCase();
+  if (connection.includes("close")) return false;
+  if (bodyFraming(response.status, response.headers).kind === "eof") return false;
+  return response.version === "HTTP/1.1" || connection.includes("keep-alive");
+}
+
+// ── Step 2: one request on one connection, with a deadline ────────────────────────────────────────────
+
+export interface GetOptions {
+  /** Give up after this many milliseconds (default 10 s). */
+  timeoutMs?: number;
+}
+
+/** Runs `work`; past `timeoutMs`, calls `onTimeout` (which closes the connection) and rejects. */
+async function withDeadline<T>(work: Promise<T>, timeoutMs: number, onTimeout: () => void): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new HttpError(`timed out after ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** GETs `url` on a fresh connection that is closed afterwards (`Connection: close`). */
+export async function httpGet(url: string, options: GetOptions = {}): Promise<HttpResponse> {
+  const target = parseTarget(url);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let writer: StreamWriter | undefined;
+  const exchange = (async () => {
+    const [reader, opened] = await openConnection(target.host, target.port, { tls: target.tls });
+    writer = opened;
+    writer.write(buildGetRequest(target, false));
+    try {
+      return await readResponse(reader);
+    } finally {
+      writer.close();
+    }
+  })();
+  return withDeadline(exchange, timeoutMs, () => writer?.abort());
+}
+
+// ── Step 3: a keep-alive client — one reusable connection per origin ──────────────────────────────────
+
+interface Connection {
+  reader: StreamReader;
+  writer: StreamWriter;
+}
+
+/**
+ * An HTTP/1.1 client that keeps one connection per origin open and reuses it. Requests to one origin take
+ * turns on its connection; requests to different origins run at once. A GET on a reused connection that
+ * the server closed while it sat idle is retried once on a fresh one (GET is safe to repeat).
+ */
+export class HttpClient {
+  readonly #idle = new Map<string, Connection>();
+  /** Per origin, the promise of the request now using its connection: the next one waits for it. */
+  readonly #turns = new Map<string, Promise<unknown>>();
+  #closed = false;
+
+  async get(url: string, options: GetOptions = {}): Promise<HttpResponse> {
+    if (this.#closed) throw new Error("HttpClient is closed");
+    const target = parseTarget(url);
+    const previous = this.#turns.get(target.origin) ?? Promise.resolve();
+    const turn = previous
+      .catch(() => {})
+      .then(() => this.#getInTurn(target, options.timeoutMs ?? DEFAULT_TIMEOUT_MS));
+    this.#turns.set(target.origin, turn);
+    try {
+      return await turn;
+    } finally {
+      if (this.#turns.get(target.origin) === turn) this.#turns.delete(target.origin);
+    }
+  }
+
+  /** Closes every idle connection. Requests under way finish; later `get()` calls throw. */
+  close(): void {
+    this.#closed = true;
+    for (const { writer } of this.#idle.values()) writer.close();
+    this.#idle.clear();
+  }
+
+  async #getInTurn(target: Target, timeoutMs: number): Promise<HttpResponse> {
+    const reused = this.#idle.get(target.origin);
+    this.#idle.delete(target.origin);
+    if (reused && !reused.writer.isClosing()) {
+      try {
+        return await this.#exchange(target, reused, timeoutMs);
+      } catch (error) {
+        // The server may have closed the idle connection just as we sent: retry once on a new one.
+        if (!(error instanceof NoResponseError)) throw error;
+      }
+    }
+    const [reader, writer] = await withDeadline(
+      openConnection(target.host, target.port, { tls: target.tls }),
+      timeoutMs,
+      () => {},
+    );
+    return this.#exchange(target, { reader, writer }, timeoutMs);
+  }
+
+  async #exchange(target: Target, connection: Connection, timeoutMs: number): Promise<HttpResponse> {
+    connection.writer.write(buildGetRequest(target, true));
+    let response: HttpResponse;
+    try {
+      response = await withDeadline(readResponse(connection.reader), timeoutMs, () =>
+        connection.writer.abort(),
+      );
+    } catch (error) {
+      connection.writer.abort();
+      throw error;
+    }
+    if (canReuse(response) && !this.#closed) this.#idle.set(target.origin, connection);
+    else connection.writer.close();
+    return response;
+  }
+}
+
+// ── Step 4: the command line — several URLs at once ───────────────────────────────────────────────────
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  let options: ReturnType<typeof parseArgs>;
+  try {
+    options = parseArgs(argv);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    return 2;
+  }
+  const demo = options.urls.length === 0 ? startDemoServer() : undefined;
+  if (demo) {
+    console.log(`no URL given: fetching four URLs at once from a local demo server at ${demo.url}`);
+    options.urls = ["/a", "/b", "/chunked", "/c"].map((path) => new URL(path, demo.url).href);
+  }
+  const client = new HttpClient();
+  const started = performance.now();
+  // Start every request, then print each as it completes: the book's `asyncio.as_completed`.
+  const results = options.urls.map(async (url) => {
+    const begun = performance.now();
+    try {
+      const response = await client.get(url, { timeoutMs: options.timeoutMs });
+      const elapsed = (performance.now() - begun).toFixed(1);
+      console.log(`[${elapsed} ms] ${formatResponse(url, response, options.showBody)}`);
+      return true;
+    } catch (error) {
+      console.error(`[${(performance.now() - begun).toFixed(1)} ms] ${url}: ${(error as Error).message}`);
+      return false;
+    }
+  });
+  const succeeded = await Promise.all(results);
+  console.log(`${options.urls.length} URLs in ${(performance.now() - started).toFixed(1)} ms`);
+  client.close();
+  demo?.stop(true);
+  return succeeded.every(Boolean) ? 0 : 1;
+}
+
+if (import.meta.main) process.exit(await main());
+
+/* A real run (bun scripts/02-http-streams.ts):
+
+*/

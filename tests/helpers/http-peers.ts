@@ -1,0 +1,225 @@
+/**
+ * Real HTTP peers for the lesson 01/02 tests: a raw TCP server that sends deliberately awkward responses,
+ * node:http, and a TLS server with a certificate made by openssl for the test.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TCPSocketListener } from "bun";
+
+const utf8 = new TextEncoder();
+
+/** A scripted response and how to send it. */
+export interface AwkwardResponse {
+  /** Bytes to send once the request head has arrived. */
+  bytes: string | Uint8Array;
+  /** Send one byte per write, with a pause between, so each arrives in its own TCP segment. */
+  oneBytePerSegment?: boolean;
+  /** Close after sending (default true); false keeps the connection open and silent. */
+  close?: boolean;
+}
+
+/** A raw TCP server: each connection gets `respond(path)`'s bytes after its request head. */
+export function startRawServer(respond: (path: string) => AwkwardResponse | null) {
+  let connections = 0;
+  const listener: TCPSocketListener<{ head: string }> = Bun.listen<{ head: string }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        connections++;
+        socket.data = { head: "" };
+        socket.setNoDelay(true);
+      },
+      data(socket, chunk) {
+        socket.data.head += new TextDecoder().decode(chunk);
+        // Serve every complete request head (a keep-alive client sends several).
+        for (
+          let end = socket.data.head.indexOf("\r\n\r\n");
+          end !== -1;
+          end = socket.data.head.indexOf("\r\n\r\n")
+        ) {
+          const head = socket.data.head.slice(0, end);
+          socket.data.head = socket.data.head.slice(end + 4);
+          const path = head.split(" ")[1] ?? "/";
+          const response = respond(path);
+          if (response) void send(socket, response);
+        }
+      },
+    },
+  });
+  return {
+    url: `http://127.0.0.1:${listener.port}`,
+    get connections() {
+      return connections;
+    },
+    stop: () => listener.stop(true),
+  };
+}
+
+async function send(socket: Bun.Socket<{ head: string }>, response: AwkwardResponse) {
+  const bytes = typeof response.bytes === "string" ? utf8.encode(response.bytes) : response.bytes;
+  if (response.oneBytePerSegment) {
+    for (let i = 0; i < bytes.length; i++) {
+      socket.write(bytes.subarray(i, i + 1));
+      await Bun.sleep(1);
+    }
+  } else {
+    // Test peer with its own send queue: Bun's write() takes only what the kernel has room for.
+    let rest = bytes;
+    while (rest.length > 0) {
+      const written = socket.write(rest);
+      if (written < 0) return;
+      rest = rest.subarray(written);
+      if (rest.length > 0) await Bun.sleep(1);
+    }
+  }
+  if (response.close !== false) socket.end();
+}
+
+/** node:http on a free port: `/chunked` streams three writes (Transfer-Encoding: chunked). */
+export async function startNodeServer(): Promise<{ url: string; stop: () => void }> {
+  const server: Server = createServer((request, response) => {
+    if (request.url === "/chunked") {
+      response.writeHead(200, { "content-type": "text/plain" });
+      response.write("one ");
+      setTimeout(() => {
+        response.write("two ");
+        response.end("three");
+      }, 5);
+      return;
+    }
+    response.end("node says hi");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${address.port}`, stop: () => server.close() };
+}
+
+/** Makes a self-signed certificate for `localhost` with openssl, or returns null if openssl is missing. */
+export function makeCertificate(): {
+  cert: string;
+  key: string;
+  certPath: string;
+  cleanup: () => void;
+} | null {
+  if (!Bun.which("openssl")) return null;
+  const folder = mkdtempSync(join(tmpdir(), "lesson-tls-"));
+  const certPath = join(folder, "cert.pem");
+  const keyPath = join(folder, "key.pem");
+  const made = Bun.spawnSync(
+    [
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-keyout",
+      keyPath,
+      "-out",
+      certPath,
+    ],
+    { stderr: "pipe" },
+  );
+  if (made.exitCode !== 0) throw new Error(`openssl failed: ${made.stderr.toString()}`);
+  return {
+    cert: readFileSync(certPath, "utf8"),
+    key: readFileSync(keyPath, "utf8"),
+    certPath,
+    cleanup: () => rmSync(folder, { recursive: true, force: true }),
+  };
+}
+
+const FIVE_MB = 5 * 1024 * 1024;
+/** A 5 MB body with a recognisable pattern. */
+export const bigBody = new Uint8Array(FIVE_MB).map((_, i) => 97 + (i % 26));
+
+/** The awkward responses both HTTP lessons must handle, and what each should give. */
+export const AWKWARD_CASES: {
+  name: string;
+  response: AwkwardResponse;
+  expected:
+    | { status: number; body: string | Uint8Array; headers?: Record<string, string> }
+    | { error: string };
+}[] = [
+  {
+    name: "a response sent one byte per TCP segment",
+    response: {
+      bytes: "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-Héader: ok\r\n\r\nhello world",
+      oneBytePerSegment: true,
+    },
+    expected: { status: 200, body: "hello world" },
+  },
+  {
+    name: "a chunked body with chunk extensions and trailers",
+    response: {
+      bytes:
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        "5;name=value\r\nhello\r\n6\r\n world\r\nA ; ext\r\n, chunked!\r\n0\r\nX-Checksum: abc\r\n\r\n",
+    },
+    expected: { status: 200, body: "hello world, chunked!" },
+  },
+  {
+    name: "a chunked body sent one byte per TCP segment",
+    response: {
+      bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      oneBytePerSegment: true,
+    },
+    expected: { status: 200, body: "abc" },
+  },
+  {
+    name: "no Content-Length: the body ends when the server closes",
+    response: { bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end" },
+    expected: { status: 200, body: "until the end" },
+  },
+  {
+    name: "204 No Content has no body",
+    response: { bytes: "HTTP/1.1 204 No Content\r\nX-Note: empty\r\n\r\n" },
+    expected: { status: 204, body: "" },
+  },
+  {
+    name: "an interim 100 Continue before the real response",
+    response: { bytes: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" },
+    expected: { status: 200, body: "ok" },
+  },
+  {
+    name: "a 5 MB body",
+    response: {
+      bytes: Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${FIVE_MB}\r\n\r\n`), bigBody]),
+    },
+    expected: { status: 200, body: bigBody },
+  },
+  {
+    name: "a body shorter than its Content-Length",
+    response: { bytes: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this" },
+    expected: { error: "body shorter than announced: got 9 of 100 bytes" },
+  },
+  {
+    name: "a truncated chunked body",
+    response: { bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort" },
+    expected: { error: "body shorter than announced" },
+  },
+  {
+    name: "a garbage status line",
+    response: { bytes: "SSH-2.0-OpenSSH_9.2\r\n\r\n" },
+    expected: { error: 'malformed status line: "SSH-2.0-OpenSSH_9.2"' },
+  },
+  {
+    name: "a bad chunk size",
+    response: { bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n" },
+    expected: { error: 'bad chunk size: "zz"' },
+  },
+  {
+    name: "a server that closes without answering",
+    response: { bytes: "" },
+    expected: { error: "the server closed the connection without a response" },
+  },
+];
