@@ -16,6 +16,9 @@ export const MAX_HEAD_LINE_BYTES = 8 * 1024;
 /** Most header fields in one response: 100 (Node's default `maxHeadersCount` is 2,000; 100 is plenty). */
 export const MAX_HEADER_COUNT = 100;
 
+/** A plain Content-Length: up to 15 digits (beyond 2^53 bytes nobody sends). */
+const DECIMAL = /^\d{1,15}$/;
+
 /** Default ports for the URL schemes we speak. */
 const DEFAULT_PORTS: Record<string, number> = { "http:": 80, "https:": 443 };
 
@@ -131,11 +134,13 @@ export function bodyFraming(status: number, headers: Record<string, string>): Bo
     return { kind: "eof" };
   }
   const contentLength = headers["content-length"];
+  if (contentLength !== undefined && DECIMAL.test(contentLength))
+    return { kind: "length", length: Number(contentLength) };
   if (contentLength !== undefined) {
     // Repeated identical values ("5, 5") are allowed; different ones are an attack or a bug.
     const values = new Set(contentLength.split(",").map((value) => value.trim()));
     const [only] = values;
-    if (values.size !== 1 || !/^\d{1,15}$/.test(only!)) {
+    if (values.size !== 1 || !DECIMAL.test(only!)) {
       throw new HttpError(`invalid Content-Length: ${JSON.stringify(contentLength)}`);
     }
     return { kind: "length", length: Number(only) };

@@ -17,8 +17,8 @@
  *   Memory stays bounded by `maxLineBytes` whatever the peer sends.
  * - `end()` delivers the unterminated last line, if any (as `onLine`, or `onLineTooLong`).
  *
- * Speed: the common case, a chunk that holds whole lines, is one native `indexOf` per line and one
- * `TextDecoder.decode` of a subarray — no copies. Only a line split across chunks is copied.
+ * Speed: the lines wholly inside a chunk are decoded with one `TextDecoder.decode` for the lot and cut
+ * with string `indexOf` — no copies, no per-line decoder call. Only a line split across chunks is copied.
  */
 
 /** Byte value of `\n`, the line terminator. */
@@ -69,14 +69,41 @@ export class LineDecoder {
 
   /** Feeds one chunk. Calls `onLine` / `onLineTooLong` synchronously for every line the chunk completes. */
   push(chunk: Uint8Array): void {
+    const firstNewline = chunk.indexOf(NEWLINE);
+    if (firstNewline === -1) return this.#keepPartial(chunk);
     let start = 0;
-    let newline = chunk.indexOf(NEWLINE);
-    while (newline !== -1) {
-      this.#finishLine(chunk, start, newline);
-      start = newline + 1;
-      newline = chunk.indexOf(NEWLINE, start);
+    if (this.#pendingBytes > 0 || this.#discardedBytes > 0) {
+      // The first line continues one that began in an earlier chunk.
+      this.#finishLine(chunk, 0, firstNewline);
+      start = firstNewline + 1;
     }
-    if (start < chunk.length) this.#keepPartial(chunk.subarray(start));
+    const lastNewline = chunk.lastIndexOf(NEWLINE);
+    if (lastNewline >= start) this.#emitWholeLines(chunk, start, lastNewline + 1);
+    if (lastNewline + 1 < chunk.length) this.#keepPartial(chunk.subarray(lastNewline + 1));
+  }
+
+  /**
+   * Emits the lines of `chunk[start, end)`, which begins a line and ends with `\n`. One `decode` for them
+   * all is several times faster than one per line. Each `\n` byte is one `\n` character, so walking the
+   * bytes and the text in step gives every line's exact byte length for the limit check.
+   */
+  #emitWholeLines(chunk: Uint8Array, start: number, end: number): void {
+    const text = this.#utf8.decode(chunk.subarray(start, end));
+    let byteStart = start;
+    let textStart = 0;
+    while (byteStart < end) {
+      const byteNewline = chunk.indexOf(NEWLINE, byteStart);
+      const textNewline = text.indexOf("\n", textStart);
+      const carriageReturn =
+        textNewline > textStart && text.charCodeAt(textNewline - 1) === CARRIAGE_RETURN ? 1 : 0;
+      if (byteNewline - byteStart - carriageReturn > this.maxLineBytes) {
+        this.#onLineTooLong(byteNewline - byteStart);
+      } else {
+        this.#onLine(text.slice(textStart, textNewline - carriageReturn));
+      }
+      byteStart = byteNewline + 1;
+      textStart = textNewline + 1;
+    }
   }
 
   /** Ends the stream: delivers the unterminated last line, if there is one, and resets the decoder. */

@@ -165,7 +165,16 @@ export class StreamReader {
    *   stream, where it is read as if it were the next line; we keep the stream in step.)
    * - Throws the transport's error (e.g. {@link ConnectionLostError}) if the connection failed.
    */
-  async readLine(): Promise<Uint8Array> {
+  readLine(): Promise<Uint8Array> {
+    // Fast path, taken for almost every line of a busy connection: the whole line is already buffered.
+    if (this.#exception === null) {
+      const newline = this.#find(NEWLINE, 0);
+      if (newline !== -1 && newline <= this.limit) return Promise.resolve(this.#take(newline + 1));
+    }
+    return this.#readLineSlowly();
+  }
+
+  async #readLineSlowly(): Promise<Uint8Array> {
     try {
       return await this.readUntil(NEWLINE);
     } catch (error) {
@@ -213,7 +222,14 @@ export class StreamReader {
    * Reads exactly `n` bytes. At EOF first: throws `IncompleteReadError` whose `partial` holds the bytes
    * that did arrive (consumed). `n` may exceed `limit`: reading is resumed while we wait.
    */
-  async readExactly(n: number): Promise<Uint8Array> {
+  readExactly(n: number): Promise<Uint8Array> {
+    if (this.#exception === null && this.bufferedBytes >= n && Number.isInteger(n) && n >= 0) {
+      return Promise.resolve(this.#take(n));
+    }
+    return this.#readExactlySlowly(n);
+  }
+
+  async #readExactlySlowly(n: number): Promise<Uint8Array> {
     if (!Number.isInteger(n) || n < 0)
       throw new RangeError(`readExactly size must be a non-negative integer`);
     while (this.bufferedBytes < n) {
@@ -321,14 +337,17 @@ export class StreamReader {
 
   /** Index (relative to the unread bytes) of the first `separator` at or after `from`, or -1. */
   #find(separator: Uint8Array, from: number): number {
-    const unread = this.#buffer.subarray(this.#start, this.#end);
+    // Search the backing buffer in place: a subarray() view per call costs more than the search itself.
+    const buffer = this.#buffer;
+    const start = this.#start;
+    const lastStart = this.#end - separator.length;
     const first = separator[0]!;
-    let index = unread.indexOf(first, from);
-    while (index !== -1 && index + separator.length <= unread.length) {
+    let index = buffer.indexOf(first, start + from);
+    while (index !== -1 && index <= lastStart) {
       let matched = 1;
-      while (matched < separator.length && unread[index + matched] === separator[matched]) matched++;
-      if (matched === separator.length) return index;
-      index = unread.indexOf(first, index + 1);
+      while (matched < separator.length && buffer[index + matched] === separator[matched]) matched++;
+      if (matched === separator.length) return index - start;
+      index = buffer.indexOf(first, index + 1);
     }
     return -1;
   }

@@ -59,15 +59,15 @@ const latin1 = new TextDecoder("latin1");
 
 /** Reads one CRLF (or LF) line of the head, without its terminator. */
 async function readHeadLine(reader: StreamReader, what: string): Promise<string> {
-  return headLineText(await reader.readLine().catch(translateLimit(reader, what)), what);
-}
-
-/** A head line over the reader's limit becomes a one-line HttpError. */
-function translateLimit(reader: StreamReader, what: string) {
-  return (error: unknown): never => {
+  let line: Uint8Array;
+  try {
+    line = await reader.readLine();
+  } catch (error) {
     if (error instanceof LimitOverrunError) throw new HttpError(`${what} longer than ${reader.limit} bytes`);
     throw error;
-  };
+  }
+  if (line.length === 0 && what === "status line") throw new NoResponseError();
+  return headLineText(line, what);
 }
 
 function headLineText(line: Uint8Array, what: string): string {
@@ -75,8 +75,8 @@ function headLineText(line: Uint8Array, what: string): string {
     throw new HttpError(`response ended inside the ${what}`);
   if (line.length > MAX_HEAD_LINE_BYTES)
     throw new HttpError(`${what} longer than ${MAX_HEAD_LINE_BYTES} bytes`);
-  const end = line[line.length - 2] === 0x0d ? line.length - 2 : line.length - 1;
-  return latin1.decode(line.subarray(0, end));
+  const text = latin1.decode(line);
+  return text.slice(0, text.endsWith("\r\n") ? -2 : -1);
 }
 
 /**
@@ -86,9 +86,7 @@ function headLineText(line: Uint8Array, what: string): string {
  */
 export async function readResponse(reader: StreamReader): Promise<HttpResponse> {
   for (;;) {
-    const first = await reader.readLine().catch(translateLimit(reader, "status line"));
-    if (first.length === 0) throw new NoResponseError();
-    const { version, status, reason } = parseStatusLine(headLineText(first, "status line"));
+    const { version, status, reason } = parseStatusLine(await readHeadLine(reader, "status line"));
     const headers: Record<string, string> = {};
     for (let count = 0; ; count++) {
       const line = await readHeadLine(reader, "header line");
@@ -197,17 +195,48 @@ export interface GetOptions {
   timeoutMs?: number;
 }
 
-/** Runs `work`; past `timeoutMs`, calls `onTimeout` (which closes the connection) and rejects. */
-async function withDeadline<T>(work: Promise<T>, timeoutMs: number, onTimeout: () => void): Promise<T> {
+interface Connection {
+  reader: StreamReader;
+  writer: StreamWriter;
+}
+
+function timeoutError(timeoutMs: number): HttpError {
+  return new HttpError(`timed out after ${timeoutMs / 1000} s`);
+}
+
+/** Connects to the target; past `timeoutMs`, gives up with a timeout error. */
+async function connect(target: Target, timeoutMs: number): Promise<Connection> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      reject(new HttpError(`timed out after ${timeoutMs / 1000} s`));
-    }, timeoutMs);
+    timer = setTimeout(() => reject(timeoutError(timeoutMs)), timeoutMs);
   });
   try {
-    return await Promise.race([work, deadline]);
+    const [reader, writer] = await Promise.race([
+      openConnection(target.host, target.port, { tls: target.tls }),
+      deadline,
+    ]);
+    return { reader, writer };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Sends a GET on `connection` and reads the response. Past `timeoutMs` the connection is aborted, which
+ * makes the pending read fail; that failure is reported as the timeout it is.
+ */
+async function exchange(connection: Connection, target: Target, keepAlive: boolean, timeoutMs: number) {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    connection.writer.abort();
+  }, timeoutMs);
+  try {
+    connection.writer.write(buildGetRequest(target, keepAlive));
+    return await readResponse(connection.reader);
+  } catch (error) {
+    connection.writer.abort();
+    throw timedOut ? timeoutError(timeoutMs) : error;
   } finally {
     clearTimeout(timer);
   }
@@ -217,26 +246,23 @@ async function withDeadline<T>(work: Promise<T>, timeoutMs: number, onTimeout: (
 export async function httpGet(url: string, options: GetOptions = {}): Promise<HttpResponse> {
   const target = parseTarget(url);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  let writer: StreamWriter | undefined;
-  const exchange = (async () => {
-    const [reader, opened] = await openConnection(target.host, target.port, { tls: target.tls });
-    writer = opened;
-    writer.write(buildGetRequest(target, false));
-    try {
-      return await readResponse(reader);
-    } finally {
-      writer.close();
-    }
-  })();
-  return withDeadline(exchange, timeoutMs, () => writer?.abort());
+  const connection = await connect(target, timeoutMs);
+  const response = await exchange(connection, target, false, timeoutMs);
+  connection.writer.close();
+  return response;
 }
 
 // ── Step 3: a keep-alive client — one reusable connection per origin ──────────────────────────────────
 
-interface Connection {
-  reader: StreamReader;
-  writer: StreamWriter;
+/** Per origin: its idle connection, and the requests waiting for their turn on it. */
+interface Origin {
+  idle: Connection | null;
+  busy: boolean;
+  waiting: (() => void)[];
 }
+
+/** How many parsed URLs HttpClient remembers: 256 (a client GETs the same few URLs over and over). */
+const TARGET_CACHE_SIZE = 256;
 
 /**
  * An HTTP/1.1 client that keeps one connection per origin open and reuses it. Requests to one origin take
@@ -244,66 +270,70 @@ interface Connection {
  * the server closed while it sat idle is retried once on a fresh one (GET is safe to repeat).
  */
 export class HttpClient {
-  readonly #idle = new Map<string, Connection>();
-  /** Per origin, the promise of the request now using its connection: the next one waits for it. */
-  readonly #turns = new Map<string, Promise<unknown>>();
+  readonly #origins = new Map<string, Origin>();
+  readonly #targets = new Map<string, Target>();
   #closed = false;
 
   async get(url: string, options: GetOptions = {}): Promise<HttpResponse> {
     if (this.#closed) throw new Error("HttpClient is closed");
-    const target = parseTarget(url);
-    const previous = this.#turns.get(target.origin) ?? Promise.resolve();
-    const turn = previous
-      .catch(() => {})
-      .then(() => this.#getInTurn(target, options.timeoutMs ?? DEFAULT_TIMEOUT_MS));
-    this.#turns.set(target.origin, turn);
+    const target = this.#target(url);
+    const origin = this.#origin(target.origin);
+    if (origin.busy) await new Promise<void>((resolve) => origin.waiting.push(resolve));
+    origin.busy = true;
     try {
-      return await turn;
+      return await this.#getInTurn(target, origin, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     } finally {
-      if (this.#turns.get(target.origin) === turn) this.#turns.delete(target.origin);
+      const next = origin.waiting.shift();
+      if (next) next();
+      else origin.busy = false;
     }
   }
 
   /** Closes every idle connection. Requests under way finish; later `get()` calls throw. */
   close(): void {
     this.#closed = true;
-    for (const { writer } of this.#idle.values()) writer.close();
-    this.#idle.clear();
+    for (const origin of this.#origins.values()) origin.idle?.writer.close();
+    this.#origins.clear();
   }
 
-  async #getInTurn(target: Target, timeoutMs: number): Promise<HttpResponse> {
-    const reused = this.#idle.get(target.origin);
-    this.#idle.delete(target.origin);
+  async #getInTurn(target: Target, origin: Origin, timeoutMs: number): Promise<HttpResponse> {
+    const reused = origin.idle;
+    origin.idle = null;
     if (reused && !reused.writer.isClosing()) {
       try {
-        return await this.#exchange(target, reused, timeoutMs);
+        return this.#keepOrClose(await exchange(reused, target, true, timeoutMs), reused, origin);
       } catch (error) {
         // The server may have closed the idle connection just as we sent: retry once on a new one.
         if (!(error instanceof NoResponseError)) throw error;
       }
     }
-    const [reader, writer] = await withDeadline(
-      openConnection(target.host, target.port, { tls: target.tls }),
-      timeoutMs,
-      () => {},
-    );
-    return this.#exchange(target, { reader, writer }, timeoutMs);
+    const connection = await connect(target, timeoutMs);
+    return this.#keepOrClose(await exchange(connection, target, true, timeoutMs), connection, origin);
   }
 
-  async #exchange(target: Target, connection: Connection, timeoutMs: number): Promise<HttpResponse> {
-    connection.writer.write(buildGetRequest(target, true));
-    let response: HttpResponse;
-    try {
-      response = await withDeadline(readResponse(connection.reader), timeoutMs, () =>
-        connection.writer.abort(),
-      );
-    } catch (error) {
-      connection.writer.abort();
-      throw error;
-    }
-    if (canReuse(response) && !this.#closed) this.#idle.set(target.origin, connection);
+  #keepOrClose(response: HttpResponse, connection: Connection, origin: Origin): HttpResponse {
+    if (canReuse(response) && !this.#closed) origin.idle = connection;
     else connection.writer.close();
     return response;
+  }
+
+  #origin(key: string): Origin {
+    let origin = this.#origins.get(key);
+    if (!origin) {
+      origin = { idle: null, busy: false, waiting: [] };
+      this.#origins.set(key, origin);
+    }
+    return origin;
+  }
+
+  #target(url: string): Target {
+    let target = this.#targets.get(url);
+    if (!target) {
+      if (this.#targets.size >= TARGET_CACHE_SIZE) this.#targets.clear();
+      target = parseTarget(url);
+      this.#targets.set(url, target);
+    }
+    return target;
   }
 }
 

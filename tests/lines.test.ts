@@ -74,6 +74,15 @@ describe("LineDecoder", () => {
     expect(decode(`${"z".repeat(11)}\r\n`, { chunkSize, maxLineBytes: 10 })).toEqual([{ tooLong: 12 }]);
   });
 
+  eachChunking("counts the limit in bytes, not characters", (chunkSize) => {
+    // Four emoji are 8 UTF-16 units but 16 UTF-8 bytes.
+    expect(decode("🎉🎉🎉🎉\n🎉🎉🎉🎉x\nend\n", { chunkSize, maxLineBytes: 16 })).toEqual([
+      "🎉🎉🎉🎉",
+      { tooLong: 17 },
+      "end",
+    ]);
+  });
+
   eachChunking("reports an over-long unterminated last line at end()", (chunkSize) => {
     expect(decode(`a\n${"b".repeat(50)}`, { chunkSize, maxLineBytes: 10 })).toEqual(["a", { tooLong: 50 }]);
   });
