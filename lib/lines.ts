@@ -26,6 +26,9 @@ const NEWLINE = 0x0a;
 /** Byte value of `\r`, dropped when it stands just before `\n`. */
 const CARRIAGE_RETURN = 0x0d;
 
+/** Decoding without `stream: true` keeps no state, so every LineDecoder can share one (10,000 clients…). */
+const utf8 = new TextDecoder("utf-8");
+
 /** Default longest line, in bytes, terminator excluded: 64 KiB (asyncio's stream limit). */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
 
@@ -46,7 +49,6 @@ export class LineDecoder {
   readonly maxLineBytes: number;
   readonly #onLine: (line: string) => void;
   readonly #onLineTooLong: (byteLength: number) => void;
-  readonly #utf8 = new TextDecoder("utf-8");
   /** Pieces of the current, unterminated line (each already copied: callers may reuse their chunks). */
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
@@ -88,7 +90,7 @@ export class LineDecoder {
    * bytes and the text in step gives every line's exact byte length for the limit check.
    */
   #emitWholeLines(chunk: Uint8Array, start: number, end: number): void {
-    const text = this.#utf8.decode(chunk.subarray(start, end));
+    const text = utf8.decode(chunk.subarray(start, end));
     let byteStart = start;
     let textStart = 0;
     while (byteStart < end) {
@@ -187,6 +189,6 @@ export class LineDecoder {
   /** Decodes `bytes[start, end)` as UTF-8, without a trailing `\r`. */
   #decode(bytes: Uint8Array, start: number, end: number): string {
     if (end > start && bytes[end - 1] === CARRIAGE_RETURN) end -= 1;
-    return this.#utf8.decode(bytes.subarray(start, end));
+    return utf8.decode(bytes.subarray(start, end));
   }
 }

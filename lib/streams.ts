@@ -375,7 +375,10 @@ export class StreamReader {
 // ── StreamWriter ──────────────────────────────────────────────────────────────────────────────────────
 
 /** What a StreamWriter needs from a Bun socket. */
-type WritableSocket = Pick<Socket<unknown>, "write" | "end" | "shutdown" | "terminate">;
+type WritableSocket = Pick<
+  Socket<unknown>,
+  "write" | "end" | "shutdown" | "terminate" | "remoteAddress" | "remotePort"
+>;
 
 /**
  * The sending half of a connection. `write()` queues and never blocks; `drain()` is where a writer waits
@@ -399,9 +402,18 @@ export class StreamWriter {
   #closed = false;
   #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
   #closedWaiters: (() => void)[] = [];
+  readonly #peer: string;
 
   constructor(socket: WritableSocket) {
     this.#socket = socket;
+    // Read now: Bun forgets the address once the socket is closed.
+    const address = socket.remoteAddress ?? "unknown";
+    this.#peer = `${address.includes(":") ? `[${address}]` : address}:${socket.remotePort}`;
+  }
+
+  /** The peer's address as `host:port` (asyncio's `get_extra_info("peername")`), e.g. `127.0.0.1:53422`. */
+  get peer(): string {
+    return this.#peer;
   }
 
   /** Bytes queued and not yet taken by the kernel (asyncio's `transport.get_write_buffer_size()`). */
@@ -415,12 +427,22 @@ export class StreamWriter {
    * Throws if called after `writeEof()` or `close()`.
    */
   write(data: string | Uint8Array): void {
+    this.#enqueue(typeof data === "string" ? utf8.encode(data) : data.slice());
+  }
+
+  /**
+   * Like `write()`, but queues `bytes` itself instead of a copy: for one encoded buffer sent to many
+   * writers (a chat broadcast). The caller must never modify `bytes` afterwards.
+   */
+  writeShared(bytes: Uint8Array): void {
+    this.#enqueue(bytes);
+  }
+
+  #enqueue(bytes: Uint8Array): void {
     if (this.#eofRequested || this.#closeRequested) {
       throw new Error(`write() called after ${this.#closeRequested ? "close()" : "writeEof()"}`);
     }
-    if (this.#lost || this.#closed) return;
-    const bytes = typeof data === "string" ? utf8.encode(data) : data.slice();
-    if (bytes.length === 0) return;
+    if (this.#lost || this.#closed || bytes.length === 0) return;
     this.#queue.push(bytes);
     this.#queuedBytes += bytes.length;
     this.#scheduleFlush();

@@ -1,0 +1,98 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { greeting } from "../scripts/04-echo-server.ts";
+import { runScript } from "./helpers/run.ts";
+import { LineClient, startServerProcess } from "./helpers/servers.ts";
+
+describe("lesson 04: the echo server", async () => {
+  const server = await startServerProcess("scripts/04-echo-server.ts", ["--max-line", "1024"]);
+  afterAll(() => server.child.kill());
+
+  /** Waits until the server's log says `n connected`, so the next greeting's count is settled. */
+  async function connectedCount(n: number) {
+    for (let tries = 0; tries < 200 && !server.output().trimEnd().endsWith(`(${n} connected)`); tries++)
+      await Bun.sleep(10);
+  }
+
+  test("greets each client with how many others are connected, as clients come and go", async () => {
+    const first = await LineClient.connect(server.port);
+    expect(await first.line()).toBe(greeting(0).trimEnd());
+    const second = await LineClient.connect(server.port);
+    expect(await second.line()).toBe(greeting(1).trimEnd());
+    const third = await LineClient.connect(server.port);
+    expect(await third.line()).toBe(greeting(2).trimEnd());
+    second.close();
+    await connectedCount(2);
+    const fourth = await LineClient.connect(server.port);
+    expect(await fourth.line()).toBe(
+      "welcome! 2 other clients are connected. Type a line and it comes back.",
+    );
+    for (const client of [first, third, fourth]) client.close();
+    await connectedCount(0);
+  });
+
+  test("echoes every line unchanged, UTF-8 and \\r\\n included, and a partial last line at EOF", async () => {
+    const client = await LineClient.connect(server.port);
+    await client.line();
+    client.send("héllo 🎉\r\nsecond\n");
+    const echoed = [await client.reader.readLine(), await client.reader.readLine()];
+    expect(echoed.map((bytes) => new TextDecoder().decode(bytes))).toEqual(["héllo 🎉\r\n", "second\n"]);
+    client.send("no newline");
+    client.writer.writeEof();
+    expect(new TextDecoder().decode(await client.reader.read())).toBe("no newline");
+  });
+
+  test("answers a line over the limit with one error line and stays usable", async () => {
+    const client = await LineClient.connect(server.port);
+    await client.line();
+    client.send(`${"x".repeat(1_000_000)}\nstill here\n`);
+    expect(await client.line()).toBe("ERR line too long: 1000001 bytes, the limit is 1024");
+    expect(await client.line()).toBe("still here");
+    client.close();
+  });
+
+  test("a client that sends without reading is slowed down, not buffered without bound", async () => {
+    const client = await LineClient.connect(server.port);
+    await client.line();
+    const line = `${"y".repeat(1000)}\n`;
+    for (let i = 0; i < 20_000; i++) client.send(line); // 20 MB, not reading any of the echo
+    await Bun.sleep(500);
+    expect(server.rss()).toBeLessThan(200 * 1024 * 1024);
+    let echoedBytes = 0;
+    while (echoedBytes < 20_000 * line.length) echoedBytes += (await client.reader.read(1 << 20)).length;
+    expect(echoedBytes).toBe(20_000 * line.length);
+    client.close();
+  });
+});
+
+describe("lesson 04 as a command", () => {
+  test("tells connected clients and exits 0 on SIGINT", async () => {
+    const server = await startServerProcess("scripts/04-echo-server.ts");
+    const client = await LineClient.connect(server.port);
+    await client.line();
+    expect(await server.interrupt()).toBe(0);
+    expect(await client.rest()).toEqual(["* server shutting down"]);
+    expect(server.output()).toContain("SIGINT: shutting down, telling 1 client(s)");
+  });
+
+  test("refuses a bad flag with one line and exit code 2", async () => {
+    const { exitCode, stderr } = await runScript(["scripts/04-echo-server.ts", "--port", "http"]);
+    expect(exitCode).toBe(2);
+    expect(stderr.trim()).toBe('error: --port needs a whole number 0–65535, got "http"');
+  });
+
+  test("says so in one line when the port is taken", async () => {
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const { exitCode, stderr } = await runScript([
+        "scripts/04-echo-server.ts",
+        "--port",
+        String(holder.port),
+      ]);
+      expect(exitCode).toBe(1);
+      expect(stderr.trim()).toStartWith(`error: cannot listen on 127.0.0.1:${holder.port}:`);
+      expect(stderr.trim().split("\n")).toHaveLength(1);
+    } finally {
+      holder.stop(true);
+    }
+  });
+});
