@@ -5,10 +5,14 @@
 import { cpus } from "node:os";
 import { benchHttp } from "./http.ts";
 import { benchLines } from "./lines.ts";
+import { benchChat, benchEcho, benchMemory } from "./servers.ts";
 
 const benches: Record<string, () => Promise<void>> = {
   lines: () => benchLines(),
   http: () => benchHttp(),
+  echo: () => benchEcho(),
+  chat: () => benchChat(),
+  memory: () => benchMemory(),
 };
 
 const wanted = process.argv.slice(2);

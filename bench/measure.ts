@@ -6,8 +6,11 @@
 
 export interface Contestant {
   name: string;
-  /** Runs one round and returns how many operations (or bytes) it did. */
-  run: () => Promise<number>;
+  /**
+   * Runs one round and returns how many operations (or bytes) it did — or, when it timed itself (a load
+   * generator in another process), the operations and the seconds they took.
+   */
+  run: () => Promise<number | { operations: number; seconds: number }>;
 }
 
 export interface Result {
@@ -31,9 +34,12 @@ export async function compare(contestants: Contestant[], rounds = 7, warmupRound
     const order = contestants.map((_, index) => contestants[(index + round) % contestants.length]!);
     for (const contestant of order) {
       const started = performance.now();
-      const operations = await contestant.run();
-      const seconds = (performance.now() - started) / 1000;
-      if (round >= warmupRounds) rates.get(contestant.name)!.push(operations / seconds);
+      const outcome = await contestant.run();
+      const measured =
+        typeof outcome === "number"
+          ? { operations: outcome, seconds: (performance.now() - started) / 1000 }
+          : outcome;
+      if (round >= warmupRounds) rates.get(contestant.name)!.push(measured.operations / measured.seconds);
     }
   }
   return contestants.map(({ name }) => {

@@ -29,9 +29,13 @@ const CARRIAGE_RETURN = 0x0d;
 /** Decoding without `stream: true` keeps no state, so every LineDecoder can share one (10,000 clients…). */
 const utf8 = new TextDecoder("utf-8");
 
+/** The shared "no pending pieces" list; never pushed to. */
+const NO_PIECES: Uint8Array[] = [];
+
 /** Default longest line, in bytes, terminator excluded: 64 KiB (asyncio's stream limit). */
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
 
+/** What a LineDecoder reports to; an object literal, or an instance of a class with these methods. */
 export interface LineDecoderOptions {
   /** Longest line accepted, in bytes, terminator excluded. Default {@link DEFAULT_MAX_LINE_BYTES}. */
   maxLineBytes?: number;
@@ -47,10 +51,10 @@ export interface LineDecoderOptions {
 /** Splits a byte stream into UTF-8 text lines. Feed it with {@link push}, finish it with {@link end}. */
 export class LineDecoder {
   readonly maxLineBytes: number;
-  readonly #onLine: (line: string) => void;
-  readonly #onLineTooLong: (byteLength: number) => void;
+  /** The options object: its `onLine` / `onLineTooLong` are called as its methods (a class may implement them). */
+  readonly #handler: LineDecoderOptions;
   /** Pieces of the current, unterminated line (each already copied: callers may reuse their chunks). */
-  #pending: Uint8Array[] = [];
+  #pending: Uint8Array[] = NO_PIECES;
   #pendingBytes = 0;
   /** Bytes of the current line dropped because it is over the limit; 0 while the line fits. */
   #discardedBytes = 0;
@@ -60,8 +64,7 @@ export class LineDecoder {
     if (!Number.isInteger(this.maxLineBytes) || this.maxLineBytes < 1) {
       throw new RangeError(`maxLineBytes must be a positive integer, got ${this.maxLineBytes}`);
     }
-    this.#onLine = options.onLine;
-    this.#onLineTooLong = options.onLineTooLong ?? (() => {});
+    this.#handler = options;
   }
 
   /** Bytes held for the current unterminated line (never more than `maxLineBytes`). */
@@ -99,9 +102,9 @@ export class LineDecoder {
       const carriageReturn =
         textNewline > textStart && text.charCodeAt(textNewline - 1) === CARRIAGE_RETURN ? 1 : 0;
       if (byteNewline - byteStart - carriageReturn > this.maxLineBytes) {
-        this.#onLineTooLong(byteNewline - byteStart);
+        this.#handler.onLineTooLong?.(byteNewline - byteStart);
       } else {
-        this.#onLine(text.slice(textStart, textNewline - carriageReturn));
+        this.#handler.onLine(text.slice(textStart, textNewline - carriageReturn));
       }
       byteStart = byteNewline + 1;
       textStart = textNewline + 1;
@@ -118,7 +121,7 @@ export class LineDecoder {
       this.#discardedBytes = line.length;
       return this.#reportTooLong(0);
     }
-    this.#onLine(this.#decode(line, 0, line.length));
+    this.#handler.onLine(this.#decode(line, 0, line.length));
   }
 
   /** Completes the line that ends at `chunk[newline]`, whose bytes in this chunk start at `start`. */
@@ -132,12 +135,12 @@ export class LineDecoder {
       this.#clearPending();
       return this.#reportTooLong(tailBytes);
     }
-    if (this.#pendingBytes === 0) return this.#onLine(this.#decode(chunk, start, newline));
-    this.#pending.push(chunk.subarray(start, newline));
+    if (this.#pendingBytes === 0) return this.#handler.onLine(this.#decode(chunk, start, newline));
+    this.#pieces().push(chunk.subarray(start, newline));
     this.#pendingBytes = rawBytes;
     const line = this.#takePending();
     this.#clearPending();
-    this.#onLine(this.#decode(line, 0, line.length));
+    this.#handler.onLine(this.#decode(line, 0, line.length));
   }
 
   /** Whether the line ending at `chunk[newline]` has a `\r` just before the `\n`. */
@@ -159,19 +162,25 @@ export class LineDecoder {
       this.#clearPending();
       return;
     }
-    this.#pending.push(tail.slice());
+    this.#pieces().push(tail.slice());
     this.#pendingBytes += tail.length;
   }
 
   #reportTooLong(tailBytes: number): void {
     const byteLength = this.#discardedBytes + tailBytes;
     this.#discardedBytes = 0;
-    this.#onLineTooLong(byteLength);
+    this.#handler.onLineTooLong?.(byteLength);
   }
 
   #clearPending(): void {
-    this.#pending = [];
+    this.#pending = NO_PIECES;
     this.#pendingBytes = 0;
+  }
+
+  /** The list of pending pieces, allocated when a line first spans chunks (most connections never do). */
+  #pieces(): Uint8Array[] {
+    if (this.#pending === NO_PIECES) this.#pending = [];
+    return this.#pending;
   }
 
   /** Joins the pending pieces into one buffer. */

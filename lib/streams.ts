@@ -38,6 +38,13 @@ export const WRITE_HIGH_WATER = 64 * 1024;
 export const WRITE_LOW_WATER = 16 * 1024;
 /** Small queued writes are joined into one `socket.write()` of at most this many bytes: 64 KiB. */
 const COALESCE_BYTES = 64 * 1024;
+/**
+ * Where they are joined. One buffer serves every writer: Bun's `write()` copies what the kernel takes
+ * before it returns, so the buffer is free again at once, and a busy server makes no garbage per write.
+ */
+const coalesceScratch = new Uint8Array(COALESCE_BYTES);
+/** A queue of at most this many chunks keeps its array when emptied; a longer one gets a new array. */
+const SHORT_QUEUE = 16;
 
 const NEWLINE = new Uint8Array([0x0a]);
 const EMPTY = new Uint8Array(0);
@@ -372,6 +379,47 @@ export class StreamReader {
   }
 }
 
+// ── One flush per event-loop turn ──────────────────────────────────────────────────────────────────────
+
+/**
+ * Writers with queued bytes are flushed together once per turn of the event loop: after Bun has run the
+ * handlers of every socket that was ready (a `setImmediate` runs after that I/O phase). A chat server
+ * that relays 20 messages arriving in one turn then makes one system call per recipient, not 20.
+ */
+let pendingFlushes: EndOfTurnTask[] = [];
+/** The list being run; the two lists swap roles, so no list is allocated per turn. */
+let runningFlushes: EndOfTurnTask[] = [];
+let flushing = false;
+
+/** A function, or an object whose `runAtEndOfTurn` is called (a writer: no closure per writer). */
+export type EndOfTurnTask = (() => void) | { runAtEndOfTurn(): void };
+
+/**
+ * Runs `task` once at the end of this turn of the event loop, in the pass that flushes every
+ * StreamWriter, in the order of scheduling. Whatever it writes is flushed in the same pass. (Lesson 05
+ * batches a turn's broadcasts this way.)
+ */
+export function atEndOfTurn(task: EndOfTurnTask): void {
+  if (pendingFlushes.length === 0 && !flushing) setImmediate(flushAll);
+  pendingFlushes.push(task);
+}
+
+function flushAll(): void {
+  flushing = true;
+  try {
+    while (pendingFlushes.length > 0) {
+      [runningFlushes, pendingFlushes] = [pendingFlushes, runningFlushes];
+      for (const task of runningFlushes) {
+        if (typeof task === "function") task();
+        else task.runAtEndOfTurn();
+      }
+      runningFlushes.length = 0;
+    }
+  } finally {
+    flushing = false;
+  }
+}
+
 // ── StreamWriter ──────────────────────────────────────────────────────────────────────────────────────
 
 /** What a StreamWriter needs from a Bun socket. */
@@ -398,10 +446,14 @@ export class StreamWriter {
   #blocked = false;
   #eofRequested = false;
   #closeRequested = false;
+  /** `shutdown()` (FIN) / `end()` (close) has been called on the socket. */
+  #finSent = false;
+  #endSent = false;
   #lost: Error | null = null;
   #closed = false;
-  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
-  #closedWaiters: (() => void)[] = [];
+  /** Allocated on first use: a server holds thousands of writers that never wait. */
+  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] | null = null;
+  #closedWaiters: (() => void)[] | null = null;
   readonly #peer: string;
 
   constructor(socket: WritableSocket) {
@@ -457,7 +509,9 @@ export class StreamWriter {
     if (this.#lost) return Promise.reject(this.#lost);
     if (this.#closed) return Promise.reject(new ConnectionLostError("connection closed"));
     if (this.#queuedBytes <= WRITE_HIGH_WATER) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+    this.#drainWaiters ??= [];
+    const waiters = this.#drainWaiters;
+    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
   }
 
   /** Sends FIN once the queue is empty (half-close): the peer sees EOF; we can still read. */
@@ -497,7 +551,9 @@ export class StreamWriter {
   /** Resolves when the connection is closed (by either side). */
   waitClosed(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#closedWaiters.push(resolve));
+    this.#closedWaiters ??= [];
+    const waiters = this.#closedWaiters;
+    return new Promise((resolve) => waiters.push(resolve));
   }
 
   /** Bun's `drain` handler: the kernel has room again. */
@@ -519,70 +575,94 @@ export class StreamWriter {
     }
     this.#clearQueue();
     const lost = this.#lost ?? new ConnectionLostError("connection closed");
-    for (const waiter of this.#drainWaiters.splice(0)) waiter.reject(lost);
-    for (const resolve of this.#closedWaiters.splice(0)) resolve();
+    for (const waiter of this.#drainWaiters?.splice(0) ?? []) waiter.reject(lost);
+    for (const resolve of this.#closedWaiters?.splice(0) ?? []) resolve();
   }
 
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      this.#flush();
-    });
+    atEndOfTurn(this);
+  }
+
+  /** Called at the end of the turn (see {@link atEndOfTurn}) when this writer has something to send. */
+  runAtEndOfTurn(): void {
+    this.#flushScheduled = false;
+    this.#flush();
   }
 
   /** Sends queued chunks until the kernel takes less than offered; then finishes a requested EOF/close. */
   #flush(): void {
     if (this.#blocked || this.#closed) return;
-    while (this.#head < this.#queue.length) {
-      const chunk = this.#coalesceHead();
-      const written = this.#socket.write(chunk);
+    const queue = this.#queue;
+    while (this.#head < queue.length) {
+      // Small chunks go together through the scratch buffer: one system call for all of them.
+      const end = this.#coalesceEnd();
+      const coalesced = end - this.#head > 1;
+      const chunk = coalesced ? coalesceScratch : queue[this.#head]!;
+      const length = coalesced ? this.#gather(end) : chunk.length;
+      const written = this.#socket.write(chunk, 0, length);
       if (written < 0) return; // closed under us: the close handler reports it
       this.#queuedBytes -= written;
-      if (written < chunk.length) {
-        this.#queue[this.#head] = chunk.subarray(written);
+      if (written < length) {
+        this.#dropSent(written);
         this.#blocked = true;
         break;
       }
-      this.#queue[this.#head++] = EMPTY;
+      while (this.#head < end) queue[this.#head++] = EMPTY;
     }
-    if (this.#head === this.#queue.length) {
-      this.#queue = [];
+    if (this.#head === queue.length) {
+      // Reuse a short queue's storage; let a long one's go, so an idle writer holds little memory.
+      if (queue.length <= SHORT_QUEUE) queue.length = 0;
+      else this.#queue = [];
       this.#head = 0;
     }
-    if (this.#queuedBytes <= WRITE_LOW_WATER) {
+    if (this.#queuedBytes <= WRITE_LOW_WATER && this.#drainWaiters?.length) {
       for (const waiter of this.#drainWaiters.splice(0)) waiter.resolve();
     }
     if (this.#queuedBytes === 0) this.#finishEofOrClose();
   }
 
-  /** Joins the small chunks at the head of the queue into one, so that they go in one system call. */
-  #coalesceHead(): Uint8Array {
-    const first = this.#queue[this.#head]!;
-    let end = this.#head + 1;
-    let total = first.length;
-    while (end < this.#queue.length && total + this.#queue[end]!.length <= COALESCE_BYTES) {
-      total += this.#queue[end]!.length;
-      end++;
+  /**
+   * Removes the first `sent` bytes from the queue. A chunk sent in part stays as a view of its unsent
+   * tail — never a copy, so a broadcast buffer shared by many writers stays shared however far behind
+   * each of them is.
+   */
+  #dropSent(sent: number): void {
+    const queue = this.#queue;
+    while (sent > 0 && sent >= queue[this.#head]!.length) {
+      sent -= queue[this.#head]!.length;
+      queue[this.#head++] = EMPTY;
     }
-    if (end === this.#head + 1) return first;
-    const joined = new Uint8Array(total);
+    if (sent > 0) queue[this.#head] = queue[this.#head]!.subarray(sent);
+  }
+
+  /** End (exclusive) of the run of queued chunks, from the head, that fit in one coalesced write. */
+  #coalesceEnd(): number {
+    const queue = this.#queue;
+    let end = this.#head + 1;
+    let total = queue[this.#head]!.length;
+    while (end < queue.length && total + queue[end]!.length <= COALESCE_BYTES) total += queue[end++]!.length;
+    return end;
+  }
+
+  /** Copies the chunks from the head to `end` into the scratch buffer; returns their total length. */
+  #gather(end: number): number {
     let offset = 0;
     for (let index = this.#head; index < end; index++) {
-      joined.set(this.#queue[index]!, offset);
+      coalesceScratch.set(this.#queue[index]!, offset);
       offset += this.#queue[index]!.length;
-      this.#queue[index] = EMPTY;
     }
-    this.#head = end - 1;
-    this.#queue[this.#head] = joined;
-    return joined;
+    return offset;
   }
 
   #finishEofOrClose(): void {
     if (this.#closeRequested) {
+      if (this.#endSent) return;
+      this.#endSent = true;
       this.#socket.end();
-    } else if (this.#eofRequested) {
+    } else if (this.#eofRequested && !this.#finSent) {
+      this.#finSent = true;
       this.#socket.shutdown();
     }
   }

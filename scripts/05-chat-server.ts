@@ -50,7 +50,7 @@ import { helpText, parseFlags, UsageError } from "../lib/args.ts";
 import { LineDecoder } from "../lib/lines.ts";
 import { stripControls } from "../lib/sanitize.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
-import { StreamWriter } from "../lib/streams.ts";
+import { atEndOfTurn, StreamWriter } from "../lib/streams.ts";
 
 // ── Step 1: the limits, each a flag ───────────────────────────────────────────────────────────────────
 
@@ -119,18 +119,25 @@ class Client {
   tokens: number;
   tokensAt = performance.now();
   gone = false;
+  readonly maxLineBytes: number;
   readonly decoder: LineDecoder;
 
   constructor(
     readonly writer: StreamWriter,
-    room: ChatRoom,
+    readonly room: ChatRoom,
   ) {
     this.tokens = room.options.floodBurst;
-    this.decoder = new LineDecoder({
-      maxLineBytes: room.options.maxLineBytes,
-      onLine: (line) => room.handleLine(this, line),
-      onLineTooLong: () => room.lineTooLong(this),
-    });
+    this.maxLineBytes = room.options.maxLineBytes;
+    // The client itself is the decoder's handler (onLine, onLineTooLong): no closures per connection.
+    this.decoder = new LineDecoder(this);
+  }
+
+  onLine(line: string): void {
+    this.room.handleLine(this, line);
+  }
+
+  onLineTooLong(): void {
+    this.room.lineTooLong(this);
   }
 }
 
@@ -145,6 +152,10 @@ export class ChatRoom {
   readonly clients = new Set<Client>();
   #shuttingDown = false;
   #checkScheduled = false;
+  /** Lines broadcast during this turn of the event loop, sent at its end. */
+  #turn: string[] = [];
+  /** Users who joined during this turn → index in #turn of the first line they should get. */
+  readonly #joinedDuringTurn = new Map<Client, number>();
 
   constructor(readonly options: ChatOptions) {}
 
@@ -191,7 +202,8 @@ export class ChatRoom {
       client,
       `OK welcome ${name}, ${this.users.size} user${this.users.size === 1 ? "" : "s"} online`,
     );
-    this.broadcast(`* ${name} joined`, client);
+    this.broadcast(`* ${name} joined`);
+    this.#joinedDuringTurn.set(client, this.#turn.length);
     this.options.log(`+ ${name} joined from ${client.writer.peer} (${this.users.size} online)`);
   }
 
@@ -209,17 +221,31 @@ export class ChatRoom {
   }
 
   /**
-   * Sends one line to every user (but `except`). The line is encoded once; each user's writer queues the
-   * same buffer. Nobody is awaited: a user whose queue is over `--sendq` is cut after the loop.
+   * Sends one line to every user. Lines broadcast during one turn of the event loop are sent together at
+   * its end: encoded once, as one buffer that every user's writer queues (`writeShared`) — one buffer and
+   * one system call per user per turn, however many messages arrived. Nobody is awaited. A user who joined
+   * during the turn gets only the lines after their own join notice. (Replies to one user, like `OK` or
+   * `ERR`, are written at once, so they can arrive just before the broadcasts of the same turn.)
    */
-  broadcast(text: string, except?: Client): void {
-    const bytes = utf8.encode(`${text}\n`);
-    for (const user of this.users.values()) {
-      if (user !== except) user.writer.writeShared(bytes);
-    }
-    this.#checkSendQueuesSoon();
+  broadcast(text: string): void {
+    if (this.#turn.length === 0) atEndOfTurn(this.#deliverTurn);
+    this.#turn.push(`${text}\n`);
   }
 
+  readonly #deliverTurn = (): void => {
+    const lines = this.#turn;
+    this.#turn = [];
+    const everything = utf8.encode(lines.join(""));
+    const lineStarts = this.#joinedDuringTurn.size > 0 ? byteOffsets(lines) : [];
+    for (const user of this.users.values()) {
+      const from = this.#joinedDuringTurn.get(user);
+      if (from === undefined) user.writer.writeShared(everything);
+      // A late joiner gets a view of the tail of the same buffer: no copy per user.
+      else if (from < lines.length) user.writer.writeShared(everything.subarray(lineStarts[from]));
+    }
+    this.#joinedDuringTurn.clear();
+    this.#checkSendQueuesSoon();
+  };
   #send(client: Client, text: string): void {
     if (client.gone) return;
     client.writer.write(`${text}\n`);
@@ -295,6 +321,17 @@ export class ChatRoom {
     });
     await Promise.race([Promise.all(closing), grace]);
   }
+}
+
+/** Where each of `lines` starts in their UTF-8 encoding, joined. */
+function byteOffsets(lines: string[]): number[] {
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const line of lines) {
+    offsets.push(offset);
+    offset += Buffer.byteLength(line, "utf8");
+  }
+  return offsets;
 }
 
 // ── Step 4: wiring the room to Bun's socket handlers ──────────────────────────────────────────────────

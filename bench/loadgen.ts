@@ -1,0 +1,140 @@
+/**
+ * bench/loadgen.ts — the one load generator every server in `bun run bench` is measured with, run in its
+ * own process so that it and the server each have a core. Prints one JSON line with its measurement.
+ *
+ *   bun bench/loadgen.ts echo   PORT CONNECTIONS ROUND_TRIPS   → {"operations": round trips, "seconds": …}
+ *   bun bench/loadgen.ts fanout PORT USERS MESSAGES            → {"operations": deliveries, "seconds": …}
+ *   bun bench/loadgen.ts idle   PORT USERS                     → {"ready": USERS} once all joined and quiet
+ */
+import type { Socket } from "bun";
+import { LineDecoder } from "../lib/lines.ts";
+
+const NEWLINE = 0x0a;
+const CONNECT_BATCH = 250;
+
+async function connectAll(port: number, count: number, onData: (index: number, chunk: Uint8Array) => void) {
+  const sockets: Socket<{ index: number }>[] = [];
+  for (let start = 0; start < count; start += CONNECT_BATCH) {
+    const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - start) }, (_, offset) =>
+      Bun.connect<{ index: number }>({
+        hostname: "127.0.0.1",
+        port,
+        data: { index: start + offset },
+        socket: { data: (socket, chunk) => onData(socket.data.index, chunk) },
+      }),
+    );
+    sockets.push(...(await Promise.all(batch)));
+  }
+  for (const socket of sockets) socket.setNoDelay(true);
+  return sockets;
+}
+
+/** Every connection sends a line, waits for its echo, `roundTrips` times. */
+async function echo(port: number, connections: number, roundTrips: number) {
+  const line = new TextEncoder().encode("ping, a short line of text\n");
+  const warm = new Array<boolean>(connections).fill(false);
+  const remaining = new Array<number>(connections).fill(roundTrips);
+  const warmedUp = Promise.withResolvers<void>();
+  const finished = Promise.withResolvers<void>();
+  let warming = connections;
+  let running = connections;
+  const sockets = await connectAll(port, connections, (index, chunk) => {
+    if (!warm[index]) {
+      // Skip any greeting: warm-up ends with the echo of our first line.
+      if (new TextDecoder().decode(chunk).includes("ping,")) {
+        warm[index] = true;
+        if (--warming === 0) warmedUp.resolve();
+      }
+      return;
+    }
+    for (let at = chunk.indexOf(NEWLINE); at !== -1; at = chunk.indexOf(NEWLINE, at + 1)) {
+      if (--remaining[index]! > 0) sockets[index]!.write(line);
+      else if (--running === 0) finished.resolve();
+    }
+  });
+  for (const socket of sockets) socket.write(line);
+  await warmedUp.promise;
+  const started = performance.now();
+  for (const socket of sockets) socket.write(line);
+  await finished.promise;
+  const seconds = (performance.now() - started) / 1000;
+  for (const socket of sockets) socket.end();
+  return { operations: connections * roundTrips, seconds };
+}
+
+/** USERS join; then each sends MESSAGES lines, the next when its own copy comes back. */
+async function fanout(port: number, users: number, messages: number) {
+  const padding = "x".repeat(40);
+  const received = new Array<number>(users).fill(0);
+  const sent = new Array<number>(users).fill(0);
+  const registered = Promise.withResolvers<void>();
+  const settled = Promise.withResolvers<void>();
+  const finished = Promise.withResolvers<void>();
+  let joined = 0;
+  let measuring = false;
+  let deliveries = 0;
+  const expectedDeliveries = users * users * messages;
+  // Before measuring, user i gets its OK and the joins of the users after it: users - i lines.
+  let settling = (users * (users + 1)) / 2;
+  const send = (index: number) => sockets[index]!.write(`m${sent[index]!++} ${padding}\n`);
+  const decoders = Array.from({ length: users }, (_, index) => {
+    const ownPrefix = `u${index}: `;
+    return new LineDecoder({
+      onLine: (line) => {
+        if (!measuring) {
+          if (line.startsWith("OK") && ++joined === users) registered.resolve();
+          if (--settling === 0) settled.resolve();
+          return;
+        }
+        received[index]!++;
+        if (++deliveries === expectedDeliveries) finished.resolve();
+        if (line.startsWith(ownPrefix) && sent[index]! < messages) send(index);
+      },
+    });
+  });
+  const sockets = await connectAll(port, users, (index, chunk) => decoders[index]!.push(chunk));
+  for (const [index, socket] of sockets.entries()) socket.write(`CONNECT u${index}\n`);
+  await registered.promise;
+  await settled.promise;
+  measuring = true;
+  const started = performance.now();
+  for (let index = 0; index < users; index++) send(index);
+  await finished.promise;
+  const seconds = (performance.now() - started) / 1000;
+  for (const socket of sockets) socket.end();
+  return { operations: deliveries, seconds };
+}
+
+/** USERS join and stay, reading everything; reports once all have joined and the traffic has stopped. */
+async function idle(port: number, users: number) {
+  let lastData = performance.now();
+  let oks = 0;
+  const allJoined = Promise.withResolvers<void>();
+  const okPrefix = new TextEncoder().encode("OK ");
+  const sockets = await connectAll(port, users, (_index, chunk) => {
+    lastData = performance.now();
+    // The OK is the first line each user gets: it starts a chunk.
+    if (chunk[0] === okPrefix[0] && chunk[1] === okPrefix[1] && chunk[2] === okPrefix[2] && ++oks === users) {
+      allJoined.resolve();
+    }
+  });
+  for (const [index, socket] of sockets.entries()) socket.write(`CONNECT idle${index}\n`);
+  await allJoined.promise;
+  while (performance.now() - lastData < 1000) await Bun.sleep(200);
+  return { ready: users, sockets };
+}
+
+if (import.meta.main) {
+  const [mode, ...numbers] = process.argv.slice(2);
+  const [port, count, rounds] = numbers.map(Number) as [number, number, number];
+  if (mode === "echo") console.log(JSON.stringify(await echo(port, count, rounds)));
+  else if (mode === "fanout") console.log(JSON.stringify(await fanout(port, count, rounds)));
+  else if (mode === "idle") {
+    const { ready } = await idle(port, count);
+    console.log(JSON.stringify({ ready }));
+    await new Promise(() => {}); // hold the connections until killed
+  } else {
+    console.error("usage: bun bench/loadgen.ts echo|fanout|idle PORT COUNT [ROUNDS]");
+    process.exit(2);
+  }
+}
