@@ -62,10 +62,13 @@ async function echo(port: number, connections: number, roundTrips: number) {
   return { operations: connections * roundTrips, seconds };
 }
 
-/** USERS join; then each sends MESSAGES lines, the next when its own copy comes back. */
+/**
+ * USERS join; then each sends MESSAGES lines, the next when its own copy comes back. While measuring,
+ * lines are not decoded: deliveries are counted by newline bytes, and a user spots its own copy by
+ * searching for `\nuN: ` natively (Buffer.indexOf) — so the generator keeps up with a fast server.
+ */
 async function fanout(port: number, users: number, messages: number) {
   const padding = "x".repeat(40);
-  const received = new Array<number>(users).fill(0);
   const sent = new Array<number>(users).fill(0);
   const registered = Promise.withResolvers<void>();
   const settled = Promise.withResolvers<void>();
@@ -77,26 +80,39 @@ async function fanout(port: number, users: number, messages: number) {
   // Before measuring, user i gets its OK and the joins of the users after it: users - i lines.
   let settling = (users * (users + 1)) / 2;
   const send = (index: number) => sockets[index]!.write(`m${sent[index]!++} ${padding}\n`);
-  const decoders = Array.from({ length: users }, (_, index) => {
-    const ownPrefix = `u${index}: `;
-    return new LineDecoder({
-      onLine: (line) => {
-        if (!measuring) {
+  const ownMarkers = Array.from({ length: users }, (_, index) => Buffer.from(`\nu${index}: `));
+  /** The last bytes of each user's previous chunk, to find a marker split across two chunks. */
+  const tails = Array.from({ length: users }, () => Buffer.alloc(0));
+  const decoders = Array.from(
+    { length: users },
+    () =>
+      new LineDecoder({
+        onLine: (line) => {
           if (line.startsWith("OK") && ++joined === users) registered.resolve();
           if (--settling === 0) settled.resolve();
-          return;
-        }
-        received[index]!++;
-        if (++deliveries === expectedDeliveries) finished.resolve();
-        if (line.startsWith(ownPrefix) && sent[index]! < messages) send(index);
-      },
-    });
+        },
+      }),
+  );
+  const onMeasuredData = (index: number, chunk: Buffer) => {
+    for (let at = chunk.indexOf(NEWLINE); at !== -1; at = chunk.indexOf(NEWLINE, at + 1)) deliveries++;
+    const marker = ownMarkers[index]!;
+    let own = 0;
+    for (let at = chunk.indexOf(marker); at !== -1; at = chunk.indexOf(marker, at + 1)) own++;
+    const seam = Buffer.concat([tails[index]!, chunk.subarray(0, marker.length - 1)]);
+    if (tails[index]!.length > 0 && seam.indexOf(marker) !== -1) own++;
+    tails[index] = Buffer.from(chunk.subarray(Math.max(0, chunk.length - (marker.length - 1))));
+    for (; own > 0; own--) if (sent[index]! < messages) send(index);
+    if (deliveries === expectedDeliveries) finished.resolve();
+  };
+  const sockets = await connectAll(port, users, (index, chunk) => {
+    if (measuring) onMeasuredData(index, chunk as Buffer);
+    else decoders[index]!.push(chunk);
   });
-  const sockets = await connectAll(port, users, (index, chunk) => decoders[index]!.push(chunk));
   for (const [index, socket] of sockets.entries()) socket.write(`CONNECT u${index}\n`);
   await registered.promise;
   await settled.promise;
   measuring = true;
+  tails.fill(Buffer.from("\n")); // the last line before measuring ended with a newline
   const started = performance.now();
   for (let index = 0; index < users; index++) send(index);
   await finished.promise;
