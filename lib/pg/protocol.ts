@@ -1,0 +1,418 @@
+/**
+ * lib/pg/protocol.ts — the PostgreSQL frontend/backend protocol, version 3.0: how messages are framed, one
+ * function per message we send, one parser per message we read. Names follow the PostgreSQL manual,
+ * chapter "Frontend/Backend Protocol" → "Message Formats".
+ *
+ * Framing. Every message after the startup is:
+ *
+ *   Byte1 type   Int32 length (counts itself and the body, not the type)   body (length − 4 bytes)
+ *
+ * Integers are big-endian; strings are "C strings" (UTF-8, ending in a zero byte). The startup, SSL and
+ * cancel requests have no type byte: they come first, before the server knows anything.
+ */
+
+/** Protocol 3.0, as the startup message's version field: 3 << 16. */
+export const PROTOCOL_VERSION_3 = 196_608;
+/** The "version" a CancelRequest carries instead: 1234 << 16 | 5678. */
+export const CANCEL_REQUEST_CODE = 80_877_102;
+/** Bytes of the type byte plus the length field that start every typed message. */
+export const HEADER_BYTES = 5;
+/** Largest message we accept from the server: 1 GiB, PostgreSQL's own limit for one field. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
+
+/** Backend message types, by their type byte. */
+export const Backend = {
+  Authentication: 0x52, // 'R'
+  BackendKeyData: 0x4b, // 'K'
+  BindComplete: 0x32, // '2'
+  CloseComplete: 0x33, // '3'
+  CommandComplete: 0x43, // 'C'
+  CopyData: 0x64, // 'd'
+  CopyDone: 0x63, // 'c'
+  CopyInResponse: 0x47, // 'G'
+  CopyOutResponse: 0x48, // 'H'
+  DataRow: 0x44, // 'D'
+  EmptyQueryResponse: 0x49, // 'I'
+  ErrorResponse: 0x45, // 'E'
+  NoData: 0x6e, // 'n'
+  NoticeResponse: 0x4e, // 'N'
+  NotificationResponse: 0x41, // 'A'
+  ParameterDescription: 0x74, // 't'
+  ParameterStatus: 0x53, // 'S'
+  ParseComplete: 0x31, // '1'
+  PortalSuspended: 0x73, // 's'
+  ReadyForQuery: 0x5a, // 'Z'
+  RowDescription: 0x54, // 'T'
+} as const;
+
+/** Frontend message types, by their type byte. */
+const Frontend = {
+  Bind: 0x42, // 'B'
+  Close: 0x43, // 'C'
+  CopyFail: 0x66, // 'f'
+  Describe: 0x44, // 'D'
+  Execute: 0x45, // 'E'
+  Parse: 0x50, // 'P'
+  PasswordMessage: 0x70, // 'p' (also SASLInitialResponse and SASLResponse)
+  Query: 0x51, // 'Q'
+  Sync: 0x53, // 'S'
+  Terminate: 0x58, // 'X'
+} as const;
+
+/** Authentication request codes (the Int32 after 'R'). */
+export const Auth = {
+  Ok: 0,
+  CleartextPassword: 3,
+  MD5Password: 5,
+  SASL: 10,
+  SASLContinue: 11,
+  SASLFinal: 12,
+} as const;
+
+/** The NULL marker in a parameter or column length. */
+const NULL_LENGTH = -1;
+/** Format code 0: text. We send and receive every value as text. */
+const TEXT_FORMAT = 0;
+
+const utf8 = new TextEncoder();
+
+// ── Writing: a growable buffer and one function per frontend message ──────────────────────────────────
+
+/** Builds frontend messages into one buffer; `take()` hands the bytes over and starts afresh. */
+export class MessageBuilder {
+  #bytes = new Uint8Array(1024);
+  #view = new DataView(this.#bytes.buffer);
+  #length = 0;
+  /** Where the length field of the message being built is. */
+  #messageStart = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Starts a message: its type byte (none for startup-phase messages) and a length to patch in `end()`. */
+  begin(type: number | null): this {
+    if (type !== null) this.byte(type);
+    this.#messageStart = this.#length;
+    return this.int32(0);
+  }
+
+  /** Finishes the message begun last: writes its length. */
+  end(): this {
+    this.#view.setInt32(this.#messageStart, this.#length - this.#messageStart);
+    return this;
+  }
+
+  byte(value: number): this {
+    this.#reserve(1);
+    this.#bytes[this.#length++] = value;
+    return this;
+  }
+
+  int16(value: number): this {
+    this.#reserve(2);
+    this.#view.setInt16(this.#length, value);
+    this.#length += 2;
+    return this;
+  }
+
+  int32(value: number): this {
+    this.#reserve(4);
+    this.#view.setInt32(this.#length, value);
+    this.#length += 4;
+    return this;
+  }
+
+  bytes(value: Uint8Array): this {
+    this.#reserve(value.length);
+    this.#bytes.set(value, this.#length);
+    this.#length += value.length;
+    return this;
+  }
+
+  /** A UTF-8 string and its terminating zero byte. */
+  cstring(value: string): this {
+    // Encode in place when it surely fits (3 bytes per UTF-16 unit at most).
+    this.#reserve(value.length * 3 + 1);
+    const { written } = utf8.encodeInto(value, this.#bytes.subarray(this.#length));
+    this.#length += written;
+    return this.byte(0);
+  }
+
+  /** The bytes built so far (a fresh buffer the caller owns); the builder is empty again. */
+  take(): Uint8Array {
+    const bytes = this.#bytes.slice(0, this.#length);
+    this.#length = 0;
+    return bytes;
+  }
+
+  #reserve(extra: number): void {
+    if (this.#length + extra <= this.#bytes.length) return;
+    const grown = new Uint8Array(Math.max(this.#bytes.length * 2, this.#length + extra));
+    grown.set(this.#bytes.subarray(0, this.#length));
+    this.#bytes = grown;
+    this.#view = new DataView(grown.buffer);
+  }
+}
+
+/** StartupMessage: protocol version, then name/value pairs (user, database, …), then a zero byte. */
+export function writeStartupMessage(out: MessageBuilder, parameters: Record<string, string>): void {
+  out.begin(null).int32(PROTOCOL_VERSION_3);
+  for (const [name, value] of Object.entries(parameters)) out.cstring(name).cstring(value);
+  out.byte(0).end();
+}
+
+/** CancelRequest: sent on a new connection to stop what the backend `processId` is doing. */
+export function writeCancelRequest(out: MessageBuilder, processId: number, secretKey: number): void {
+  out.begin(null).int32(CANCEL_REQUEST_CODE).int32(processId).int32(secretKey).end();
+}
+
+/** PasswordMessage: a cleartext or MD5-hashed password. */
+export function writePasswordMessage(out: MessageBuilder, password: string): void {
+  out.begin(Frontend.PasswordMessage).cstring(password).end();
+}
+
+/** SASLInitialResponse: the chosen mechanism and the client-first-message. */
+export function writeSASLInitialResponse(out: MessageBuilder, mechanism: string, data: string): void {
+  const bytes = utf8.encode(data);
+  out.begin(Frontend.PasswordMessage).cstring(mechanism).int32(bytes.length).bytes(bytes).end();
+}
+
+/** SASLResponse: the client-final-message. */
+export function writeSASLResponse(out: MessageBuilder, data: string): void {
+  out.begin(Frontend.PasswordMessage).bytes(utf8.encode(data)).end();
+}
+
+/** Query: the simple query protocol — SQL text, possibly several statements. */
+export function writeQuery(out: MessageBuilder, sql: string): void {
+  out.begin(Frontend.Query).cstring(sql).end();
+}
+
+/** Parse: prepare `sql` as the named statement (types left for the server to infer). */
+export function writeParse(out: MessageBuilder, statement: string, sql: string): void {
+  out.begin(Frontend.Parse).cstring(statement).cstring(sql).int16(0).end();
+}
+
+/** Describe: ask for a statement's ('S') parameter and row description, or a portal's ('P'). */
+export function writeDescribe(out: MessageBuilder, kind: "S" | "P", name: string): void {
+  out.begin(Frontend.Describe).byte(kind.charCodeAt(0)).cstring(name).end();
+}
+
+/** Bind: a portal from a statement and parameter values — all in text format; null is SQL NULL. */
+export function writeBind(
+  out: MessageBuilder,
+  portal: string,
+  statement: string,
+  values: (Uint8Array | null)[],
+): void {
+  out.begin(Frontend.Bind).cstring(portal).cstring(statement);
+  out.int16(1).int16(TEXT_FORMAT); // one format code, applied to every parameter
+  out.int16(values.length);
+  for (const value of values) {
+    if (value === null) out.int32(NULL_LENGTH);
+    else out.int32(value.length).bytes(value);
+  }
+  out.int16(1).int16(TEXT_FORMAT).end(); // every result column in text too
+}
+
+/** Execute: run the portal, all rows (0 = no limit). */
+export function writeExecute(out: MessageBuilder, portal: string): void {
+  out.begin(Frontend.Execute).cstring(portal).int32(0).end();
+}
+
+/** Close: deallocate a statement ('S') or portal ('P'). */
+export function writeClose(out: MessageBuilder, kind: "S" | "P", name: string): void {
+  out.begin(Frontend.Close).byte(kind.charCodeAt(0)).cstring(name).end();
+}
+
+/** Sync: end of one extended-protocol exchange; the server answers ReadyForQuery. */
+export function writeSync(out: MessageBuilder): void {
+  out.begin(Frontend.Sync).end();
+}
+
+/** CopyFail: refuse a COPY … FROM STDIN the server asked data for. */
+export function writeCopyFail(out: MessageBuilder, reason: string): void {
+  out.begin(Frontend.CopyFail).cstring(reason).end();
+}
+
+/** Terminate: a polite goodbye before closing the socket. */
+export function writeTerminate(out: MessageBuilder): void {
+  out.begin(Frontend.Terminate).end();
+}
+
+// ── Reading: framing, then one parser per backend message ─────────────────────────────────────────────
+
+/** A protocol violation by the server (or by whatever is listening on that port). */
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+}
+
+/**
+ * Cuts the byte stream from the server into messages. `push(chunk)` calls `onMessage(type, body)` for each
+ * complete message, synchronously; `body` is a view valid only during the call.
+ */
+export class MessageFramer {
+  #buffer: Buffer = Buffer.alloc(0);
+  #start = 0;
+  #end = 0;
+
+  constructor(private readonly onMessage: (type: number, body: Buffer) => void) {}
+
+  push(chunk: Uint8Array): void {
+    this.#append(chunk);
+    const buffer = this.#buffer;
+    while (this.#end - this.#start >= HEADER_BYTES) {
+      const type = buffer[this.#start]!;
+      const length = buffer.readInt32BE(this.#start + 1);
+      if (length < 4 || length > MAX_MESSAGE_BYTES) {
+        throw new ProtocolError(
+          `invalid message length ${length} for message type ${String.fromCharCode(type)}`,
+        );
+      }
+      const end = this.#start + 1 + length;
+      if (end > this.#end) break;
+      const bodyStart = this.#start + HEADER_BYTES;
+      this.#start = end;
+      this.onMessage(type, buffer.subarray(bodyStart, end));
+    }
+    if (this.#start === this.#end) {
+      this.#start = 0;
+      this.#end = 0;
+    }
+  }
+
+  #append(chunk: Uint8Array): void {
+    const live = this.#end - this.#start;
+    if (live === 0) {
+      // Nothing pending: parse the chunk where it lies (the reader hands us fresh copies we may keep).
+      this.#buffer = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+      this.#start = 0;
+      this.#end = chunk.length;
+      return;
+    }
+    if (this.#end + chunk.length > this.#buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * (live + chunk.length), 64 * 1024));
+      this.#buffer.copy(grown, 0, this.#start, this.#end);
+      this.#buffer = grown;
+      this.#start = 0;
+      this.#end = live;
+    }
+    this.#buffer.set(chunk, this.#end);
+    this.#end += chunk.length;
+  }
+}
+
+/** Reads C strings and integers from a message body, left to right. */
+export class BodyReader {
+  offset = 0;
+  constructor(readonly body: Buffer) {}
+
+  int16(): number {
+    const value = this.body.readInt16BE(this.offset);
+    this.offset += 2;
+    return value;
+  }
+
+  int32(): number {
+    const value = this.body.readInt32BE(this.offset);
+    this.offset += 4;
+    return value;
+  }
+
+  cstring(): string {
+    const end = this.body.indexOf(0, this.offset);
+    if (end === -1) throw new ProtocolError("unterminated string in a server message");
+    const value = this.body.toString("utf8", this.offset, end);
+    this.offset = end + 1;
+    return value;
+  }
+
+  rest(): Buffer {
+    return this.body.subarray(this.offset);
+  }
+}
+
+/** One column of a RowDescription. */
+export interface FieldDescription {
+  name: string;
+  tableOid: number;
+  columnNumber: number;
+  typeOid: number;
+  typeSize: number;
+  typeModifier: number;
+  format: number;
+}
+
+/** RowDescription ('T'): Int16 count, then per field: name, table OID, column, type OID, size, modifier, format. */
+export function parseRowDescription(body: Buffer): FieldDescription[] {
+  const reader = new BodyReader(body);
+  const count = reader.int16();
+  const fields: FieldDescription[] = [];
+  for (let i = 0; i < count; i++) {
+    fields.push({
+      name: reader.cstring(),
+      tableOid: reader.int32(),
+      columnNumber: reader.int16(),
+      typeOid: reader.int32(),
+      typeSize: reader.int16(),
+      typeModifier: reader.int32(),
+      format: reader.int16(),
+    });
+  }
+  return fields;
+}
+
+/** CommandComplete ('C'): the command tag, e.g. `SELECT 3`, `INSERT 0 1`, `CREATE TABLE`. */
+export function parseCommandComplete(body: Buffer): { command: string; rowCount: number | null } {
+  const tag = new BodyReader(body).cstring();
+  const match = /^([A-Z][A-Z ]*?)(?: \d+)?(?: (\d+))?$/.exec(tag);
+  const lastNumber = /(\d+)$/.exec(tag);
+  return { command: match?.[1] ?? tag, rowCount: lastNumber ? Number(lastNumber[1]) : null };
+}
+
+/** ErrorResponse / NoticeResponse ('E' / 'N'): fields as (code byte, string) pairs until a zero byte. */
+export function parseErrorFields(body: Buffer): Map<string, string> {
+  const reader = new BodyReader(body);
+  const fields = new Map<string, string>();
+  while (reader.offset < body.length && body[reader.offset] !== 0) {
+    const code = String.fromCharCode(body[reader.offset++]!);
+    fields.set(code, reader.cstring());
+  }
+  return fields;
+}
+
+/** ParameterStatus ('S'): a run-time parameter the server reports (TimeZone, server_version, …). */
+export function parseParameterStatus(body: Buffer): [name: string, value: string] {
+  const reader = new BodyReader(body);
+  return [reader.cstring(), reader.cstring()];
+}
+
+/** BackendKeyData ('K'): what a CancelRequest must quote. */
+export function parseBackendKeyData(body: Buffer): { processId: number; secretKey: number } {
+  const reader = new BodyReader(body);
+  return { processId: reader.int32(), secretKey: reader.int32() };
+}
+
+/** NotificationResponse ('A'): a NOTIFY on a channel we LISTEN to. */
+export function parseNotificationResponse(body: Buffer): {
+  processId: number;
+  channel: string;
+  payload: string;
+} {
+  const reader = new BodyReader(body);
+  return { processId: reader.int32(), channel: reader.cstring(), payload: reader.cstring() };
+}
+
+/** Authentication ('R'): the request code, and what follows it (salt, mechanisms, SASL data). */
+export function parseAuthentication(body: Buffer): { code: number; data: Buffer } {
+  const reader = new BodyReader(body);
+  return { code: reader.int32(), data: reader.rest() };
+}
+
+/** The SASL mechanisms an AuthenticationSASL lists: C strings ending with an empty one. */
+export function parseSASLMechanisms(data: Buffer): string[] {
+  const reader = new BodyReader(data);
+  const mechanisms: string[] = [];
+  for (let name = reader.cstring(); name !== ""; name = reader.cstring()) mechanisms.push(name);
+  return mechanisms;
+}

@@ -1,0 +1,224 @@
+/**
+ * lib/pg/types.ts — PostgreSQL values ⇄ JavaScript values, in PostgreSQL's text format.
+ *
+ * The server tells us each column's type by OID (a number from the `pg_type` catalogue); we parse the text
+ * of each value accordingly. Parameters go the other way as text too, and the server infers their types
+ * from where they are used (`WHERE id = $1` makes `$1` an integer).
+ *
+ *   int2, int4, oid, float4, float8 → number      int8 → bigint (exact beyond 2^53)
+ *   numeric → string (exact; JavaScript has no decimal type)
+ *   bool → boolean     json, jsonb → parsed      bytea → Uint8Array
+ *   date → Date (UTC midnight)   timestamp → Date (read as UTC)   timestamptz → Date (the offset is in the text)
+ *   text, varchar, char, name, uuid, and every type not listed → string
+ *   one-dimensional arrays of the above → arrays
+ */
+
+/** Type OIDs (`SELECT oid, typname FROM pg_type`), stable across PostgreSQL versions. */
+export const TypeOid = {
+  bool: 16,
+  bytea: 17,
+  char: 18,
+  name: 19,
+  int8: 20,
+  int2: 21,
+  int4: 23,
+  text: 25,
+  oid: 26,
+  json: 114,
+  float4: 700,
+  float8: 701,
+  bpchar: 1042,
+  varchar: 1043,
+  date: 1082,
+  timestamp: 1114,
+  timestamptz: 1184,
+  numeric: 1700,
+  uuid: 2950,
+  jsonb: 3802,
+} as const;
+
+/** Array type OID → element type OID. */
+const ARRAY_ELEMENTS: Record<number, number> = {
+  1000: TypeOid.bool,
+  1001: TypeOid.bytea,
+  1002: TypeOid.char,
+  1003: TypeOid.name,
+  1005: TypeOid.int2,
+  1007: TypeOid.int4,
+  1009: TypeOid.text,
+  1014: TypeOid.bpchar,
+  1015: TypeOid.varchar,
+  1016: TypeOid.int8,
+  1021: TypeOid.float4,
+  1022: TypeOid.float8,
+  1028: TypeOid.oid,
+  1115: TypeOid.timestamp,
+  1182: TypeOid.date,
+  1185: TypeOid.timestamptz,
+  1231: TypeOid.numeric,
+  199: TypeOid.json,
+  2951: TypeOid.uuid,
+  3807: TypeOid.jsonb,
+};
+
+export type Parser = (text: string) => unknown;
+
+const identity: Parser = (text) => text;
+const parseNumber: Parser = (text) => Number(text); // also "NaN", "Infinity", "-Infinity"
+const parseBigint: Parser = (text) => BigInt(text);
+const parseBool: Parser = (text) => text === "t";
+const parseJson: Parser = (text) => JSON.parse(text);
+
+/** bytea's hex format: `\x` then two hex digits per byte (the default since PostgreSQL 9.0). */
+export function parseBytea(text: string): Uint8Array {
+  if (!text.startsWith("\\x"))
+    throw new Error("bytea in escape format is not supported; set bytea_output = 'hex'");
+  return Uint8Array.from(Buffer.from(text.slice(2), "hex"));
+}
+
+/** `2024-01-02` → that day at 00:00 UTC. `… BC` years are turned into astronomical ones (1 BC = year 0). */
+export function parseDate(text: string): Date {
+  return parseDateTime(text, "Z");
+}
+
+/** `2024-01-02 03:04:05.678` (timestamp) → read as UTC; `…+05:30` (timestamptz) → that instant. */
+export function parseTimestamp(text: string): Date {
+  return parseDateTime(text, "Z");
+}
+
+function parseDateTime(text: string, defaultZone: string): Date {
+  if (text === "infinity") return new Date(Number.POSITIVE_INFINITY); // an Invalid Date, like postgres.js
+  if (text === "-infinity") return new Date(Number.NEGATIVE_INFINITY);
+  const bc = text.endsWith(" BC");
+  const match =
+    /^(\d{4,})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(\.\d+)?)?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?/.exec(
+      text,
+    );
+  if (!match) return new Date(Number.NaN);
+  const [, year, month, day, hour = "00", minute = "00", second = "00", fraction = "", zone] = match;
+  let fullYear = Number(year);
+  if (bc) fullYear = 1 - fullYear;
+  const milliseconds = fraction ? Math.floor(Number(fraction) * 1000) : 0;
+  const date = new Date(Date.UTC(2000, 0, 1, Number(hour), Number(minute), Number(second), milliseconds));
+  // setUTCFullYear takes any year as it is (Date.UTC would map 0–99 to 1900–1999).
+  date.setUTCFullYear(fullYear, Number(month) - 1, Number(day));
+  return new Date(date.getTime() - zoneOffsetMs(zone ?? defaultZone));
+}
+
+/** `+05`, `+05:30`, `-03:00:00`, `Z` → milliseconds east of UTC. */
+function zoneOffsetMs(zone: string): number {
+  if (zone === "Z") return 0;
+  const sign = zone[0] === "-" ? -1 : 1;
+  const digits = zone.slice(1).replaceAll(":", "");
+  const hours = Number(digits.slice(0, 2));
+  const minutes = Number(digits.slice(2, 4) || "0");
+  const seconds = Number(digits.slice(4, 6) || "0");
+  return sign * ((hours * 60 + minutes) * 60 + seconds) * 1000;
+}
+
+const PARSERS: Record<number, Parser> = {
+  [TypeOid.bool]: parseBool,
+  [TypeOid.bytea]: parseBytea,
+  [TypeOid.int8]: parseBigint,
+  [TypeOid.int2]: parseNumber,
+  [TypeOid.int4]: parseNumber,
+  [TypeOid.oid]: parseNumber,
+  [TypeOid.float4]: parseNumber,
+  [TypeOid.float8]: parseNumber,
+  [TypeOid.json]: parseJson,
+  [TypeOid.jsonb]: parseJson,
+  [TypeOid.date]: parseDate,
+  [TypeOid.timestamp]: parseTimestamp,
+  [TypeOid.timestamptz]: parseTimestamp,
+};
+
+/** The parser for a column of type `oid`: unknown types stay strings. */
+export function parserFor(oid: number): Parser {
+  const parser = PARSERS[oid];
+  if (parser) return parser;
+  const element = ARRAY_ELEMENTS[oid];
+  if (element !== undefined) {
+    const parseElement = PARSERS[element] ?? identity;
+    return (text) => parseArray(text, parseElement);
+  }
+  return identity;
+}
+
+/**
+ * A one-dimensional array literal: `{1,2,NULL}`, `{"a b","quote \" and \\ backslash"}`. Unquoted NULL is
+ * null; quoted "NULL" is the string. (Multi-dimensional literals come back as nested arrays.)
+ */
+export function parseArray(text: string, parseElement: Parser): unknown[] {
+  let position = 0;
+  const parseLevel = (): unknown[] => {
+    if (text[position] !== "{") throw new Error(`malformed array literal: ${text.slice(0, 40)}`);
+    position++;
+    const items: unknown[] = [];
+    if (text[position] === "}") {
+      position++;
+      return items;
+    }
+    for (;;) {
+      if (text[position] === "{") items.push(parseLevel());
+      else if (text[position] === '"') {
+        let value = "";
+        position++;
+        while (text[position] !== '"') {
+          if (text[position] === "\\") position++;
+          value += text[position++];
+        }
+        position++;
+        items.push(parseElement(value));
+      } else {
+        const end = text.slice(position).search(/[,}]/);
+        const raw = text.slice(position, position + end);
+        position += end;
+        items.push(raw === "NULL" ? null : parseElement(raw));
+      }
+      if (text[position] === ",") position++;
+      else if (text[position] === "}") {
+        position++;
+        return items;
+      } else throw new Error(`malformed array literal: ${text.slice(0, 40)}`);
+    }
+  };
+  // Arrays with explicit bounds start `[1:3]={…}`: skip the bounds.
+  if (text[0] === "[") position = text.indexOf("=") + 1;
+  return parseLevel();
+}
+
+// ── Parameters: JavaScript → text ────────────────────────────────────────────────────────────────────
+
+const utf8 = new TextEncoder();
+
+/**
+ * One parameter as the bytes of its text form, or null for SQL NULL:
+ * null/undefined → NULL, Date → ISO 8601, bigint → decimal, Uint8Array → bytea hex, array → array literal,
+ * plain object → JSON, anything else → String(x).
+ */
+export function serializeParameter(value: unknown): Uint8Array | null {
+  if (value === null || value === undefined) return null;
+  return utf8.encode(parameterText(value));
+}
+
+function parameterText(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Uint8Array)
+    return `\\x${Buffer.from(value.buffer, value.byteOffset, value.length).toString("hex")}`;
+  if (Array.isArray(value)) return arrayLiteral(value);
+  if (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+    return JSON.stringify(value);
+  }
+  return String(value);
+}
+
+/** `[1, null, "a b"]` → `{"1",NULL,"a b"}`: every element quoted, so commas and braces are safe. */
+function arrayLiteral(values: unknown[]): string {
+  const items = values.map((item) => {
+    if (item === null || item === undefined) return "NULL";
+    if (Array.isArray(item)) return arrayLiteral(item);
+    return `"${parameterText(item).replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+  });
+  return `{${items.join(",")}}`;
+}
