@@ -5,6 +5,7 @@
 import { cpus } from "node:os";
 import { benchHttp } from "./http.ts";
 import { benchLines } from "./lines.ts";
+import { benchPg } from "./pg.ts";
 import { benchChat, benchEcho, benchMemory } from "./servers.ts";
 
 const benches: Record<string, () => Promise<void>> = {
@@ -13,6 +14,7 @@ const benches: Record<string, () => Promise<void>> = {
   echo: () => benchEcho(),
   chat: () => benchChat(),
   memory: () => benchMemory(),
+  pg: () => benchPg(),
 };
 
 const wanted = process.argv.slice(2);

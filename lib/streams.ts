@@ -556,6 +556,14 @@ export class StreamWriter {
     return new Promise((resolve) => waiters.push(resolve));
   }
 
+  /**
+   * Sends what is queued now instead of at the end of this turn. For a request/response client with a
+   * single request in flight, where nothing else will join the write and the wait is pure latency.
+   */
+  flushNow(): void {
+    this.#flush();
+  }
+
   /** Bun's `drain` handler: the kernel has room again. */
   onDrain(): void {
     this.#blocked = false;

@@ -492,6 +492,9 @@ export class Client {
   #enqueue(pending: Pending): void {
     this.#pending.push(pending);
     this.#flush();
+    // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
+    // (Queries issued together still leave in one write: only the first goes early.)
+    if (this.#pending.length - this.#head === 1) this.#writer.flushNow();
   }
 
   /** Hands what was built to the writer, which sends it at the end of this turn with whatever follows. */
@@ -660,9 +663,13 @@ export class Client {
       const error = pending.error;
       pending.reject(parseError && error instanceof PgError && error.code === "26000" ? parseError : error);
     } else if (pending.kind === "extended") {
-      const statement = pending.statement;
-      const tag = pending.tag ?? { command: "", rowCount: null };
-      pending.resolve({ ...tag, fields: statement.publicFields, rows: pending.rows });
+      const tag = pending.tag;
+      pending.resolve({
+        command: tag?.command ?? "",
+        rowCount: tag?.rowCount ?? null,
+        fields: pending.statement.publicFields,
+        rows: pending.rows,
+      });
     } else {
       pending.resolve(pending.results);
     }

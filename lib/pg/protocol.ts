@@ -362,12 +362,16 @@ export function parseRowDescription(body: Buffer): FieldDescription[] {
   return fields;
 }
 
+const DIGITS = /^\d+$/;
+
 /** CommandComplete ('C'): the command tag, e.g. `SELECT 3`, `INSERT 0 1`, `CREATE TABLE`. */
 export function parseCommandComplete(body: Buffer): { command: string; rowCount: number | null } {
-  const tag = new BodyReader(body).cstring();
-  const match = /^([A-Z][A-Z ]*?)(?: \d+)?(?: (\d+))?$/.exec(tag);
-  const lastNumber = /(\d+)$/.exec(tag);
-  return { command: match?.[1] ?? tag, rowCount: lastNumber ? Number(lastNumber[1]) : null };
+  const tag = body.toString("utf8", 0, body.length - 1);
+  // The verb is everything before the first number (INSERT has two: the OID, always 0, then the count).
+  const words = tag.split(" ");
+  const firstNumber = words.findIndex((word) => DIGITS.test(word));
+  if (firstNumber === -1) return { command: tag, rowCount: null };
+  return { command: words.slice(0, firstNumber).join(" "), rowCount: Number(words[words.length - 1]) };
 }
 
 /** ErrorResponse / NoticeResponse ('E' / 'N'): fields as (code byte, string) pairs until a zero byte. */

@@ -86,7 +86,58 @@ export function parseTimestamp(text: string): Date {
   return parseDateTime(text, "Z");
 }
 
+/** Value of the decimal digits text[start, end). */
+function digits(text: string, start: number, end: number): number {
+  let value = 0;
+  for (let index = start; index < end; index++) value = value * 10 + text.charCodeAt(index) - 48;
+  return value;
+}
+
+const ZERO = 48;
+const NINE = 57;
+const isDigitAt = (text: string, index: number) => {
+  const code = text.charCodeAt(index);
+  return code >= ZERO && code <= NINE;
+};
+
+/**
+ * The common shapes — `YYYY-MM-DD`, then ` HH:MM:SS`, `.ffffff`, and a zone `±HH[:MM[:SS]]` — read by
+ * character codes: a 1,000-row result with a timestamp column parses 1,000 of these. Null for anything
+ * else (BC, 5-digit years, infinity), which the general parser below handles.
+ */
+function parseDateTimeFast(text: string): Date | null {
+  if (text.length < 10 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || !isDigitAt(text, 0)) return null;
+  const year = digits(text, 0, 4);
+  const month = digits(text, 5, 7) - 1;
+  const day = digits(text, 8, 10);
+  if (text.length === 10) return new Date(Date.UTC(year, month, day));
+  if (text.length < 19 || text.charCodeAt(10) !== 32) return null;
+  const hour = digits(text, 11, 13);
+  const minute = digits(text, 14, 16);
+  const second = digits(text, 17, 19);
+  let index = 19;
+  let milliseconds = 0;
+  if (text.charCodeAt(index) === 46) {
+    // '.': up to 6 fraction digits; keep milliseconds.
+    let scale = 100;
+    for (index++; isDigitAt(text, index); index++, scale /= 10) milliseconds += (text.charCodeAt(index) - ZERO) * scale;
+    milliseconds = Math.floor(milliseconds);
+  }
+  let offsetSeconds = 0;
+  const sign = text.charCodeAt(index);
+  if (sign === 43 || sign === 45) {
+    // '+' or '-'
+    offsetSeconds = digits(text, index + 1, index + 3) * 3600;
+    if (text.charCodeAt(index + 3) === 58) offsetSeconds += digits(text, index + 4, index + 6) * 60;
+    if (text.charCodeAt(index + 6) === 58) offsetSeconds += digits(text, index + 7, index + 9);
+    if (sign === 45) offsetSeconds = -offsetSeconds;
+  } else if (index !== text.length) return null;
+  return new Date(Date.UTC(year, month, day, hour, minute, second, milliseconds) - offsetSeconds * 1000);
+}
+
 function parseDateTime(text: string, defaultZone: string): Date {
+  const fast = parseDateTimeFast(text);
+  if (fast) return fast;
   if (text === "infinity") return new Date(Number.POSITIVE_INFINITY); // an Invalid Date, like postgres.js
   if (text === "-infinity") return new Date(Number.NEGATIVE_INFINITY);
   const bc = text.endsWith(" BC");
