@@ -85,13 +85,36 @@ export async function benchPg(rounds = 7): Promise<void> {
   const cluster = await startPostgres(availability.bin);
   const all = await drivers(cluster.url("trust"));
   try {
-    const workloads: { title: string; unit: string; run: (driver: Driver) => Promise<number>; targets: Record<string, number> }[] = [
-      { title: `SELECT 1, one at a time (${SEQUENTIAL} per round)`, unit: "queries/s", run: (d: Driver) => sequential(d.selectOne, SEQUENTIAL), targets: { "Bun.sql": 1.0 } },
-      { title: `SELECT 1, ${WINDOW} in flight (${PIPELINED} per round)`, unit: "queries/s", run: (d: Driver) => inFlight(d.selectOne, PIPELINED, WINDOW), targets: { "postgres.js": 1.0, "Bun.sql": 0.9 } },
-      { title: `a 1,000-row result (3 columns), one at a time (${WIDE_QUERIES} per round)`, unit: "results/s", run: (d: Driver) => sequential(d.wide, WIDE_QUERIES), targets: {} },
+    const workloads: {
+      title: string;
+      unit: string;
+      run: (driver: Driver) => Promise<number>;
+      targets: Record<string, number>;
+    }[] = [
+      {
+        title: `SELECT 1, one at a time (${SEQUENTIAL} per round)`,
+        unit: "queries/s",
+        run: (d: Driver) => sequential(d.selectOne, SEQUENTIAL),
+        targets: { "Bun.sql": 1.0 },
+      },
+      {
+        title: `SELECT 1, ${WINDOW} in flight (${PIPELINED} per round)`,
+        unit: "queries/s",
+        run: (d: Driver) => inFlight(d.selectOne, PIPELINED, WINDOW),
+        targets: { "postgres.js": 1.0, "Bun.sql": 0.9 },
+      },
+      {
+        title: `a 1,000-row result (3 columns), one at a time (${WIDE_QUERIES} per round)`,
+        unit: "results/s",
+        run: (d: Driver) => sequential(d.wide, WIDE_QUERIES),
+        targets: {},
+      },
     ];
     for (const workload of workloads) {
-      const results = await compare(all.map((driver) => ({ name: driver.name, run: () => workload.run(driver) })), rounds);
+      const results = await compare(
+        all.map((driver) => ({ name: driver.name, run: () => workload.run(driver) })),
+        rounds,
+      );
       report(`PostgreSQL: ${workload.title}`, workload.unit, results, "lib/pg", workload.targets);
     }
   } finally {

@@ -106,7 +106,8 @@ const isDigitAt = (text: string, index: number) => {
  * else (BC, 5-digit years, infinity), which the general parser below handles.
  */
 function parseDateTimeFast(text: string): Date | null {
-  if (text.length < 10 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || !isDigitAt(text, 0)) return null;
+  if (text.length < 10 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || !isDigitAt(text, 0))
+    return null;
   const year = digits(text, 0, 4);
   const month = digits(text, 5, 7) - 1;
   const day = digits(text, 8, 10);
@@ -120,7 +121,8 @@ function parseDateTimeFast(text: string): Date | null {
   if (text.charCodeAt(index) === 46) {
     // '.': up to 6 fraction digits; keep milliseconds.
     let scale = 100;
-    for (index++; isDigitAt(text, index); index++, scale /= 10) milliseconds += (text.charCodeAt(index) - ZERO) * scale;
+    for (index++; isDigitAt(text, index); index++, scale /= 10)
+      milliseconds += (text.charCodeAt(index) - ZERO) * scale;
     milliseconds = Math.floor(milliseconds);
   }
   let offsetSeconds = 0;
