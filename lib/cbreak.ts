@@ -1,0 +1,276 @@
+/**
+ * lib/cbreak.ts — keys from the terminal, one at a time, and a terminal that is always given back.
+ *
+ * A terminal has three moods (termios modes):
+ * - cooked (canonical): the terminal driver collects a whole line, handles Backspace itself, and the
+ *   program sees nothing until Enter. `readLine()` lives here — and so the program cannot print while
+ *   you are halfway through typing, because it does not even know you are typing.
+ * - raw: every byte reaches the program at once; no echo, no line editing, and Ctrl+C is just byte 0x03
+ *   (ISIG is off) — no SIGINT.
+ * - cbreak: like raw, but the driver still turns Ctrl+C into SIGINT.
+ *
+ * Bun offers raw mode (`process.stdin.setRawMode(true)`); we use it and play the driver's part ourselves:
+ * Ctrl+C becomes an `interrupt` key that the program answers as SIGINT would (restore, exit 130). The
+ * learning plan's "read(1) one char at a time" becomes {@link KeyDecoder}: bytes → keys, with UTF-8
+ * characters kept whole even when they arrive split across reads, escape sequences (arrows, Home/End) and
+ * bracketed paste (the terminal wraps pasted text in ESC[200~ … ESC[201~, so a pasted newline is text,
+ * not Enter).
+ *
+ * The terminal is always restored — on a normal exit, Ctrl+C, SIGTERM, SIGHUP, an uncaught exception — by
+ * {@link enterCbreak}'s restore function, which every exit path calls (and calling it twice is harmless).
+ */
+
+export type Key =
+  | { kind: "text"; text: string }
+  | { kind: "paste"; text: string }
+  | { kind: "enter" }
+  | { kind: "backspace" }
+  | { kind: "delete" }
+  | { kind: "left" }
+  | { kind: "right" }
+  | { kind: "up" }
+  | { kind: "down" }
+  | { kind: "home" }
+  | { kind: "end" }
+  | { kind: "clear-line" }
+  | { kind: "interrupt" }
+  | { kind: "eof" };
+
+const ESC = 0x1b;
+/** Control bytes and the keys they are. */
+const CONTROL_KEYS: Record<number, Key> = {
+  1: { kind: "home" }, // Ctrl+A
+  3: { kind: "interrupt" }, // Ctrl+C
+  4: { kind: "eof" }, // Ctrl+D
+  5: { kind: "end" }, // Ctrl+E
+  8: { kind: "backspace" }, // Ctrl+H
+  10: { kind: "enter" }, // LF
+  13: { kind: "enter" }, // CR: what Enter sends in raw mode
+  21: { kind: "clear-line" }, // Ctrl+U
+  127: { kind: "backspace" }, // DEL: what Backspace sends
+};
+/** CSI (ESC [) and SS3 (ESC O) sequences and the keys they are. */
+const ESCAPE_KEYS: Record<string, Key> = {
+  "[A": { kind: "up" },
+  "[B": { kind: "down" },
+  "[C": { kind: "right" },
+  "[D": { kind: "left" },
+  "[H": { kind: "home" },
+  "[F": { kind: "end" },
+  OH: { kind: "home" },
+  OF: { kind: "end" },
+  "[1~": { kind: "home" },
+  "[7~": { kind: "home" },
+  "[4~": { kind: "end" },
+  "[8~": { kind: "end" },
+  "[3~": { kind: "delete" },
+};
+const PASTE_START = "\x1b[200~";
+const PASTE_END = "\x1b[201~";
+/** Longest paste kept: 1 MiB of text. The rest is dropped rather than held without bound. */
+const MAX_PASTE_CHARS = 1024 * 1024;
+
+/**
+ * Turns the bytes a terminal sends into keys. `push(bytes)` returns the keys those bytes complete; a
+ * character, escape sequence or paste that is not complete yet waits for the next push.
+ */
+export class KeyDecoder {
+  readonly #utf8 = new TextDecoder("utf-8");
+  /** Decoded text not yet turned into keys (an unfinished escape sequence). */
+  #pending = "";
+  /** Inside a bracketed paste: the text so far. */
+  #paste: string | null = null;
+
+  push(bytes: Uint8Array): Key[] {
+    // `stream: true` keeps the first bytes of a split UTF-8 character until the rest arrives.
+    this.#pending += this.#utf8.decode(bytes, { stream: true });
+    const keys: Key[] = [];
+    let text = "";
+    const flushText = () => {
+      if (text) keys.push({ kind: "text", text });
+      text = "";
+    };
+    let index = 0;
+    const input = this.#pending;
+    while (index < input.length) {
+      if (this.#paste !== null) {
+        const end = input.indexOf(PASTE_END, index);
+        const until = end === -1 ? input.length : end;
+        if (this.#paste.length < MAX_PASTE_CHARS)
+          this.#paste += input.slice(index, until).slice(0, MAX_PASTE_CHARS);
+        if (end === -1) {
+          // Keep a possible start of PASTE_END for the next push.
+          const keep = longestPrefixAtEnd(input, PASTE_END);
+          this.#paste = this.#paste.slice(0, this.#paste.length - keep);
+          index = input.length - keep;
+          break;
+        }
+        keys.push({ kind: "paste", text: this.#paste.replaceAll("\r\n", "\n").replaceAll("\r", "\n") });
+        this.#paste = null;
+        index = end + PASTE_END.length;
+        continue;
+      }
+      const code = input.charCodeAt(index);
+      if (code === ESC) {
+        const sequence = matchEscape(input, index);
+        if (sequence === "incomplete") break;
+        flushText();
+        if (sequence.text === PASTE_START) this.#paste = "";
+        else if (sequence.key) keys.push(sequence.key);
+        index += sequence.text.length;
+        continue;
+      }
+      const control = CONTROL_KEYS[code];
+      if (control) {
+        flushText();
+        keys.push(control);
+      } else if (code >= 0x20) {
+        text += input[index];
+      } // other control bytes (Ctrl+B, Tab, …) are ignored
+      index++;
+    }
+    flushText();
+    this.#pending = input.slice(index);
+    return keys;
+  }
+}
+
+/** How many characters at the end of `text` begin `marker`. */
+function longestPrefixAtEnd(text: string, marker: string): number {
+  for (let length = Math.min(marker.length - 1, text.length); length > 0; length--) {
+    if (marker.startsWith(text.slice(text.length - length))) return length;
+  }
+  return 0;
+}
+
+/** The escape sequence at `input[index]` (an ESC), or "incomplete" if it may continue in the next push. */
+function matchEscape(input: string, index: number): { text: string; key: Key | null } | "incomplete" {
+  if (index + 1 >= input.length) return "incomplete";
+  const introducer = input[index + 1];
+  if (introducer === "[") {
+    // CSI: parameters 0x30–0x3F, intermediates 0x20–0x2F, then one final byte 0x40–0x7E.
+    let end = index + 2;
+    while (end < input.length && input.charCodeAt(end) >= 0x20 && input.charCodeAt(end) <= 0x3f) end++;
+    if (end >= input.length) return "incomplete";
+    const text = input.slice(index, end + 1);
+    return { text, key: ESCAPE_KEYS[text.slice(1)] ?? null };
+  }
+  if (introducer === "O") {
+    if (index + 2 >= input.length) return "incomplete";
+    const text = input.slice(index, index + 3);
+    return { text, key: ESCAPE_KEYS[text.slice(1)] ?? null };
+  }
+  // Alt+key or a lone ESC: nothing we use; drop the ESC.
+  return { text: input.slice(index, index + 1), key: null };
+}
+
+// ── The terminal mode ─────────────────────────────────────────────────────────────────────────────────
+
+/** The program needs a terminal and has none (stdin is a pipe or a file); one line for the user. */
+export class NotATerminalError extends Error {
+  override name = "NotATerminalError";
+}
+
+/** Bracketed paste on / off (DEC private mode 2004). */
+const BRACKETED_PASTE_ON = "\x1b[?2004h";
+const BRACKETED_PASTE_OFF = "\x1b[?2004l";
+
+export interface CbreakSession {
+  /** Keys as they are typed, until `restore()`. */
+  keys: AsyncIterable<Key>;
+  /** Gives the terminal back as it was. Idempotent; also run on every way out of the process. */
+  restore(): void;
+}
+
+export interface CbreakIo {
+  input: NodeJS.ReadStream;
+  output: { write(text: string): unknown };
+  /** Extra clean-up to run with the restore (the screen's reset), first. */
+  beforeRestore?: () => void;
+}
+
+/**
+ * Puts the terminal into character-at-a-time mode and returns its keys. Throws {@link NotATerminalError}
+ * if stdin is not a terminal. Registers the restore on exit, SIGTERM, SIGHUP, SIGINT and uncaught errors.
+ */
+export function enterCbreak(io: CbreakIo = { input: process.stdin, output: process.stdout }): CbreakSession {
+  const { input, output } = io;
+  if (!input.isTTY) {
+    throw new NotATerminalError(
+      "this program reads keys from a terminal, but stdin is not one (is it piped?)",
+    );
+  }
+  input.setRawMode(true);
+  output.write(BRACKETED_PASTE_ON);
+  const keys = new KeyQueue();
+  const decoder = new KeyDecoder();
+  const onData = (chunk: Uint8Array) => keys.push(decoder.push(chunk));
+  input.on("data", onData);
+  input.resume();
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    io.beforeRestore?.();
+    output.write(BRACKETED_PASTE_OFF);
+    input.off("data", onData);
+    input.setRawMode(false);
+    input.pause();
+    keys.end();
+    for (const [event, handler] of handlers) process.off(event as "exit", handler);
+  };
+  const exitAfterRestore = (code: number) => () => {
+    restore();
+    process.exit(code);
+  };
+  const crashAfterRestore = (error: unknown) => {
+    restore();
+    console.error(error);
+    process.exit(1);
+  };
+  const handlers: [string, (error: unknown) => void][] = [
+    ["exit", restore],
+    ["SIGTERM", exitAfterRestore(143)],
+    ["SIGHUP", exitAfterRestore(129)],
+    ["SIGINT", exitAfterRestore(130)],
+    ["uncaughtException", crashAfterRestore],
+    ["unhandledRejection", crashAfterRestore],
+  ];
+  for (const [event, handler] of handlers) process.on(event as "exit", handler);
+  return { keys, restore };
+}
+
+/** Keys waiting to be read, as an async iterable that ends when the session is restored. */
+class KeyQueue implements AsyncIterable<Key> {
+  #keys: Key[] = [];
+  #waiting: ((result: IteratorResult<Key>) => void) | null = null;
+  #ended = false;
+
+  push(keys: Key[]): void {
+    for (const key of keys) {
+      const waiting = this.#waiting;
+      this.#waiting = null;
+      if (waiting) waiting({ value: key, done: false });
+      else this.#keys.push(key);
+    }
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#waiting?.({ value: undefined, done: true });
+    this.#waiting = null;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Key> {
+    return {
+      next: () => {
+        const key = this.#keys.shift();
+        if (key) return Promise.resolve({ value: key, done: false });
+        if (this.#ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => {
+          this.#waiting = resolve;
+        });
+      },
+    };
+  }
+}
