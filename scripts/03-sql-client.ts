@@ -1,0 +1,365 @@
+/**
+ * Lesson 03 — A non-blocking SQL console: cbreak input, the deque screen, our own PostgreSQL client
+ *
+ * What it teaches: a program that keeps listening to you while it works. Type a query and press Enter:
+ * it runs on a connection pool, and you can type the next one at once; results appear above the input line
+ * as they finish, in whatever order that is. Type a number N and a task sleeps N seconds, then reports —
+ * the book's "delay" demo — while queries keep coming back.
+ *
+ * Why `readLine` cannot do this: in the terminal's cooked mode the program sees nothing until Enter, and
+ * anything it prints lands in the middle of what you are typing. So we switch the terminal to
+ * character-at-a-time mode (lib/cbreak.ts — cooked, raw and cbreak are explained there), keep the line
+ * being typed ourselves (lib/line-editor.ts), and split the screen (lib/screen.ts): the last row is the
+ * input line, and everything above is a scroll region fed from a deque of messages ("max elements =
+ * number of rows"). New results scroll the region; the input line is never touched by them.
+ *
+ * The book's version put the terminal in cbreak mode and never gave it back, and redrew the whole deque on
+ * every message. Here every way out (\q, Ctrl+C, Ctrl+D, SIGTERM, a crash) restores the terminal, and a
+ * message is written once at the bottom of the region.
+ *
+ *   asyncio (book)                           here
+ *   tty.setcbreak(sys.stdin)                 enterCbreak() — and its restore(), always
+ *   await read(1) per character              `for await (const key of session.keys)` (KeyDecoder)
+ *   asyncpg.create_pool(…)                   new Pool(url, { max }) from lib/pg.ts (lesson material too)
+ *   asyncio.create_task(run_query(…))        pool.simpleQuery(sql).then(print) — not awaited
+ *
+ * Run it:   bun scripts/03-sql-client.ts                        # an embedded PGlite database, offline
+ *           bun scripts/03-sql-client.ts --url postgres://user:pass@localhost/db --pool 4
+ * Try:      select * from product limit 5        then, quickly:   3    and    select count(*) from product
+ *           (with a real server: select pg_sleep(3), 'slow' — and type a fast query while it runs)
+ *
+ * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
+ */
+import { spinner } from "@clack/prompts";
+import { helpText, parseFlags, UsageError } from "../lib/args.ts";
+import { enterCbreak, NotATerminalError } from "../lib/cbreak.ts";
+import { applyKey, type EditorState } from "../lib/line-editor.ts";
+import { type Field, PgError, Pool, type QueryResult, redact } from "../lib/pg.ts";
+import { type Message, Screen, type Span } from "../lib/screen.ts";
+
+export const FLAGS = {
+  url: { kind: "string", help: "postgres://user:password@host:port/database (default: an embedded PGlite)" },
+  pool: {
+    kind: "int",
+    default: 4,
+    min: 1,
+    max: 100,
+    help: "connections in the pool (the embedded database uses 1)",
+  },
+} as const;
+
+/** Rows of a result shown in its table: 10; the rest are counted. */
+export const MAX_TABLE_ROWS = 10;
+/** Widest a table column gets before its values are cut with "…": 40 cells. */
+const MAX_COLUMN_WIDTH = 40;
+const PROMPT = "sql> ";
+
+// ── Step 1: a database to talk to ─────────────────────────────────────────────────────────────────────
+
+/** The book's shop, small: brands, sizes and a few thousand products, generated at start-up. */
+export const SAMPLE_SCHEMA = `
+CREATE TABLE brand (brand_id serial PRIMARY KEY, brand_name text NOT NULL);
+CREATE TABLE product_size (product_size_id serial PRIMARY KEY, product_size_name text NOT NULL);
+CREATE TABLE product (
+  product_id serial PRIMARY KEY,
+  product_name text NOT NULL,
+  brand_id int NOT NULL REFERENCES brand,
+  product_size_id int NOT NULL REFERENCES product_size,
+  price numeric(8, 2) NOT NULL
+);
+INSERT INTO brand (brand_name) SELECT 'brand ' || g FROM generate_series(1, 100) g;
+INSERT INTO product_size (product_size_name) VALUES ('XS'), ('S'), ('M'), ('L'), ('XL');
+INSERT INTO product (product_name, brand_id, product_size_id, price)
+  SELECT 'product ' || g, 1 + g % 100, 1 + g % 5, round((5 + (g * 37 % 1000) / 10.0)::numeric, 2)
+  FROM generate_series(1, 5000) g;
+`;
+
+export interface Database {
+  url: string;
+  /** One line saying which database this is. */
+  description: string;
+  poolSize: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * PGlite (PostgreSQL compiled to WebAssembly) with the sample data, served on a free loopback port, so
+ * that our own wire-protocol client talks to it exactly as to a real server.
+ */
+export async function startEmbeddedDatabase(): Promise<Database> {
+  const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
+    import("@electric-sql/pglite"),
+    import("@electric-sql/pglite-socket"),
+  ]);
+  const db = await PGlite.create();
+  await db.exec(SAMPLE_SCHEMA);
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 });
+  await server.start();
+  const port = Number(server.getServerConn().split(":").pop());
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    description: `embedded PGlite on 127.0.0.1:${port} (tables: brand, product_size, product — 5,000 products)`,
+    // PGlite runs one query at a time; more connections would only queue behind each other.
+    poolSize: 1,
+    async stop() {
+      await server.stop();
+      await db.close();
+    },
+  };
+}
+
+// ── Step 2: results as text that fits the screen ──────────────────────────────────────────────────────
+
+/** A value as the table shows it. */
+export function formatValue(value: unknown): string {
+  if (value === null || value === undefined) return "NULL";
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "infinity" : value.toISOString();
+  if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString("hex")}`;
+  if (typeof value === "object")
+    return JSON.stringify(value, (_key, item) => (typeof item === "bigint" ? String(item) : item));
+  return String(value);
+}
+
+/** Cuts `text` to at most `width` cells, ending in "…" when cut. */
+function fit(text: string, width: number): string {
+  if (Bun.stringWidth(text) <= width) return text + " ".repeat(width - Bun.stringWidth(text));
+  let out = "";
+  for (const character of text) {
+    if (Bun.stringWidth(out + character) > width - 1) break;
+    out += character;
+  }
+  return `${out}…${" ".repeat(Math.max(0, width - 1 - Bun.stringWidth(out)))}`;
+}
+
+/**
+ * A compact table of the first rows that fits in `width` cells: the widest columns give way first.
+ * Returns its lines (header, rule, rows).
+ */
+export function formatTable(fields: Field[], rows: Record<string, unknown>[], width: number): string[] {
+  if (fields.length === 0) return [];
+  const shown = rows
+    .slice(0, MAX_TABLE_ROWS)
+    .map((row) => fields.map((field) => formatValue(row[field.name])));
+  const widths = fields.map((field, column) =>
+    Math.min(
+      MAX_COLUMN_WIDTH,
+      Math.max(Bun.stringWidth(field.name), ...shown.map((cells) => Bun.stringWidth(cells[column]!))),
+    ),
+  );
+  const separators = 3 * (fields.length - 1); // " │ "
+  while (widths.reduce((sum, w) => sum + w, 0) + separators > width && Math.max(...widths) > 3) {
+    widths[widths.indexOf(Math.max(...widths))]!--;
+  }
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => fit(cell, widths[column]!))
+      .join(" │ ")
+      .trimEnd();
+  return [
+    line(fields.map((field) => field.name)),
+    widths.map((w) => "─".repeat(w)).join("─┼─"),
+    ...shown.map(line),
+  ];
+}
+
+/** The messages for one finished statement: a summary line, then its table. */
+export function formatResult(
+  number: number,
+  result: QueryResult,
+  elapsedMs: number,
+  width: number,
+): Message[] {
+  const count = result.rowCount ?? result.rows.length;
+  const what = result.fields.length > 0 ? `${count} row${count === 1 ? "" : "s"}` : result.command || "done";
+  const summary: Span[] = [
+    { text: `[#${number}] `, style: { dim: true } },
+    { text: `${what} in ${elapsedMs.toFixed(1)} ms`, style: { color: "green" } },
+  ];
+  const table = formatTable(result.fields, result.rows, width);
+  const more =
+    result.rows.length > MAX_TABLE_ROWS ? [`… ${result.rows.length - MAX_TABLE_ROWS} more rows`] : [];
+  return [summary, ...table, ...more];
+}
+
+export function formatError(number: number, error: unknown): Message {
+  const text =
+    error instanceof PgError
+      ? `ERROR ${error.code}: ${error.message}`
+      : `ERROR: ${(error as Error).message ?? String(error)}`;
+  return [
+    { text: `[#${number}] `, style: { dim: true } },
+    { text, style: { color: "red" } },
+  ];
+}
+
+const HELP: Message[] = [
+  "Type SQL and press Enter: it runs on the pool while you keep typing; results appear as they finish.",
+  "Type a number N (2, 0.5): a task sleeps N seconds, then reports — the book's delay demo.",
+  "\\help shows this; \\q, Ctrl+C or Ctrl+D (on an empty line) quits.",
+];
+
+// ── Step 3: the console — what each submitted line does ───────────────────────────────────────────────
+
+export class SqlConsole {
+  #counter = 0;
+
+  constructor(
+    private readonly screen: Screen,
+    private readonly pool: Pool,
+    private readonly columns: () => number,
+  ) {}
+
+  /** Handles one submitted line. Returns false when the user asked to quit. */
+  submit(line: string): boolean {
+    const text = line.trim();
+    if (text === "") return true;
+    if (text === "\\q" || text === "\\quit") return false;
+    if (text === "\\help" || text === "\\?" || text === "help") {
+      for (const message of HELP) this.screen.print(message);
+      return true;
+    }
+    const number = ++this.#counter;
+    if (/^\d+(\.\d+)?$/.test(text)) this.#delay(number, Number(text));
+    else this.#runSql(number, text);
+    return true;
+  }
+
+  /** The delay demo: a task that sleeps, then reports; nothing waits for it. */
+  #delay(number: number, seconds: number): void {
+    this.screen.print([
+      { text: `[#${number}] `, style: { dim: true } },
+      { text: `sleeping ${seconds} s…`, style: { color: "yellow" } },
+    ]);
+    setTimeout(() => {
+      this.screen.print([
+        { text: `[#${number}] `, style: { dim: true } },
+        { text: `slept ${seconds} s`, style: { color: "yellow" } },
+      ]);
+    }, seconds * 1000);
+  }
+
+  /** Runs SQL on the pool; the result is printed when it comes, in whatever order that is. */
+  #runSql(number: number, sql: string): void {
+    this.screen.print([
+      { text: `[#${number}] `, style: { dim: true } },
+      { text: sql, style: { color: "cyan" } },
+    ]);
+    const started = performance.now();
+    this.pool.simpleQuery(sql).then(
+      (results) => {
+        const elapsed = performance.now() - started;
+        if (results.length === 0) this.screen.print(`[#${number}] (no statement)`);
+        for (const result of results)
+          for (const message of formatResult(number, result, elapsed, this.columns()))
+            this.screen.print(message);
+      },
+      (error) => this.screen.print(formatError(number, error)),
+    );
+  }
+}
+
+// ── Step 4: the program — connect, switch the terminal, loop over keys, always restore ────────────────
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  let flags: ReturnType<typeof parseFlags<typeof FLAGS>>;
+  try {
+    flags = parseFlags(argv, FLAGS);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`error: ${error.message}`);
+    return 2;
+  }
+  if (flags.help) {
+    console.log(helpText("bun scripts/03-sql-client.ts [flags]", FLAGS));
+    return 0;
+  }
+  if (!process.stdin.isTTY) {
+    console.error(
+      "error: this console reads keys from a terminal, but stdin is not one (is it piped?). Run it in a terminal.",
+    );
+    return 2;
+  }
+
+  const progress = spinner();
+  progress.start(
+    flags.url ? `Connecting to ${redact(flags.url)}` : "Starting the embedded database (PGlite)",
+  );
+  let database: Database;
+  let pool: Pool;
+  try {
+    database = flags.url
+      ? { url: flags.url, description: redact(flags.url), poolSize: flags.pool, stop: async () => {} }
+      : await startEmbeddedDatabase();
+    pool = new Pool(database.url, { max: database.poolSize });
+    const [{ rows }] = [await pool.query<{ version: string }>("SELECT version() AS version")];
+    progress.stop(`Connected: ${database.description}\n│  ${rows[0]?.version.split(",")[0] ?? ""}`);
+  } catch (error) {
+    progress.error(`Cannot connect: ${(error as Error).message}`);
+    return 1;
+  }
+
+  const screen = new Screen({
+    output: process.stdout,
+    columns: process.stdout.columns ?? 80,
+    rows: process.stdout.rows ?? 24,
+    prompt: PROMPT,
+  });
+  let session: ReturnType<typeof enterCbreak>;
+  try {
+    session = enterCbreak({
+      input: process.stdin,
+      output: process.stdout,
+      beforeRestore: () => screen.stop(),
+    });
+  } catch (error) {
+    if (!(error instanceof NotATerminalError)) throw error;
+    console.error(`error: ${error.message}`);
+    return 2;
+  }
+  const onResize = () => screen.resize(process.stdout.columns, process.stdout.rows);
+  process.stdout.on("resize", onResize);
+  screen.start();
+  screen.print([{ text: `Connected to ${database.description}.`, style: { bold: true } }]);
+  screen.print("Type SQL, or a number of seconds to sleep, or \\help. \\q quits.");
+
+  const sqlConsole = new SqlConsole(screen, pool, () => process.stdout.columns ?? 80);
+  let input: EditorState = { text: "", cursor: 0 };
+  let exitCode = 0;
+  for await (const key of session.keys) {
+    const result = applyKey(input, key);
+    input = result.state;
+    screen.setInput(input);
+    if (result.interrupted) {
+      exitCode = 130; // as if SIGINT had ended us
+      break;
+    }
+    if (result.endOfInput) break;
+    if (result.submitted !== undefined && !sqlConsole.submit(result.submitted)) break;
+  }
+  process.stdout.off("resize", onResize);
+  session.restore();
+  await Promise.race([pool.close(), Bun.sleep(1000)]);
+  await database.stop();
+  return exitCode;
+}
+
+if (import.meta.main) process.exit(await main());
+
+/* A real session (80×24, embedded database), after typing the three lines at the bottom:
+
+[#1] select brand_name, count(*) from product join brand using (brand_id) group by 1 order by 2 desc limit 3
+[#1] 3 rows in 9.8 ms
+brand_name │ count
+───────────┼──────
+brand 1    │ 50
+brand 10   │ 50
+brand 11   │ 50
+[#2] sleeping 2 s…
+[#3] select 41 + 1 as answer
+[#3] 1 row in 1.1 ms
+answer
+──────
+42
+[#2] slept 2 s
+sql> █
+*/

@@ -1,0 +1,50 @@
+/** Runs a program in a real pseudo-terminal (Bun.spawn's `terminal`) and reads its screen through a headless terminal. */
+import { HeadlessTerminal } from "./headless-terminal.ts";
+
+const ROOT = `${import.meta.dir}/../..`;
+
+export interface PtyProgram {
+  screen: HeadlessTerminal;
+  /** Types into the terminal (as a person at the keyboard would). */
+  type(text: string): void;
+  /** Waits until the screen's rows satisfy `predicate`; fails with the screen shown after `timeoutMs`. */
+  waitFor(predicate: (rows: string[]) => boolean, description: string, timeoutMs?: number): Promise<string[]>;
+  resize(columns: number, rows: number): void;
+  exited: Promise<number>;
+  kill(): void;
+}
+
+export function startInPty(
+  argv: string[],
+  columns = 80,
+  rows = 24,
+  env: Record<string, string> = {},
+): PtyProgram {
+  const screen = new HeadlessTerminal(columns, rows);
+  const child = Bun.spawn(argv, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    terminal: { cols: columns, rows, data: (_terminal, data) => void screen.write(data) },
+  });
+  const terminal = child.terminal!;
+  return {
+    screen,
+    type: (text) => terminal.write(text),
+    async waitFor(predicate, description, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        await screen.write(""); // let pending output be parsed
+        const current = screen.rows();
+        if (predicate(current)) return current;
+        await Bun.sleep(25);
+      }
+      throw new Error(`timed out waiting for ${description}; the screen was:\n${screen.rows().join("\n")}`);
+    },
+    resize(newColumns, newRows) {
+      terminal.resize(newColumns, newRows);
+      screen.resize(newColumns, newRows);
+    },
+    exited: child.exited,
+    kill: () => child.kill(),
+  };
+}
