@@ -1,0 +1,171 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { styleLine, validateName } from "../scripts/06-chat-client.ts";
+import { type PtyProgram, startInPty } from "./helpers/pty.ts";
+import { runScript } from "./helpers/run.ts";
+import { LineClient, type ServerProcess, startServerProcess } from "./helpers/servers.ts";
+
+describe("lesson 06: how server lines look", () => {
+  test("gives own messages, others' messages, notices and errors their own styles", () => {
+    expect(styleLine("ann: hi", "ann", "10:00")).toEqual([
+      { text: "10:00 ", style: { dim: true } },
+      { text: "ann", style: { color: "green", bold: true } },
+      { text: ": hi" },
+    ]);
+    expect(styleLine("bob: hi", "ann", "10:00")[1]).toEqual({ text: "bob", style: { color: "cyan" } });
+    expect(styleLine("* bob joined", "ann", "10:00")[1]).toEqual({
+      text: "* bob joined",
+      style: { color: "yellow", dim: true },
+    });
+    expect(styleLine("ERR slow down", "ann", "10:00")[1]).toEqual({
+      text: "ERR slow down",
+      style: { color: "red" },
+    });
+  });
+
+  test("checks names with the server's rule before sending them", () => {
+    expect(validateName("ann_1-x")).toBeUndefined();
+    expect(validateName("two words")).toBe("1–32 letters, digits, _ or - (no spaces).");
+    expect(validateName("")).toBe("Please type a name.");
+  });
+});
+
+describe("lesson 06: two people chatting in real terminals", () => {
+  let server: ServerProcess;
+  let folder: string;
+  beforeAll(async () => {
+    server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+    folder = mkdtempSync(join(tmpdir(), "lesson06-"));
+  });
+  afterAll(() => {
+    server.child.kill();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  const bottom = (rows: string[]) => rows[rows.length - 1]!;
+
+  /** A client in an 80×24 PTY, between two `stty -g` written to files. */
+  function client(label: string): PtyProgram {
+    return startInPty([
+      "bash",
+      "-c",
+      `stty -g > ${folder}/${label}.before; bun scripts/06-chat-client.ts --port ${server.port}; code=$?; stty -g > ${folder}/${label}.after; exit $code`,
+    ]);
+  }
+
+  async function joinAs(program: PtyProgram, name: string) {
+    await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+    program.type(`${name}\r`);
+    await program.waitFor((rows) => bottom(rows).startsWith(`${name}>`), `${name}'s input line`);
+  }
+
+  test("messages appear in both screens above the input line; a taken name asks again; /quit restores the terminal", async () => {
+    const ann = client("ann");
+    await joinAs(ann, "ann");
+    const bob = client("bob");
+    await bob.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+    bob.type("Ann\r");
+    await bob.waitFor((rows) => rows.some((row) => row.includes("name taken: Ann")), "the refusal");
+    await bob.waitFor(
+      (rows) => rows.filter((row) => row.includes("Your name?")).length >= 2,
+      "a second prompt",
+    );
+    bob.type("bob\r");
+    await bob.waitFor((rows) => bottom(rows).startsWith("bob>"), "bob's input line");
+
+    // ann is halfway through a line when bob's message arrives: it lands above, her line stays.
+    ann.type("half a thou");
+    await ann.waitFor((rows) => bottom(rows) === "ann> half a thou", "ann's half-typed line");
+    bob.type("hello ann 👋 日本\r");
+    for (const program of [ann, bob]) {
+      const rows = await program.waitFor(
+        (rows) => rows.some((row) => row.endsWith("bob: hello ann 👋 日本")),
+        "bob's message",
+      );
+      expect(rows.findIndex((row) => row.endsWith("bob: hello ann 👋 日本"))).toBeLessThan(rows.length - 1);
+    }
+    expect(bottom(ann.screen.rows())).toBe("ann> half a thou");
+    ann.type("ght\r");
+    await bob.waitFor(
+      (rows) => rows.some((row) => row.endsWith("ann: half a thought")),
+      "ann's message at bob",
+    );
+
+    // A raw-socket user tries to clear screens and recolour them: it shows as text, nothing happens.
+    const mallory = await LineClient.connect(server.port);
+    mallory.send("CONNECT mallory\n\x1b[2J\x1b[H\x1b[31mowned\x1b]0;title\x07\n");
+    const rows = await ann.waitFor(
+      (rows) => rows.some((row) => row.endsWith("mallory: owned")),
+      "mallory's message",
+    );
+    expect(rows.some((row) => row.endsWith("ann: half a thought"))).toBe(true); // nothing was cleared
+    expect(ann.screen.colorAt(rows.findIndex((row) => row.endsWith("mallory: owned")) + 1, 20)).toBe(-1);
+    mallory.close();
+
+    // Resize bob's terminal: the area is laid out again and the input line moves to the new last row.
+    bob.resize(40, 12);
+    const resized = await bob.waitFor(
+      (rows) => rows.length === 12 && bottom(rows).startsWith("bob>"),
+      "the re-layout",
+    );
+    expect(resized.some((row) => row.includes("ann: half a thought"))).toBe(true);
+
+    ann.type("/quit\r");
+    expect(await ann.exited).toBe(0);
+    expect(readFileSync(`${folder}/ann.after`, "utf8")).toBe(readFileSync(`${folder}/ann.before`, "utf8"));
+    await bob.waitFor((rows) => rows.some((row) => row.endsWith("* ann left")), "ann's departure");
+    bob.type("\x03");
+    expect(await bob.exited).toBe(0);
+    expect(readFileSync(`${folder}/bob.after`, "utf8")).toBe(readFileSync(`${folder}/bob.before`, "utf8"));
+  }, 90_000);
+
+  test("when the server disconnects it (idle), the client shows why, restores the terminal and exits non-zero", async () => {
+    const strict = await startServerProcess("scripts/05-chat-server.ts", ["--quiet", "--idle", "1"]);
+    try {
+      const program = startInPty([
+        "bash",
+        "-c",
+        `stty -g > ${folder}/idle.before; bun scripts/06-chat-client.ts --port ${strict.port} --name sleepy; code=$?; stty -g > ${folder}/idle.after; exit $code`,
+      ]);
+      await program.waitFor(
+        (rows) =>
+          rows.some((row) => row.includes("The server closed the connection: * disconnected: idle for 1 s")),
+        "the goodbye",
+        15_000,
+      );
+      expect(await program.exited).toBe(1);
+      expect(readFileSync(`${folder}/idle.after`, "utf8")).toBe(
+        readFileSync(`${folder}/idle.before`, "utf8"),
+      );
+    } finally {
+      strict.child.kill();
+    }
+  }, 30_000);
+});
+
+describe("lesson 06 as a command", () => {
+  test("a refused connection is one clear line", async () => {
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(port)]);
+    expect(await program.exited).toBe(1);
+    // The terminal is 80 columns wide: the one line wraps onto the next row.
+    const rows = await program.waitFor((rows) => rows.some((row) => row.startsWith("error:")), "the error");
+    const start = rows.findIndex((row) => row.startsWith("error:"));
+    expect(rows.slice(start, start + 2).join("")).toBe(
+      `error: cannot connect to 127.0.0.1:${port}: connection refused (is a server listening there?) (ECONNREFUSED)`,
+    );
+    expect(rows.join("\n")).not.toMatch(/^\s+at /m);
+  });
+
+  test("says it needs a terminal when stdin is piped", async () => {
+    const { exitCode, stderr } = await runScript(["scripts/06-chat-client.ts"]);
+    expect(exitCode).toBe(2);
+    expect(stderr.trim()).toBe(
+      "error: this chat client reads keys from a terminal, but stdin is not one (is it piped?)",
+    );
+  });
+});
