@@ -70,3 +70,27 @@ export function helpText(usage: string, spec: Record<string, FlagSpec>): string 
   }
   return lines.join("\n");
 }
+
+/**
+ * The usual start of a lesson's `main()`: parse the flags; on a mistake print one line and give exit code
+ * 2; for `--help` print the help and give 0. Returns the flags, or the exit code to return.
+ */
+export function parseCommandLine<S extends Record<string, FlagSpec>>(
+  argv: string[],
+  spec: S,
+  usage: string,
+): { flags: Flags<S> } | { exitCode: number } {
+  let flags: Flags<S>;
+  try {
+    flags = parseFlags(argv, spec);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`error: ${error.message}`);
+    return { exitCode: 2 };
+  }
+  if (flags.help) {
+    console.log(helpText(usage, spec));
+    return { exitCode: 0 };
+  }
+  return { flags };
+}

@@ -31,11 +31,12 @@
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
 import { spinner } from "@clack/prompts";
-import { helpText, parseFlags, UsageError } from "../lib/args.ts";
-import { enterCbreak, NotATerminalError } from "../lib/cbreak.ts";
+import { parseCommandLine } from "../lib/args.ts";
+import { NotATerminalError } from "../lib/cbreak.ts";
 import { applyKey, type EditorState } from "../lib/line-editor.ts";
 import { type Field, PgError, Pool, type QueryResult, redact } from "../lib/pg.ts";
-import { type Message, Screen, type Span } from "../lib/screen.ts";
+import type { Message, Screen, Span } from "../lib/screen.ts";
+import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
 
 export const FLAGS = {
   url: { kind: "string", help: "postgres://user:password@host:port/database (default: an embedded PGlite)" },
@@ -261,18 +262,9 @@ export class SqlConsole {
 // ── Step 4: the program — connect, switch the terminal, loop over keys, always restore ────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  let flags: ReturnType<typeof parseFlags<typeof FLAGS>>;
-  try {
-    flags = parseFlags(argv, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`error: ${error.message}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(helpText("bun scripts/03-sql-client.ts [flags]", FLAGS));
-    return 0;
-  }
+  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/03-sql-client.ts [flags]");
+  if ("exitCode" in parsed) return parsed.exitCode;
+  const { flags } = parsed;
   if (!process.stdin.isTTY) {
     console.error(
       "error: this console reads keys from a terminal, but stdin is not one (is it piped?). Run it in a terminal.",
@@ -298,34 +290,22 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 1;
   }
 
-  const screen = new Screen({
-    output: process.stdout,
-    columns: process.stdout.columns ?? 80,
-    rows: process.stdout.rows ?? 24,
-    prompt: PROMPT,
-  });
-  let session: ReturnType<typeof enterCbreak>;
+  let ui: TerminalUi;
   try {
-    session = enterCbreak({
-      input: process.stdin,
-      output: process.stdout,
-      beforeRestore: () => screen.stop(),
-    });
+    ui = openTerminalUi(PROMPT);
   } catch (error) {
     if (!(error instanceof NotATerminalError)) throw error;
     console.error(`error: ${error.message}`);
     return 2;
   }
-  const onResize = () => screen.resize(process.stdout.columns, process.stdout.rows);
-  process.stdout.on("resize", onResize);
-  screen.start();
+  const { screen } = ui;
   screen.print([{ text: `Connected to ${database.description}.`, style: { bold: true } }]);
   screen.print("Type SQL, or a number of seconds to sleep, or \\help. \\q quits.");
 
   const sqlConsole = new SqlConsole(screen, pool, () => process.stdout.columns ?? 80);
   let input: EditorState = { text: "", cursor: 0 };
   let exitCode = 0;
-  for await (const key of session.keys) {
+  for await (const key of ui.keys) {
     const result = applyKey(input, key);
     input = result.state;
     screen.setInput(input);
@@ -336,8 +316,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     if (result.endOfInput) break;
     if (result.submitted !== undefined && !sqlConsole.submit(result.submitted)) break;
   }
-  process.stdout.off("resize", onResize);
-  session.restore();
+  ui.close();
   await Promise.race([pool.close(), Bun.sleep(1000)]);
   await database.stop();
   return exitCode;

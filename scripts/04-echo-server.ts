@@ -24,7 +24,7 @@
  *
  * Builds on: lib/streams.ts (lesson 02's StreamReader/StreamWriter, here from the server side).
  */
-import { helpText, parseFlags, UsageError } from "../lib/args.ts";
+import { parseCommandLine } from "../lib/args.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
 import {
   ConnectionLostError,
@@ -122,18 +122,9 @@ export async function startEchoServer(
 // ── Step 3: the command line ──────────────────────────────────────────────────────────────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  let flags: ReturnType<typeof parseFlags<typeof FLAGS>>;
-  try {
-    flags = parseFlags(argv, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`error: ${error.message}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(helpText("bun scripts/04-echo-server.ts [flags]", FLAGS));
-    return 0;
-  }
+  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/04-echo-server.ts [flags]");
+  if ("exitCode" in parsed) return parsed.exitCode;
+  const { flags } = parsed;
   let echo: EchoServer;
   try {
     echo = await startEchoServer({

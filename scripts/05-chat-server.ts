@@ -46,7 +46,7 @@
  * lib/streams.ts (StreamWriter: the send queue that never loses bytes).
  */
 import type { Socket, TCPSocketListener } from "bun";
-import { helpText, parseFlags, UsageError } from "../lib/args.ts";
+import { parseCommandLine } from "../lib/args.ts";
 import { LineDecoder } from "../lib/lines.ts";
 import { stripControls } from "../lib/sanitize.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
@@ -391,18 +391,9 @@ export function startChatServer(options: ChatOptions): ChatServer {
 // ── Step 5: the command line ──────────────────────────────────────────────────────────────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  let flags: ReturnType<typeof parseFlags<typeof FLAGS>>;
-  try {
-    flags = parseFlags(argv, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`error: ${error.message}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(helpText("bun scripts/05-chat-server.ts [flags]", FLAGS));
-    return 0;
-  }
+  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/05-chat-server.ts [flags]");
+  if ("exitCode" in parsed) return parsed.exitCode;
+  const { flags } = parsed;
   let server: ChatServer;
   try {
     server = startChatServer({

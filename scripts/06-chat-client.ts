@@ -30,11 +30,12 @@
  * Builds on: lesson 05 (the protocol), lesson 03 (lib/cbreak, lib/screen), lesson 02 (lib/streams).
  */
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
-import { helpText, parseFlags, UsageError } from "../lib/args.ts";
-import { enterCbreak, NotATerminalError } from "../lib/cbreak.ts";
+import { parseCommandLine } from "../lib/args.ts";
+import { type Key, NotATerminalError } from "../lib/cbreak.ts";
 import { applyKey, type EditorState } from "../lib/line-editor.ts";
-import { type Message, Screen } from "../lib/screen.ts";
+import type { Message, Screen } from "../lib/screen.ts";
 import { ConnectionLostError, openConnection, type StreamReader, type StreamWriter } from "../lib/streams.ts";
+import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
 import { NAME_PATTERN, startChatServer } from "./05-chat-server.ts";
 
 const DEFAULT_PORT = 8000;
@@ -148,11 +149,7 @@ async function readMessages(reader: StreamReader, screen: Screen, ownName: strin
 type Ending = { by: "user"; exitCode: number } | { by: "server"; lastLine: string | null };
 
 /** The key loop: edit the input line; Enter sends it. Resolves when the user leaves. */
-async function readKeys(
-  keys: AsyncIterable<import("../lib/cbreak.ts").Key>,
-  screen: Screen,
-  writer: StreamWriter,
-) {
+async function readKeys(keys: AsyncIterable<Key>, screen: Screen, writer: StreamWriter) {
   let input: EditorState = { text: "", cursor: 0 };
   for await (const key of keys) {
     const result = applyKey(input, key);
@@ -168,28 +165,15 @@ async function readKeys(
 }
 
 async function chat(connection: Connection, name: string, welcome: string): Promise<number> {
-  const screen = new Screen({
-    output: process.stdout,
-    columns: process.stdout.columns ?? 80,
-    rows: process.stdout.rows ?? 24,
-    prompt: `${name}> `,
-    color: !process.env.NO_COLOR && process.stdout.isTTY === true,
-  });
-  let session: ReturnType<typeof enterCbreak>;
+  let ui: TerminalUi;
   try {
-    session = enterCbreak({
-      input: process.stdin,
-      output: process.stdout,
-      beforeRestore: () => screen.stop(),
-    });
+    ui = openTerminalUi(`${name}> `);
   } catch (error) {
     if (!(error instanceof NotATerminalError)) throw error;
     console.error(`error: ${error.message}`);
     return 2;
   }
-  const onResize = () => screen.resize(process.stdout.columns, process.stdout.rows);
-  process.stdout.on("resize", onResize);
-  screen.start();
+  const { screen } = ui;
   screen.print([
     { text: `${timestamp()} `, style: { dim: true } },
     { text: welcome, style: { bold: true } },
@@ -204,15 +188,14 @@ async function chat(connection: Connection, name: string, welcome: string): Prom
   const fromServer = readMessages(connection.reader, screen, name).then(
     (lastLine): Ending => ({ by: "server", lastLine }),
   );
-  const fromUser = readKeys(session.keys, screen, connection.writer);
+  const fromUser = readKeys(ui.keys, screen, connection.writer);
   const ending: Ending = await Promise.race([fromServer, fromUser]);
   if (ending.by === "user") {
     // Tell the server, and give it a moment to see us off (it answers "* bye" and closes).
     connection.writer.write("/quit\n");
     await Promise.race([fromServer, Bun.sleep(QUIT_GRACE_MS)]);
   }
-  process.stdout.off("resize", onResize);
-  session.restore();
+  ui.close();
   connection.writer.close();
   if (ending.by === "server") {
     console.log(`The server closed the connection${ending.lastLine ? `: ${ending.lastLine}` : "."}`);
@@ -261,18 +244,9 @@ async function connectOrStartServer(
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  let flags: ReturnType<typeof parseFlags<typeof FLAGS>>;
-  try {
-    flags = parseFlags(argv, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`error: ${error.message}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(helpText("bun scripts/06-chat-client.ts [flags]", FLAGS));
-    return 0;
-  }
+  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/06-chat-client.ts [flags]");
+  if ("exitCode" in parsed) return parsed.exitCode;
+  const { flags } = parsed;
   if (!process.stdin.isTTY) {
     console.error("error: this chat client reads keys from a terminal, but stdin is not one (is it piped?)");
     return 2;

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { fetchRaw, parseArgs, parseResponse, startDemoServer } from "../scripts/01-http-raw.ts";
-import { AWKWARD_CASES, makeCertificate, startNodeServer, startRawServer } from "./helpers/http-peers.ts";
+import { AWKWARD_CASES, describeHttps, startNodeServer, startRawServer } from "./helpers/http-peers.ts";
 import { hasStackTrace, runScript } from "./helpers/run.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -115,52 +115,8 @@ describe("lesson 01 as a command", () => {
     expect(hasStackTrace(stderr)).toBe(false);
   });
 
-  describe("over HTTPS", () => {
-    const certificate = makeCertificate();
-    let server: ReturnType<typeof Bun.serve> | undefined;
-    beforeAll(() => {
-      if (!certificate) {
-        console.log(
-          "skipping the HTTPS tests of lesson 01: openssl is not installed, so no certificate can be made",
-        );
-        return;
-      }
-      server = Bun.serve({
-        hostname: "127.0.0.1",
-        port: 0,
-        tls: { cert: certificate.cert, key: certificate.key },
-        fetch: () => new Response("over TLS"),
-      });
-    });
-    afterAll(() => {
-      server?.stop(true);
-      certificate?.cleanup();
-    });
-
-    test.skipIf(!certificate)(
-      "fetches from a local TLS server that trusts the test's certificate",
-      async () => {
-        const { exitCode, stdout } = await runScript(
-          ["scripts/01-http-raw.ts", `https://localhost:${server!.port}/`, "--body"],
-          {
-            env: { NODE_EXTRA_CA_CERTS: certificate!.certPath },
-          },
-        );
-        expect(exitCode).toBe(0);
-        expect(stdout).toContain("200 OK");
-        expect(stdout).toContain("over TLS");
-      },
-    );
-
-    test.skipIf(!certificate)("refuses an untrusted certificate with one line", async () => {
-      const { exitCode, stderr } = await runScript([
-        "scripts/01-http-raw.ts",
-        `https://localhost:${server!.port}/`,
-      ]);
-      expect(exitCode).toBe(1);
-      expect(stderr.trim()).toBe(
-        `https://localhost:${server!.port}/: TLS handshake failed: self signed certificate`,
-      );
-    });
-  });
+  describeHttps(
+    "scripts/01-http-raw.ts",
+    (port) => new RegExp(`^https://localhost:${port}/: TLS handshake failed: self signed certificate$`),
+  );
 });

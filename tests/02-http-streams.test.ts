@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { HttpClient, httpGet, MAX_BODY_BYTES } from "../scripts/02-http-streams.ts";
-import { AWKWARD_CASES, makeCertificate, startNodeServer, startRawServer } from "./helpers/http-peers.ts";
+import { AWKWARD_CASES, describeHttps, startNodeServer, startRawServer } from "./helpers/http-peers.ts";
 import { hasStackTrace, runScript } from "./helpers/run.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -163,53 +163,11 @@ describe("lesson 02 as a command", () => {
     expect(stderr.trim()).toBe("error: --timeout needs a number of seconds greater than 0");
   });
 
-  describe("over HTTPS", () => {
-    const certificate = makeCertificate();
-    let server: ReturnType<typeof Bun.serve> | undefined;
-    beforeAll(() => {
-      if (!certificate) {
-        console.log(
-          "skipping the HTTPS tests of lesson 02: openssl is not installed, so no certificate can be made",
-        );
-        return;
-      }
-      server = Bun.serve({
-        hostname: "127.0.0.1",
-        port: 0,
-        tls: { cert: certificate.cert, key: certificate.key },
-        fetch: () => new Response("over TLS"),
-      });
-    });
-    afterAll(() => {
-      server?.stop(true);
-      certificate?.cleanup();
-    });
-
-    test.skipIf(!certificate)(
-      "fetches from a local TLS server that trusts the test's certificate",
-      async () => {
-        const url = `https://localhost:${server!.port}/`;
-        const { exitCode, stdout } = await runScript(["scripts/02-http-streams.ts", url, "--body"], {
-          env: { NODE_EXTRA_CA_CERTS: certificate!.certPath },
-        });
-        expect(exitCode).toBe(0);
-        expect(stdout).toContain("200 OK");
-        expect(stdout).toContain("over TLS");
-      },
-    );
-
-    test.skipIf(!certificate)("refuses an untrusted certificate with one line", async () => {
-      const port = server!.port;
-      const { exitCode, stderr } = await runScript([
-        "scripts/02-http-streams.ts",
-        `https://localhost:${port}/`,
-      ]);
-      expect(exitCode).toBe(1);
-      expect(stderr.trim()).toMatch(
-        new RegExp(
-          `^\\[[\\d.]+ ms\\] https://localhost:${port}/: TLS handshake with localhost:${port} failed: self signed certificate$`,
-        ),
-      );
-    });
-  });
+  describeHttps(
+    "scripts/02-http-streams.ts",
+    (port) =>
+      new RegExp(
+        `^\\[[\\d.]+ ms\\] https://localhost:${port}/: TLS handshake with localhost:${port} failed: self signed certificate$`,
+      ),
+  );
 });

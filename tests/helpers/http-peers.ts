@@ -2,11 +2,14 @@
  * Real HTTP peers for the lesson 01/02 tests: a raw TCP server that sends deliberately awkward responses,
  * node:http, and a TLS server with a certificate made by openssl for the test.
  */
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TCPSocketListener } from "bun";
+import { runScript } from "./run.ts";
 
 const utf8 = new TextEncoder();
 
@@ -223,3 +226,54 @@ export const AWKWARD_CASES: {
     expected: { error: "the server closed the connection without a response" },
   },
 ];
+
+/**
+ * The HTTPS cases both HTTP lessons share: a local TLS server with a certificate made for the test, the
+ * lesson run once trusting it (NODE_EXTRA_CA_CERTS) and once not. Skipped, with a printed reason, only
+ * where openssl is missing.
+ */
+export function describeHttps(script: string, untrustedLine: (port: number) => RegExp): void {
+  describe("over HTTPS", () => {
+    const certificate = makeCertificate();
+    let server: ReturnType<typeof Bun.serve> | undefined;
+    beforeAll(() => {
+      if (!certificate) {
+        console.log(
+          `skipping the HTTPS tests of ${script}: openssl is not installed, so no certificate can be made`,
+        );
+        return;
+      }
+      server = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: certificate.cert, key: certificate.key },
+        fetch: () => new Response("over TLS"),
+      });
+    });
+    afterAll(() => {
+      server?.stop(true);
+      certificate?.cleanup();
+    });
+
+    test.skipIf(!certificate)(
+      "fetches from a local TLS server that trusts the test's certificate",
+      async () => {
+        const { exitCode, stdout } = await runScript(
+          [script, `https://localhost:${server!.port}/`, "--body"],
+          {
+            env: { NODE_EXTRA_CA_CERTS: certificate!.certPath },
+          },
+        );
+        expect(exitCode).toBe(0);
+        expect(stdout).toContain("200 OK");
+        expect(stdout).toContain("over TLS");
+      },
+    );
+
+    test.skipIf(!certificate)("refuses an untrusted certificate with one line", async () => {
+      const { exitCode, stderr } = await runScript([script, `https://localhost:${server!.port}/`]);
+      expect(exitCode).toBe(1);
+      expect(stderr.trim()).toMatch(untrustedLine(server!.port as number));
+    });
+  });
+}
