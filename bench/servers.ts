@@ -42,7 +42,7 @@ async function withServers<T>(
   }
 }
 
-export async function benchEcho(rounds = 5): Promise<void> {
+export async function benchEcho(rounds = 9): Promise<void> {
   const servers = {
     "lesson 04 (startServer)": ["bun", `${ROOT}/scripts/04-echo-server.ts`, "--port", "0", "--quiet"],
     "bare Bun.listen echo": ["bun", `${ROOT}/bench/peers/bun-echo-server.ts`],

@@ -47,6 +47,8 @@ const coalesceScratch = new Uint8Array(COALESCE_BYTES);
 const SHORT_QUEUE = 16;
 
 const NEWLINE = new Uint8Array([0x0a]);
+/** What `drain()` returns when there is nothing to wait for: one shared promise, not one per call. */
+const RESOLVED = Promise.resolve();
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
 
@@ -181,13 +183,20 @@ export class StreamReader {
     return this.#readLineSlowly();
   }
 
+  /** readUntil("\n") with readLine's rules, written out: a server awaits this once per line. */
   async #readLineSlowly(): Promise<Uint8Array> {
-    try {
-      return await this.readUntil(NEWLINE);
-    } catch (error) {
-      if (error instanceof IncompleteReadError) return error.partial;
-      if (error instanceof LimitOverrunError) throw await this.#skipLongLine();
-      throw error;
+    let searched = 0; // bytes already searched for a newline
+    for (;;) {
+      this.#throwIfFailed();
+      const newline = this.#find(NEWLINE, searched);
+      if (newline !== -1) {
+        if (newline > this.limit) throw await this.#skipLongLine();
+        return this.#take(newline + 1);
+      }
+      searched = this.bufferedBytes;
+      if (searched > this.limit) throw await this.#skipLongLine();
+      if (this.#eof) return this.#take(searched); // the partial last line; empty after it
+      await this.#waitForData("readLine");
     }
   }
 
@@ -508,7 +517,7 @@ export class StreamWriter {
   drain(): Promise<void> {
     if (this.#lost) return Promise.reject(this.#lost);
     if (this.#closed) return Promise.reject(new ConnectionLostError("connection closed"));
-    if (this.#queuedBytes <= WRITE_HIGH_WATER) return Promise.resolve();
+    if (this.#queuedBytes <= WRITE_HIGH_WATER) return RESOLVED;
     this.#drainWaiters ??= [];
     const waiters = this.#drainWaiters;
     return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
