@@ -6,12 +6,16 @@
  * as they finish, in whatever order that is. Type a number N and a task sleeps N seconds, then reports —
  * the book's "delay" demo — while queries keep coming back.
  *
- * Why `readLine` cannot do this: in the terminal's cooked mode the program sees nothing until Enter, and
- * anything it prints lands in the middle of what you are typing. So we switch the terminal to
- * character-at-a-time mode (lib/cbreak.ts — cooked, raw and cbreak are explained there), keep the line
- * being typed ourselves (lib/line-editor.ts), and split the screen (lib/screen.ts): the last row is the
- * input line, and everything above is a scroll region fed from a deque of messages ("max elements =
- * number of rows"). New results scroll the region; the input line is never touched by them.
+ * Three terminal modes:
+ *   cooked (canonical) — the terminal driver collects a line, handles Backspace, and hands it over on Enter;
+ *   raw — every byte goes to the program at once: no echo, no editing, Ctrl+C is just the byte 0x03;
+ *   cbreak — like raw, but Ctrl+C still becomes SIGINT.
+ * Why `readLine` cannot do this: in cooked mode the program sees nothing until Enter, and anything it
+ * prints lands in the middle of what you are typing. So we switch the terminal to character-at-a-time mode
+ * (Bun gives us raw; lib/cbreak.ts plays the driver's part for Ctrl+C), keep the line being typed
+ * ourselves (lib/line-editor.ts), and split the screen (lib/screen.ts): the last row is the input line, and
+ * everything above is a scroll region fed from a deque of messages ("max elements = number of rows"). New
+ * results scroll the region; the input line is never touched by them.
  *
  * The book's version put the terminal in cbreak mode and never gave it back, and redrew the whole deque on
  * every message. Here every way out (\q, Ctrl+C, Ctrl+D, SIGTERM, a crash) restores the terminal, and a

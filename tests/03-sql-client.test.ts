@@ -87,6 +87,20 @@ describe("lesson 03 in a real terminal", () => {
     expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
   }, 60_000);
 
+  test("SIGTERM restores the terminal too", async () => {
+    const program = startConsole();
+    await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt");
+    program.type("typed but not sent");
+    const lesson = Bun.spawnSync(["pgrep", "-f", "^bun scripts/03-sql-client.ts"])
+      .stdout.toString()
+      .trim()
+      .split("\n");
+    expect(lesson.length).toBeGreaterThan(0);
+    for (const pid of lesson) process.kill(Number(pid), "SIGTERM");
+    expect(await program.exited).toBe(143);
+    expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+  }, 60_000);
+
   test("Ctrl+C quits with 130 and restores the terminal; errors show their SQLSTATE", async () => {
     const program = startConsole();
     await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt");

@@ -145,6 +145,61 @@ describe("lesson 06: two people chatting in real terminals", () => {
   }, 30_000);
 });
 
+describe("lesson 06 under load and at the prompt", () => {
+  test("a burst of thousands of messages does not freeze the input line", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", [
+      "--quiet",
+      "--flood-burst",
+      "100000",
+      "--flood-rate",
+      "100000",
+    ]);
+    try {
+      const program = startInPty([
+        "bun",
+        "scripts/06-chat-client.ts",
+        "--port",
+        String(server.port),
+        "--name",
+        "reader",
+      ]);
+      await program.waitFor((rows) => rows[23]!.startsWith("reader>"), "the input line");
+      const flood = await LineClient.connect(server.port);
+      flood.send("CONNECT flood\n");
+      flood.send(`${Array.from({ length: 5000 }, (_, i) => `message ${i}`).join("\n")}\n`);
+      program.type("still typing");
+      const rows = await program.waitFor(
+        (rows) =>
+          rows.some((row) => row.endsWith("flood: message 4999")) && rows[23] === "reader> still typing",
+        "the last message with the input intact",
+      );
+      expect(rows.filter((row) => row.includes("flood: message")).length).toBe(23); // the whole area
+      flood.close();
+      program.type("\x03");
+      expect(await program.exited).toBe(0);
+    } finally {
+      server.child.kill();
+    }
+  }, 60_000);
+
+  test("Ctrl+C at the name prompt cancels cleanly", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+    try {
+      const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(server.port)]);
+      await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+      program.type("an\x03");
+      expect(await program.exited).toBe(130);
+      const rows = await program.waitFor(
+        (rows) => rows.some((row) => row.includes("No name, no chat")),
+        "the goodbye",
+      );
+      expect(rows.join("\n")).not.toMatch(/^\s+at /m);
+    } finally {
+      server.child.kill();
+    }
+  }, 30_000);
+});
+
 describe("lesson 06 as a command", () => {
   test("a refused connection is one clear line", async () => {
     const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

@@ -157,6 +157,26 @@ function sharedCases(name: string, getUrl: () => string) {
       expect(rows[0]).toEqual({ n: big.length, h: new Bun.CryptoHasher("md5").update(big).digest("hex") });
     });
 
+    test("passes notices to onNotice and goes on", async () => {
+      const notices: string[] = [];
+      client.onNotice = (notice) => notices.push(`${notice.severity} ${notice.code}: ${notice.message}`);
+      await client.simpleQuery("DO $$ BEGIN RAISE NOTICE 'careful: %', 42; END $$");
+      client.onNotice = () => {};
+      expect(notices).toEqual(["NOTICE 00000: careful: 42"]);
+    });
+
+    test("keeps answering correctly when the statement cache evicts", async () => {
+      const small = await connect({ ...resolveOptions(getUrl()), statementCacheSize: 2 });
+      const texts = ["SELECT $1::int + 1 AS n", "SELECT $1::int + 2 AS n", "SELECT $1::int + 3 AS n"];
+      const results = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => small.query<{ n: number }>(texts[i % 3]!, [i])),
+      );
+      expect(results.map((result) => result.rows[0]!.n)).toEqual(
+        Array.from({ length: 30 }, (_, i) => i + (i % 3) + 1),
+      );
+      await small.close();
+    });
+
     test("returns an empty result for an empty query", async () => {
       expect(await client.simpleQuery("")).toEqual([{ command: "", rowCount: null, fields: [], rows: [] }]);
     });

@@ -230,6 +230,11 @@ export class Client {
   #head = 0;
   readonly #statements = new Map<string, Statement>();
   #statementCounter = 0;
+  /**
+   * Statement names are unique to this client, not just to its connection: a server that multiplexes
+   * several connections onto one session (PGlite's socket server; poolers) would otherwise see two `s1`s.
+   */
+  readonly #statementPrefix = `s${Math.floor(Math.random() * 36 ** 6).toString(36)}_`;
   #backendKey: { processId: number; secretKey: number } | null = null;
   readonly #listeners = new Map<string, Set<(notification: Notification) => void>>();
   #lost: PgConnectionError | null = null;
@@ -470,7 +475,7 @@ export class Client {
       return cached;
     }
     const statement: Statement = {
-      name: capacity > 0 ? `s${++this.#statementCounter}` : "",
+      name: capacity > 0 ? `${this.#statementPrefix}${++this.#statementCounter}` : "",
       fields: null,
       parsers: [],
       publicFields: [],

@@ -223,7 +223,8 @@ async function waitUntilReady(
 /** PGlite behind PGLiteSocketServer on a free loopback port. It does no authentication. */
 export async function startPglite(): Promise<{ url: string; port: number; stop(): Promise<void> }> {
   const db = await PGlite.create();
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 });
+  // Several connections, multiplexed onto the one database (queries take turns).
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 8 });
   await server.start();
   const port = Number(server.getServerConn().split(":").pop());
   return {
