@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PgError } from "../lib/pg.ts";
@@ -47,6 +47,20 @@ describe("lesson 03: formatting results", () => {
   });
 });
 
+/** PIDs whose command line starts with `prefix` (arguments separated by NUL), read from /proc. */
+function processesRunning(prefix: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "latin1").startsWith(prefix)) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
 describe("lesson 03 in a real terminal", () => {
   let folder: string;
   beforeAll(() => {
@@ -91,12 +105,9 @@ describe("lesson 03 in a real terminal", () => {
     const program = startConsole();
     await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt");
     program.type("typed but not sent");
-    const lesson = Bun.spawnSync(["pgrep", "-f", "^bun scripts/03-sql-client.ts"])
-      .stdout.toString()
-      .trim()
-      .split("\n");
+    const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
     expect(lesson.length).toBeGreaterThan(0);
-    for (const pid of lesson) process.kill(Number(pid), "SIGTERM");
+    for (const pid of lesson) process.kill(pid, "SIGTERM");
     expect(await program.exited).toBe(143);
     expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
   }, 60_000);
