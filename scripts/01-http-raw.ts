@@ -374,16 +374,17 @@ if (import.meta.main) process.exit(await main());
 
 /* A real run (bun scripts/01-http-raw.ts):
 
-no URL given: fetching from a local demo server at http://127.0.0.1:40375/
-http://127.0.0.1:40375/hello → 200 OK
+no URL given: fetching from a local demo server at http://127.0.0.1:35313/
+http://127.0.0.1:35313/hello → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Thu, 26 Nov 2026 17:45:10 GMT
-  content-length: 61
-  (61 bytes of body)
+  date: Thu, 26 Nov 2026 18:13:23 GMT
+  content-length: 58
+  (58 bytes of body)
 hello from /hello — served by Bun.serve on this machine
-http://127.0.0.1:40375/chunked → 200 OK
+http://127.0.0.1:35313/chunked → 200 OK
+  content-type: text/plain; charset=utf-8
+  date: Thu, 26 Nov 2026 18:13:23 GMT
   transfer-encoding: chunked
-  date: Thu, 26 Nov 2026 17:45:10 GMT
-  (24 bytes of body)
+  (19 bytes of body)
 streamed in chunks
 */

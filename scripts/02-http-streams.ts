@@ -347,10 +347,16 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     console.error(`error: ${(error as Error).message}`);
     return 2;
   }
-  const demo = options.urls.length === 0 ? startDemoServer() : undefined;
-  if (demo) {
-    console.log(`no URL given: fetching four URLs at once from a local demo server at ${demo.url}`);
-    options.urls = ["/a", "/b", "/chunked", "/c"].map((path) => new URL(path, demo.url).href);
+  // With no URL: two local servers, i.e. two origins — HttpClient keeps one connection to each, so the
+  // two slow /chunked responses run at the same time, while requests to one origin take turns.
+  const demos = options.urls.length === 0 ? [startDemoServer(), startDemoServer()] : [];
+  if (demos.length > 0) {
+    console.log(
+      `no URL given: fetching four URLs at once from two local demo servers: ${demos.map((demo) => demo.url.host).join(" and ")}`,
+    );
+    options.urls = demos.flatMap((demo, index) =>
+      [`/chunked`, `/${"ab"[index]}`].map((path) => new URL(path, demo.url).href),
+    );
   }
   const client = new HttpClient();
   const started = performance.now();
@@ -370,12 +376,26 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const succeeded = await Promise.all(results);
   console.log(`${options.urls.length} URLs in ${(performance.now() - started).toFixed(1)} ms`);
   client.close();
-  demo?.stop(true);
+  for (const demo of demos) demo.stop(true);
   return succeeded.every(Boolean) ? 0 : 1;
 }
 
 if (import.meta.main) process.exit(await main());
 
-/* A real run (bun scripts/02-http-streams.ts):
+/* A real run (bun scripts/02-http-streams.ts). The two /chunked responses (each ~24 ms: the server
+   pauses between chunks) ran at the same time on two connections; /a and /b waited their turn behind them:
 
+no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:39883 and 127.0.0.1:42487
+[24.8 ms] http://127.0.0.1:39883/chunked → 200 OK
+  content-type: text/plain; charset=utf-8
+  date: Thu, 26 Nov 2026 18:13:28 GMT
+  transfer-encoding: chunked
+  (19 bytes of body)
+[23.8 ms] http://127.0.0.1:39883/a → 200 OK
+  …
+[23.8 ms] http://127.0.0.1:42487/chunked → 200 OK
+  …
+[24.0 ms] http://127.0.0.1:42487/b → 200 OK
+  …
+4 URLs in 26.0 ms
 */

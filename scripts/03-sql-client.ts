@@ -328,21 +328,29 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real session (80×24, embedded database), after typing the three lines at the bottom:
+/* A real session (80×24, embedded database), typed: the GROUP BY query, `2`, `select 41 + 1 as answer`
+   (which came back while the delay slept), and a query on a table that does not exist:
 
-[#1] select brand_name, count(*) from product join brand using (brand_id) group by 1 order by 2 desc limit 3
-[#1] 3 rows in 9.8 ms
-brand_name │ count
-───────────┼──────
-brand 1    │ 50
-brand 10   │ 50
-brand 11   │ 50
+Connected to embedded PGlite on 127.0.0.1:35669 (tables: brand, product_size,
+product — 5,000 products).
+Type SQL, or a number of seconds to sleep, or \help. \q quits.
+[#1] select brand_name, count(*), round(avg(price), 2) as avg_price from product
+ join brand using (brand_id) group by 1 order by 3 desc limit 3
+[#1] 3 rows in 12.9 ms
+brand_name │ count │ avg_price
+───────────┼───────┼──────────
+brand 28   │ 50    │ 59.90
+brand 55   │ 50    │ 59.80
+brand 82   │ 50    │ 59.70
 [#2] sleeping 2 s…
 [#3] select 41 + 1 as answer
-[#3] 1 row in 1.1 ms
+[#3] 1 row in 2.3 ms
 answer
 ──────
 42
 [#2] slept 2 s
-sql> █
+[#4] select * from nope
+[#4] ERROR 42P01: relation "nope" does not exist
+
+sql> select p█
 */

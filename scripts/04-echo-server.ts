@@ -146,19 +146,20 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real session — the server, then two `nc 127.0.0.1 8000` in other terminals, then Ctrl+C:
+/* A real session — the server, two clients (A, B: `nc 127.0.0.1 8000` would show the same), A leaves,
+   then Ctrl+C:
 
 $ bun scripts/04-echo-server.ts
 listening on 127.0.0.1:8000
-+ 127.0.0.1:40112 connected (1 connected)
-+ 127.0.0.1:40118 connected (2 connected)
-- 127.0.0.1:40112 left (1 connected)
-^CSIGINT: shutting down, telling 1 client(s)
-- 127.0.0.1:40118 left (0 connected)
++ 127.0.0.1:45556 connected (1 connected)
++ 127.0.0.1:45564 connected (2 connected)
+- 127.0.0.1:45556 left (1 connected)
+SIGINT: shutting down, telling 1 client(s)
+- 127.0.0.1:45564 left (0 connected)
 
-and in the second nc:
-welcome! 1 other client is connected. Type a line and it comes back.
-hello
-hello
-* server shutting down
+A < welcome! 0 other clients are connected. Type a line and it comes back.
+B < welcome! 1 other client is connected. Type a line and it comes back.
+B > hello
+B < hello
+B < * server shutting down
 */

@@ -420,24 +420,25 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real session — the server, two nc users, then Ctrl+C:
+/* A real session — the server, then ann and bob (as `nc 127.0.0.1 8000` would show it), then Ctrl+C:
 
 $ bun scripts/05-chat-server.ts
 listening on 127.0.0.1:8000
-+ ann joined from 127.0.0.1:51234 (1 online)
-+ bob joined from 127.0.0.1:51240 (2 online)
++ ann joined from 127.0.0.1:53866 (1 online)
++ bob joined from 127.0.0.1:53880 (2 online)
 - bob quit (1 online)
-^CSIGINT: shutting down, telling 1 connection(s)
+SIGINT: shutting down, telling 1 connection(s)
 - ann shutdown (0 online)
 
-ann's nc:                                bob's nc:
-CONNECT ann                              CONNECT Ann
-OK welcome ann, 1 user online            ERR name taken: Ann
-* bob joined                             CONNECT bob
-bob: hi ann                              OK welcome bob, 2 users online
-ann: hi bob!                             hi ann
-* bob left                               bob: hi ann
-* server shutting down                   ann: hi bob!
-                                         /quit
-                                         * bye
+ann > CONNECT ann                     bob > CONNECT Ann
+ann < OK welcome ann, 1 user online   bob < ERR name taken: Ann
+ann < * bob joined                    bob > CONNECT bob
+ann < bob: hi ann                     bob < OK welcome bob, 2 users online
+ann > hi bob!                         bob > hi ann
+ann < ann: hi bob!                    bob < bob: hi ann
+ann < * bob left                      bob < ann: hi bob!
+ann < * server shutting down          bob > /who
+                                      bob < * online (2): ann, bob
+                                      bob > /quit
+                                      bob < * bye
 */

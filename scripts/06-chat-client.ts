@@ -278,13 +278,25 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real session (two terminals, 80×24), in ann's:
+/* A real session in a 72×12 terminal. First the name prompt:
 
-14:05 welcome ann, 2 users online
-Type and press Enter to send. /who lists users; /quit, Ctrl+C or Ctrl+D leaves.
-14:05 bob: hi ann
-14:06 ann: hello bob 👋
-14:06 * online (2): ann, bob
-14:07 * bob left
-ann> typing here…
+┌  Chat — lesson 06
+│
+◆  Your name?
+│  ann
+└
+
+then ann's screen after bob joined, both talked, ann asked /who, bob left, and ann is halfway through a line:
+
+18:15 welcome ann, 1 user online
+Type and press Enter to send. /who lists users; /quit, Ctrl+C or Ctrl+D
+leaves.
+18:15 * bob joined
+18:15 bob: hi ann! 日本から 👋
+18:15 ann: hello bob, a long line to show how the screen wraps text that
+ does not fit in one row
+18:15 * online (2): ann, bob
+18:15 * bob left
+
+ann> half-typed█
 */
