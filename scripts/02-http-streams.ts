@@ -40,6 +40,7 @@ import {
   type Target,
 } from "../lib/http.ts";
 import {
+  ConnectionLostError,
   IncompleteReadError,
   LimitOverrunError,
   openConnection,
@@ -303,8 +304,8 @@ export class HttpClient {
       try {
         return this.#keepOrClose(await exchange(reused, target, true, timeoutMs), reused, origin);
       } catch (error) {
-        // The server may have closed the idle connection just as we sent: retry once on a new one.
-        if (!(error instanceof NoResponseError)) throw error;
+        // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one.
+        if (!(error instanceof NoResponseError || error instanceof ConnectionLostError)) throw error;
       }
     }
     const connection = await connect(target, timeoutMs);

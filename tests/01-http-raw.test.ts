@@ -1,6 +1,12 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { fetchRaw, parseArgs, parseResponse, startDemoServer } from "../scripts/01-http-raw.ts";
-import { AWKWARD_CASES, describeHttps, startNodeServer, startRawServer } from "./helpers/http-peers.ts";
+import {
+  AWKWARD_CASES,
+  describeHttps,
+  startNodeServer,
+  startRawServer,
+  testAwkwardCases,
+} from "./helpers/http-peers.ts";
 import { hasStackTrace, runScript } from "./helpers/run.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -13,19 +19,11 @@ describe("lesson 01: fetchRaw on raw socket callbacks", () => {
   });
   afterAll(() => raw.stop());
 
-  AWKWARD_CASES.forEach(({ name, expected }, index) => {
-    test(`handles ${name}`, async () => {
-      const result = fetchRaw(`${raw.url}/${index}`, 5000);
-      if ("error" in expected) {
-        await expect(result).rejects.toThrow(expected.error);
-        return;
-      }
-      const response = await result;
-      expect(response.status).toBe(expected.status);
-      if (typeof expected.body === "string") expect(text(response.body)).toBe(expected.body);
-      else expect(Bun.deepEquals(response.body, expected.body)).toBe(true);
-    });
-  });
+  testAwkwardCases(
+    "fetchRaw",
+    () => raw.url,
+    (url) => fetchRaw(url, 5000),
+  );
 
   test("gives up after the timeout when the server never answers", async () => {
     await expect(fetchRaw(`${raw.url}/silent`, 300)).rejects.toThrow("timed out after 0.3 s");

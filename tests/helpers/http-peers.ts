@@ -9,6 +9,7 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TCPSocketListener } from "bun";
+import type { HttpResponse } from "../../lib/http.ts";
 import { runScript } from "./run.ts";
 
 const utf8 = new TextEncoder();
@@ -274,6 +275,28 @@ export function describeHttps(script: string, untrustedLine: (port: number) => R
       const { exitCode, stderr } = await runScript([script, `https://localhost:${server!.port}/`]);
       expect(exitCode).toBe(1);
       expect(stderr.trim()).toMatch(untrustedLine(server!.port as number));
+    });
+  });
+}
+
+/** One test per awkward case: `get(url)` must give the expected status and body, or reject with the error. */
+export function testAwkwardCases(
+  label: string,
+  baseUrl: () => string,
+  get: (url: string) => Promise<HttpResponse>,
+) {
+  AWKWARD_CASES.forEach(({ name, expected }, index) => {
+    test(`${label} handles ${name}`, async () => {
+      const result = get(`${baseUrl()}/${index}`);
+      if ("error" in expected) {
+        await expect(result).rejects.toThrow(expected.error);
+        return;
+      }
+      const response = await result;
+      expect(response.status).toBe(expected.status);
+      if (typeof expected.body === "string")
+        expect(new TextDecoder().decode(response.body)).toBe(expected.body);
+      else expect(Bun.deepEquals(response.body, expected.body)).toBe(true);
     });
   });
 }
