@@ -103,11 +103,12 @@ export function parseStatusLine(line: string): { version: string; status: number
 /** Adds one `Name: value` header line to `headers`. */
 export function addHeaderLine(headers: Record<string, string>, line: string): void {
   const colon = line.indexOf(":");
-  // RFC 9112 §5.1: no whitespace between the name and the colon.
-  if (colon <= 0 || /[\s]/.test(line.slice(0, colon))) {
+  const rawName = line.slice(0, colon);
+  // RFC 9112 §5.1: no whitespace in the name, nor between the name and the colon.
+  if (colon <= 0 || rawName.includes(" ") || rawName.includes("\t")) {
     throw new HttpError(`malformed header line: ${JSON.stringify(line.slice(0, 80))}`);
   }
-  const name = line.slice(0, colon).toLowerCase();
+  const name = rawName.toLowerCase();
   const value = line.slice(colon + 1).trim();
   const previous = headers[name];
   headers[name] = previous === undefined ? value : `${previous}, ${value}`;

@@ -199,6 +199,11 @@ export interface GetOptions {
 interface Connection {
   reader: StreamReader;
   writer: StreamWriter;
+  /** The request deadline: one timer per connection, re-armed for each request (cheaper than a new one). */
+  deadline: ReturnType<typeof setTimeout> | null;
+  deadlineMs: number;
+  busy: boolean;
+  timedOut: boolean;
 }
 
 function timeoutError(timeoutMs: number): HttpError {
@@ -216,31 +221,55 @@ async function connect(target: Target, timeoutMs: number): Promise<Connection> {
       openConnection(target.host, target.port, { tls: target.tls }),
       deadline,
     ]);
-    return { reader, writer };
+    return { reader, writer, deadline: null, deadlineMs: 0, busy: false, timedOut: false };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Starts the request's deadline: past it, the connection is aborted (which fails the pending read). */
+function armDeadline(connection: Connection, timeoutMs: number): void {
+  connection.busy = true;
+  connection.timedOut = false;
+  if (connection.deadline && connection.deadlineMs === timeoutMs) {
+    connection.deadline.refresh();
+    return;
+  }
+  if (connection.deadline) clearTimeout(connection.deadline);
+  connection.deadlineMs = timeoutMs;
+  connection.deadline = setTimeout(() => {
+    if (!connection.busy) return; // it went off between requests: nothing to time out
+    connection.timedOut = true;
+    connection.writer.abort();
+  }, timeoutMs);
+  // The socket keeps the process alive while a response is awaited; an idle connection's timer should not.
+  connection.deadline.unref();
 }
 
 /**
  * Sends a GET on `connection` and reads the response. Past `timeoutMs` the connection is aborted, which
  * makes the pending read fail; that failure is reported as the timeout it is.
  */
-async function exchange(connection: Connection, target: Target, keepAlive: boolean, timeoutMs: number) {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    connection.writer.abort();
-  }, timeoutMs);
+async function exchange(connection: Connection, request: Uint8Array, timeoutMs: number) {
+  armDeadline(connection, timeoutMs);
   try {
-    connection.writer.write(buildGetRequest(target, keepAlive));
+    connection.writer.writeShared(request);
+    // One request per connection at a time: nothing else will join this write, so send it now.
+    connection.writer.flushNow();
     return await readResponse(connection.reader);
   } catch (error) {
     connection.writer.abort();
-    throw timedOut ? timeoutError(timeoutMs) : error;
+    throw connection.timedOut ? timeoutError(timeoutMs) : error;
   } finally {
-    clearTimeout(timer);
+    connection.busy = false;
   }
+}
+
+const utf8 = new TextEncoder();
+
+function closeConnection(connection: Connection): void {
+  if (connection.deadline) clearTimeout(connection.deadline);
+  connection.writer.close();
 }
 
 /** GETs `url` on a fresh connection that is closed afterwards (`Connection: close`). */
@@ -248,8 +277,8 @@ export async function httpGet(url: string, options: GetOptions = {}): Promise<Ht
   const target = parseTarget(url);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const connection = await connect(target, timeoutMs);
-  const response = await exchange(connection, target, false, timeoutMs);
-  connection.writer.close();
+  const response = await exchange(connection, utf8.encode(buildGetRequest(target, false)), timeoutMs);
+  closeConnection(connection);
   return response;
 }
 
@@ -272,17 +301,18 @@ const TARGET_CACHE_SIZE = 256;
  */
 export class HttpClient {
   readonly #origins = new Map<string, Origin>();
-  readonly #targets = new Map<string, Target>();
+  /** Parsed URLs and their encoded keep-alive requests, by URL. */
+  readonly #targets = new Map<string, { target: Target; request: Uint8Array }>();
   #closed = false;
 
   async get(url: string, options: GetOptions = {}): Promise<HttpResponse> {
     if (this.#closed) throw new Error("HttpClient is closed");
-    const target = this.#target(url);
+    const { target, request } = this.#target(url);
     const origin = this.#origin(target.origin);
     if (origin.busy) await new Promise<void>((resolve) => origin.waiting.push(resolve));
     origin.busy = true;
     try {
-      return await this.#getInTurn(target, origin, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      return await this.#getInTurn(target, request, origin, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     } finally {
       const next = origin.waiting.shift();
       if (next) next();
@@ -293,28 +323,33 @@ export class HttpClient {
   /** Closes every idle connection. Requests under way finish; later `get()` calls throw. */
   close(): void {
     this.#closed = true;
-    for (const origin of this.#origins.values()) origin.idle?.writer.close();
+    for (const origin of this.#origins.values()) if (origin.idle) closeConnection(origin.idle);
     this.#origins.clear();
   }
 
-  async #getInTurn(target: Target, origin: Origin, timeoutMs: number): Promise<HttpResponse> {
+  async #getInTurn(
+    target: Target,
+    request: Uint8Array,
+    origin: Origin,
+    timeoutMs: number,
+  ): Promise<HttpResponse> {
     const reused = origin.idle;
     origin.idle = null;
     if (reused && !reused.writer.isClosing()) {
       try {
-        return this.#keepOrClose(await exchange(reused, target, true, timeoutMs), reused, origin);
+        return this.#keepOrClose(await exchange(reused, request, timeoutMs), reused, origin);
       } catch (error) {
         // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one.
         if (!(error instanceof NoResponseError || error instanceof ConnectionLostError)) throw error;
       }
     }
     const connection = await connect(target, timeoutMs);
-    return this.#keepOrClose(await exchange(connection, target, true, timeoutMs), connection, origin);
+    return this.#keepOrClose(await exchange(connection, request, timeoutMs), connection, origin);
   }
 
   #keepOrClose(response: HttpResponse, connection: Connection, origin: Origin): HttpResponse {
     if (canReuse(response) && !this.#closed) origin.idle = connection;
-    else connection.writer.close();
+    else closeConnection(connection);
     return response;
   }
 
@@ -327,14 +362,15 @@ export class HttpClient {
     return origin;
   }
 
-  #target(url: string): Target {
-    let target = this.#targets.get(url);
-    if (!target) {
+  #target(url: string): { target: Target; request: Uint8Array } {
+    let cached = this.#targets.get(url);
+    if (!cached) {
       if (this.#targets.size >= TARGET_CACHE_SIZE) this.#targets.clear();
-      target = parseTarget(url);
-      this.#targets.set(url, target);
+      const target = parseTarget(url);
+      cached = { target, request: utf8.encode(buildGetRequest(target, true)) };
+      this.#targets.set(url, cached);
     }
-    return target;
+    return cached;
   }
 }
 

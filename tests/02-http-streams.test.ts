@@ -48,6 +48,16 @@ describe("lesson 02: httpGet and HttpClient on StreamReader/StreamWriter", () =>
     );
   });
 
+  test("HttpClient times out on a kept-alive connection whose deadline already went off while idle", async () => {
+    const client = new HttpClient();
+    expect((await client.get(`${raw.url}/keep-x`, { timeoutMs: 150 })).status).toBe(200);
+    await Bun.sleep(300); // the connection's deadline timer fires while idle, and must be ignored
+    await expect(client.get(`${raw.url}/silent`, { timeoutMs: 150 })).rejects.toThrow(
+      "timed out after 0.15 s",
+    );
+    client.close();
+  });
+
   test("refuses a body over the size limit before reading it", async () => {
     await expect(httpGet(`${raw.url}/huge`)).rejects.toThrow(
       `body of ${MAX_BODY_BYTES + 1} bytes is over the limit`,
