@@ -76,7 +76,12 @@ export const FLAGS = {
     help: "lines per second a user may send after the burst",
   },
   // 10,000 users cost < 64 MB (see README); the operating system's file limit is usually 1,024–65,536.
-  "max-users": { kind: "int", default: 10_000, min: 1, help: "users online at once" },
+  "max-users": {
+    kind: "int",
+    default: 10_000,
+    min: 1,
+    help: "users online at once (and connections still registering)",
+  },
   quiet: { kind: "boolean", help: "do not log joins and departures" },
 } as const;
 
@@ -159,9 +164,18 @@ export class ChatRoom {
 
   constructor(readonly options: ChatOptions) {}
 
+  /**
+   * A new connection. At most `maxUsers` connections may be waiting to register at once (on top of the
+   * users): past that, a newcomer gets `ERR server full` and is closed — a flood of idle connections
+   * cannot use up the server's sockets and memory.
+   */
   accept(writer: StreamWriter): Client {
     const client = new Client(writer, this);
     this.clients.add(client);
+    if (this.clients.size - this.users.size > this.options.maxUsers) {
+      this.#send(client, `ERR server full (${this.options.maxUsers} users)`);
+      this.depart(client, "left");
+    }
     return client;
   }
 

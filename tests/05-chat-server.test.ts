@@ -152,6 +152,11 @@ describe("lesson 05: hostile and broken clients", async () => {
       const third = await LineClient.connect(small.port);
       third.send("CONNECT three\n");
       expect(await third.line()).toBe("ERR server full (2 users)");
+      // Connections that do not register are capped too: two may wait, the next is turned away.
+      const waiting = [third, await LineClient.connect(small.port)];
+      const turnedAway = await LineClient.connect(small.port);
+      expect(await turnedAway.rest()).toEqual(["ERR server full (2 users)"]);
+      for (const client of waiting) client.close();
       // one's CONNECT used a token: two more lines pass, the rest are refused.
       first.send("a\nb\nc\nd\ne\n");
       const replies = [];
