@@ -110,6 +110,12 @@ export class StreamReader {
   #eof = false;
   #exception: Error | null = null;
   #waiter: { resolve: () => void; reject: (error: Error) => void } | null = null;
+  /** A readLine() waiting for its line; `searched`: bytes already known to hold no newline. */
+  #lineWaiter: {
+    resolve: (line: Uint8Array) => void;
+    reject: (error: Error) => void;
+    searched: number;
+  } | null = null;
   #transport: ReadFlowControl | null = null;
   #paused = false;
 
@@ -133,7 +139,8 @@ export class StreamReader {
   feedData(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     this.#append(chunk);
-    this.#wakeWaiter();
+    if (this.#lineWaiter) this.#serveLineWaiter();
+    else this.#wakeWaiter();
     if (!this.#paused && this.#transport && this.bufferedBytes > 2 * this.limit) {
       this.#paused = true;
       this.#transport.pause();
@@ -143,14 +150,16 @@ export class StreamReader {
   /** Marks the end of the stream: reads return what is buffered, then EOF. */
   feedEof(): void {
     this.#eof = true;
-    this.#wakeWaiter();
+    if (this.#lineWaiter) this.#serveLineWaiter();
+    else this.#wakeWaiter();
   }
 
   /** Fails the stream: a waiting read and every later read throw `error` (buffered bytes stay readable). */
   setException(error: Error): void {
     this.#exception = error;
-    const waiter = this.#waiter;
+    const waiter = this.#waiter ?? this.#lineWaiter;
     this.#waiter = null;
+    this.#lineWaiter = null;
     waiter?.reject(error);
   }
 
@@ -175,12 +184,35 @@ export class StreamReader {
    * - Throws the transport's error (e.g. {@link ConnectionLostError}) if the connection failed.
    */
   readLine(): Promise<Uint8Array> {
-    // Fast path, taken for almost every line of a busy connection: the whole line is already buffered.
-    if (this.#exception === null) {
+    if (this.#exception === null && this.#waiter === null && this.#lineWaiter === null) {
+      const buffered = this.bufferedBytes;
       const newline = this.#find(NEWLINE, 0);
+      // The whole line is already here: the common case on a busy connection.
       if (newline !== -1 && newline <= this.limit) return Promise.resolve(this.#take(newline + 1));
+      // Not yet: wait for the line itself — feedData hands it over the moment its newline arrives.
+      if (newline === -1 && buffered <= this.limit && !this.#eof) {
+        return new Promise((resolve, reject) => {
+          this.#lineWaiter = { resolve, reject, searched: buffered };
+        });
+      }
     }
     return this.#readLineSlowly();
+  }
+
+  /** Gives the waiting readLine() its line if it has arrived; hands anything unusual to the slow path. */
+  #serveLineWaiter(): void {
+    const waiter = this.#lineWaiter!;
+    const newline = this.#find(NEWLINE, waiter.searched);
+    if (newline !== -1 && newline <= this.limit) {
+      this.#lineWaiter = null;
+      waiter.resolve(this.#take(newline + 1));
+    } else if (newline !== -1 || this.bufferedBytes > this.limit || this.#eof) {
+      // Over the limit, or EOF: the general rules apply.
+      this.#lineWaiter = null;
+      this.#readLineSlowly().then(waiter.resolve, waiter.reject);
+    } else {
+      waiter.searched = this.bufferedBytes;
+    }
   }
 
   /** readUntil("\n") with readLine's rules, written out: a server awaits this once per line. */
@@ -209,6 +241,7 @@ export class StreamReader {
    *   the buffer and `consumed` says how much can be read past.
    */
   async readUntil(separator: Uint8Array | string = NEWLINE): Promise<Uint8Array> {
+    this.#throwIfReading("readUntil");
     const sep = typeof separator === "string" ? utf8.encode(separator) : separator;
     if (sep.length === 0) throw new RangeError("separator must not be empty");
     // Where to resume searching: the bytes before it were already searched.
@@ -239,7 +272,8 @@ export class StreamReader {
    * that did arrive (consumed). `n` may exceed `limit`: reading is resumed while we wait.
    */
   readExactly(n: number): Promise<Uint8Array> {
-    if (this.#exception === null && this.bufferedBytes >= n && Number.isInteger(n) && n >= 0) {
+    const idle = this.#waiter === null && this.#lineWaiter === null;
+    if (idle && this.#exception === null && this.bufferedBytes >= n && Number.isInteger(n) && n >= 0) {
       return Promise.resolve(this.#take(n));
     }
     return this.#readExactlySlowly(n);
@@ -262,6 +296,7 @@ export class StreamReader {
    * Returns as soon as any bytes are buffered; returns an empty array at EOF.
    */
   async read(n = -1): Promise<Uint8Array> {
+    this.#throwIfReading("read");
     if (n === 0) return EMPTY;
     if (n < 0) {
       while (!this.#eof) {
@@ -312,10 +347,15 @@ export class StreamReader {
     if (this.#exception) throw this.#exception;
   }
 
-  #waitForData(caller: string): Promise<void> {
-    if (this.#waiter) {
+  /** Two reads at once on one reader would steal each other's bytes: the second one is an error. */
+  #throwIfReading(caller: string): void {
+    if (this.#waiter || this.#lineWaiter) {
       throw new Error(`${caller}() called while another coroutine is already waiting for incoming data`);
     }
+  }
+
+  #waitForData(caller: string): Promise<void> {
+    this.#throwIfReading(caller);
     // Waiting with a paused transport would wait forever (readExactly(n > 2 × limit), read(-1)).
     if (this.#paused) {
       this.#paused = false;

@@ -118,6 +118,9 @@ describe("StreamReader", () => {
     const reader = new StreamReader();
     const first = reader.readLine();
     await expect(reader.readLine()).rejects.toThrow("already waiting");
+    await expect(reader.read()).rejects.toThrow("already waiting");
+    await expect(reader.readExactly(1)).rejects.toThrow("already waiting");
+    await expect(reader.readUntil("x")).rejects.toThrow("already waiting");
     reader.feedData(utf8.encode("done\n"));
     expect(text(await first)).toBe("done\n");
   });
