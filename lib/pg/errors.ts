@@ -1,0 +1,97 @@
+/**
+ * lib/pg/errors.ts — what goes wrong, with everything the server said about it.
+ *
+ * An ErrorResponse ('E') is a list of fields, each a one-letter code and a string (manual: "Error and
+ * Notice Message Fields"): S severity, C SQLSTATE code, M message, D detail, H hint, P position, … A
+ * NoticeResponse ('N') has the same fields and does not fail anything.
+ */
+// ── Errors ────────────────────────────────────────────────────────────────────────────────────────────
+
+/** ErrorResponse field codes (manual: "Error and Notice Message Fields") → property names. */
+const ERROR_FIELDS: Record<string, keyof PgErrorFields> = {
+  S: "severity",
+  C: "code",
+  M: "message",
+  D: "detail",
+  H: "hint",
+  P: "position",
+  p: "internalPosition",
+  q: "internalQuery",
+  W: "where",
+  s: "schema",
+  t: "table",
+  c: "column",
+  d: "dataType",
+  n: "constraint",
+  F: "file",
+  L: "line",
+  R: "routine",
+};
+
+export interface PgErrorFields {
+  /** ERROR, FATAL, PANIC (or WARNING, NOTICE, … for notices). */
+  severity: string;
+  /** SQLSTATE, e.g. `42P01` undefined_table, `23505` unique_violation, `57014` query_canceled. */
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+  /** 1-based character position in the query text. */
+  position?: string;
+  internalPosition?: string;
+  internalQuery?: string;
+  where?: string;
+  schema?: string;
+  table?: string;
+  column?: string;
+  dataType?: string;
+  constraint?: string;
+  file?: string;
+  line?: string;
+  routine?: string;
+}
+
+export function errorFields(raw: Map<string, string>): PgErrorFields {
+  const fields: Partial<PgErrorFields> = {};
+  for (const [code, value] of raw) {
+    const name = ERROR_FIELDS[code];
+    if (name) fields[name] = value;
+  }
+  return { severity: "ERROR", code: "XX000", message: "unknown error", ...fields };
+}
+
+/** An ErrorResponse from the server: every field it sent, `code` being the SQLSTATE. */
+export class PgError extends Error implements PgErrorFields {
+  override name = "PgError";
+  readonly severity: string;
+  readonly code: string;
+  declare readonly detail?: string;
+  declare readonly hint?: string;
+  declare readonly position?: string;
+  declare readonly internalPosition?: string;
+  declare readonly internalQuery?: string;
+  declare readonly where?: string;
+  declare readonly schema?: string;
+  declare readonly table?: string;
+  declare readonly column?: string;
+  declare readonly dataType?: string;
+  declare readonly constraint?: string;
+  declare readonly file?: string;
+  declare readonly line?: string;
+  declare readonly routine?: string;
+
+  constructor(fields: PgErrorFields) {
+    super(fields.message);
+    Object.assign(this, fields);
+    this.severity = fields.severity;
+    this.code = fields.code;
+  }
+}
+
+/** A NoticeResponse (a warning or notice that does not fail the query). */
+export type PgNotice = PgErrorFields;
+
+/** The connection failed or is gone; every pending and later query rejects with it. */
+export class PgConnectionError extends Error {
+  override name = "PgConnectionError";
+}
