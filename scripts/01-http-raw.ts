@@ -138,7 +138,9 @@ export class HttpGetProtocol {
   }
 }
 
-function joinChunks(chunks: Uint8Array[], totalBytes: number): Uint8Array {
+/** The chunks as one buffer of `totalBytes` (one chunk is returned as it is). */
+export function joinChunks(chunks: Uint8Array[], totalBytes: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
   const joined = new Uint8Array(totalBytes);
   let offset = 0;
   for (const chunk of chunks) {

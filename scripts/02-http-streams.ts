@@ -47,7 +47,7 @@ import {
   type StreamReader,
   type StreamWriter,
 } from "../lib/streams.ts";
-import { DEFAULT_TIMEOUT_MS, formatResponse, parseArgs, startDemoServer } from "./01-http-raw.ts";
+import { DEFAULT_TIMEOUT_MS, formatResponse, joinChunks, parseArgs, startDemoServer } from "./01-http-raw.ts";
 
 /** Largest body we accept: 64 MiB; a bigger one is an error, not an out-of-memory. */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -155,7 +155,7 @@ async function readChunkedBody(reader: StreamReader, headers: Record<string, str
   ) {
     addHeaderLine(headers, line);
   }
-  return concat(chunks, total);
+  return joinChunks(chunks, total);
 }
 
 async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
@@ -163,22 +163,11 @@ async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
   let total = 0;
   for (;;) {
     const chunk = await reader.read(READ_CHUNK_BYTES);
-    if (chunk.length === 0) return concat(chunks, total);
+    if (chunk.length === 0) return joinChunks(chunks, total);
     total += chunk.length;
     checkBodySize(total);
     chunks.push(chunk);
   }
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const joined = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
 }
 
 /** Whether the connection may carry another request after this response (RFC 9112 §9.3). */
