@@ -90,8 +90,9 @@ type WritableSocket = Pick<
  * The sending half of a connection. `write()` queues and never blocks; `drain()` is where a writer waits
  * for the peer to catch up.
  *
- * Writes made in one turn of the event loop are sent together, in one `socket.write()` (up to 64 KiB), from
- * a microtask: a server that writes many small messages makes one system call, not one per message.
+ * Writes made in one turn of the event loop are sent together, in one `socket.write()` (up to 64 KiB), at
+ * the end of the turn (see {@link atEndOfTurn}): a server that writes many small messages makes one system
+ * call, not one per message. `flushNow()` sends at once, for a request/response client.
  */
 export class StreamWriter {
   readonly #socket: WritableSocket;

@@ -268,8 +268,8 @@ export class ChatRoom {
 
   /**
    * Cuts the users whose queue is over `--sendq` — once this turn's writes have been offered to the kernel
-   * (writers flush in microtasks; `setImmediate` runs after all of them). What is left queued then is what
-   * the client has not read; a burst that the kernel took at once does not count.
+   * (writers flush in the end-of-turn pass, a `setImmediate` queued before this one). What is left queued
+   * then is what the client has not read; a burst that the kernel took at once does not count.
    */
   #checkSendQueuesSoon(): void {
     if (this.#checkScheduled) return;
