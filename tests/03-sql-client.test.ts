@@ -68,6 +68,11 @@ describe("lesson 03 in a real terminal", () => {
   });
   afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
+  /** The terminal settings after the console are exactly those before it. */
+  function expectTerminalRestored() {
+    expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+  }
+
   /** Runs the console between two `stty -g`, so the test can compare the terminal settings. */
   function startConsole(args = "") {
     return startInPty([
@@ -98,7 +103,7 @@ describe("lesson 03 in a real terminal", () => {
     expect(rows[23]).toStartWith("sql>");
     program.type("\\q\r");
     expect(await program.exited).toBe(0);
-    expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+    expectTerminalRestored();
   }, 60_000);
 
   test("SIGTERM restores the terminal too", async () => {
@@ -109,7 +114,7 @@ describe("lesson 03 in a real terminal", () => {
     expect(lesson.length).toBeGreaterThan(0);
     for (const pid of lesson) process.kill(pid, "SIGTERM");
     expect(await program.exited).toBe(143);
-    expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+    expectTerminalRestored();
   }, 60_000);
 
   test("Ctrl+C quits with 130 and restores the terminal; errors show their SQLSTATE", async () => {
@@ -119,7 +124,7 @@ describe("lesson 03 in a real terminal", () => {
     await program.waitFor((rows) => rows.some((row) => row.includes("ERROR 42P01")), "the error");
     program.type("half typed\x03");
     expect(await program.exited).toBe(130);
-    expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+    expectTerminalRestored();
   }, 60_000);
 });
 
