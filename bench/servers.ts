@@ -8,7 +8,7 @@
  *   node:net chat server (run by Node.js) with one write() per recipient per message.
  * - memory: 10,000 idle users, each join announced to all — lesson 05's resident memory.
  */
-import { readFileSync } from "node:fs";
+import { residentBytes } from "../tests/helpers/servers.ts";
 import { compare, report, startChild } from "./measure.ts";
 
 const ROOT = `${import.meta.dir}/..`;
@@ -28,75 +28,60 @@ async function loadgen(...args: (string | number)[]): Promise<{ operations: numb
   return JSON.parse(output);
 }
 
-async function withServers<T>(
-  commands: Record<string, string[]>,
-  body: (ports: Record<string, number>) => Promise<T>,
-) {
+/**
+ * Starts `servers` (name → command line), drives each with the load generator (`load` = its mode and
+ * numbers after the port) in interleaved rounds, and reports them against the first one.
+ */
+async function compareServers(
+  title: string,
+  unit: string,
+  servers: Record<string, string[]>,
+  load: (string | number)[],
+  targets: Record<string, number>,
+  rounds: number,
+): Promise<void> {
   const started = await Promise.all(
-    Object.entries(commands).map(async ([name, argv]) => [name, await startChild(argv)] as const),
+    Object.entries(servers).map(async ([name, argv]) => [name, await startChild(argv)] as const),
   );
   try {
-    return await body(Object.fromEntries(started.map(([name, { port }]) => [name, port])));
+    const [mode, ...numbers] = load;
+    const results = await compare(
+      started.map(([name, { port }]) => ({ name, run: () => loadgen(mode!, port, ...numbers) })),
+      rounds,
+    );
+    report(title, unit, results, started[0]![0], targets);
   } finally {
     for (const [, { child }] of started) child.kill();
   }
 }
 
-export async function benchEcho(rounds = 9): Promise<void> {
-  const servers = {
-    "lesson 04 (startServer)": ["bun", `${ROOT}/scripts/04-echo-server.ts`, "--port", "0", "--quiet"],
-    "bare Bun.listen echo": ["bun", `${ROOT}/bench/peers/bun-echo-server.ts`],
-    "node:net line echo (Node.js)": ["node", `${ROOT}/bench/peers/node-echo-server.mjs`],
-  };
-  await withServers(servers, async (ports) => {
-    const results = await compare(
-      Object.keys(servers).map((name) => ({
-        name,
-        run: () => loadgen("echo", ports[name]!, ECHO_CONNECTIONS, ECHO_ROUND_TRIPS),
-      })),
-      rounds,
-    );
-    report(
-      `echo: ${ECHO_CONNECTIONS} connections, one line in flight each`,
-      "round trips/s",
-      results,
-      "lesson 04 (startServer)",
-      {
-        "bare Bun.listen echo": 0.9,
-        "node:net line echo (Node.js)": 1.2,
-      },
-    );
-  });
+export function benchEcho(rounds = 9): Promise<void> {
+  return compareServers(
+    `echo: ${ECHO_CONNECTIONS} connections, one line in flight each`,
+    "round trips/s",
+    {
+      "lesson 04 (startServer)": ["bun", `${ROOT}/scripts/04-echo-server.ts`, "--port", "0", "--quiet"],
+      "bare Bun.listen echo": ["bun", `${ROOT}/bench/peers/bun-echo-server.ts`],
+      "node:net line echo (Node.js)": ["node", `${ROOT}/bench/peers/node-echo-server.mjs`],
+    },
+    ["echo", ECHO_CONNECTIONS, ECHO_ROUND_TRIPS],
+    { "bare Bun.listen echo": 0.9, "node:net line echo (Node.js)": 1.2 },
+    rounds,
+  );
 }
 
-export async function benchChat(rounds = 5): Promise<void> {
-  const servers = {
-    "lesson 05 (chat server)": ["bun", `${ROOT}/scripts/05-chat-server.ts`, "--port", "0", "--quiet"],
-    "node:net chat (Node.js)": ["node", `${ROOT}/bench/peers/node-chat-server.mjs`],
-  };
-  await withServers(servers, async (ports) => {
-    const results = await compare(
-      Object.keys(servers).map((name) => ({
-        name,
-        run: () => loadgen("fanout", ports[name]!, CHAT_USERS, CHAT_MESSAGES),
-      })),
-      rounds,
-    );
-    report(
-      `chat fan-out: ${CHAT_USERS} users × ${CHAT_MESSAGES} messages`,
-      "deliveries/s",
-      results,
-      "lesson 05 (chat server)",
-      {
-        "node:net chat (Node.js)": 10,
-      },
-    );
-  });
-}
-
-function residentBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+export function benchChat(rounds = 5): Promise<void> {
+  return compareServers(
+    `chat fan-out: ${CHAT_USERS} users × ${CHAT_MESSAGES} messages`,
+    "deliveries/s",
+    {
+      "lesson 05 (chat server)": ["bun", `${ROOT}/scripts/05-chat-server.ts`, "--port", "0", "--quiet"],
+      "node:net chat (Node.js)": ["node", `${ROOT}/bench/peers/node-chat-server.mjs`],
+    },
+    ["fanout", CHAT_USERS, CHAT_MESSAGES],
+    { "node:net chat (Node.js)": 10 },
+    rounds,
+  );
 }
 
 export async function benchMemory(): Promise<void> {

@@ -242,11 +242,6 @@ export class Screen {
     this.#write(`${RESET_STYLE}${CSI}r${moveTo(this.#rows, 1)}${CLEAR_LINE}${SHOW_CURSOR}`);
   }
 
-  /** The lines of the message area, top to bottom (for tests and for the curious). */
-  get visibleLines(): string[] {
-    return [...this.#lines];
-  }
-
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;

@@ -197,6 +197,7 @@ export class StreamWriter {
 
   /** Closes at once, discarding the queue (asyncio's `transport.abort()`); for peers that stopped reading. */
   abort(): void {
+    if (this.#closed) return;
     this.#closeRequested = true;
     this.#clearQueue();
     this.#socket.terminate();
@@ -339,4 +340,20 @@ export class StreamWriter {
     this.#head = 0;
     this.#queuedBytes = 0;
   }
+}
+
+/**
+ * Closes every writer — each sends what it has queued first — and waits for them, but at most `graceMs`:
+ * writers still open then (peers that stopped reading) are aborted. What a server's shutdown needs.
+ */
+export async function closeAll(writers: Iterable<StreamWriter>, graceMs: number): Promise<void> {
+  const all = [...writers];
+  for (const writer of all) writer.close();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const grace = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, graceMs);
+  });
+  await Promise.race([Promise.all(all.map((writer) => writer.waitClosed())), grace]);
+  clearTimeout(timer);
+  for (const writer of all) writer.abort();
 }

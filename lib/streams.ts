@@ -32,6 +32,7 @@ export {
 export {
   atEndOfTurn,
   ConnectionLostError,
+  closeAll,
   type EndOfTurnTask,
   StreamWriter,
   WRITE_HIGH_WATER,

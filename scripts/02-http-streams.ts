@@ -15,7 +15,7 @@
  * blocks, several URLs are fetched at the same time — the asyncio `gather` of the book is `Promise.all`.
  *
  * Run it:
- *   bun scripts/02-http-streams.ts                     # offline: a local server, four URLs at once
+ *   bun scripts/02-http-streams.ts                     # offline: two local servers, four URLs at once
  *   bun scripts/02-http-streams.ts http://example.com/ https://example.org/ --timeout 5 --body
  * Poke it: `nc -l 9000` in a second terminal, then `bun scripts/02-http-streams.ts http://127.0.0.1:9000/`;
  * answer `HTTP/1.1 200 OK`, `Content-Length: 3`, an empty line, `abc` — the client returns as soon as the

@@ -28,6 +28,7 @@ import { parseCommandLine } from "../lib/args.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
 import {
   ConnectionLostError,
+  closeAll,
   DEFAULT_LIMIT,
   LimitOverrunError,
   type StreamReader,
@@ -106,15 +107,8 @@ export async function startEchoServer(
   });
   async function shutdown() {
     server.close();
-    const closing = [...clients].map((writer) => {
-      writer.write("* server shutting down\n");
-      writer.close();
-      return writer.waitClosed();
-    });
-    const grace = Bun.sleep(SHUTDOWN_GRACE_MS).then(() => {
-      for (const writer of clients) writer.abort();
-    });
-    await Promise.race([Promise.all(closing), grace]);
+    for (const writer of clients) writer.write("* server shutting down\n");
+    await closeAll(clients, SHUTDOWN_GRACE_MS);
   }
   return { server, clients, shutdown };
 }

@@ -50,7 +50,7 @@ import { parseCommandLine } from "../lib/args.ts";
 import { LineDecoder } from "../lib/lines.ts";
 import { stripControls } from "../lib/sanitize.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
-import { atEndOfTurn, StreamWriter } from "../lib/streams.ts";
+import { atEndOfTurn, closeAll, StreamWriter } from "../lib/streams.ts";
 
 // ── Step 1: the limits, each a flag ───────────────────────────────────────────────────────────────────
 
@@ -324,16 +324,13 @@ export class ChatRoom {
   /** Tells everyone, closes every connection after its queue is sent, and waits (2 s at most). */
   async shutdown(): Promise<void> {
     this.#shuttingDown = true;
-    const closing: Promise<void>[] = [];
+    // Taken before depart() empties the set: these are the writers to wait for (and to cut after the grace).
+    const writers = [...this.clients].map((client) => client.writer);
     for (const client of this.clients) {
       this.#send(client, "* server shutting down");
-      closing.push(client.writer.waitClosed());
       this.depart(client, "shutdown");
     }
-    const grace = Bun.sleep(SHUTDOWN_GRACE_MS).then(() => {
-      for (const client of this.clients) client.writer.abort();
-    });
-    await Promise.race([Promise.all(closing), grace]);
+    await closeAll(writers, SHUTDOWN_GRACE_MS);
   }
 }
 

@@ -106,12 +106,14 @@ describe("lesson 06: two people chatting in real terminals", () => {
 
     // Resize bob's terminal: the area is laid out again and the input line moves to the new last row.
     bob.resize(40, 12);
-    // (The headless terminal resizes at once; the client redraws when its SIGWINCH arrives: wait for that.)
+    // The headless terminal shrinks at once (cutting rows); the client redraws when its SIGWINCH arrives,
+    // so wait for the re-laid screen rather than look at the first moment after the resize.
     const resized = await bob.waitFor(
       (rows) =>
         rows.length === 12 &&
         bottom(rows).startsWith("bob>") &&
-        rows.some((row) => row.endsWith("mallory: owned")),
+        rows.some((row) => row.endsWith("mallory: owned")) &&
+        rows.some((row) => row.includes("ann: half a thought")),
       "the re-layout",
     );
     expect(resized.some((row) => row.includes("ann: half a thought"))).toBe(true);

@@ -86,10 +86,6 @@ export class MessageBuilder {
   /** Where the length field of the message being built is. */
   #messageStart = 0;
 
-  get length(): number {
-    return this.#length;
-  }
-
   /** Starts a message: its type byte (none for startup-phase messages) and a length to patch in `end()`. */
   begin(type: number | null): this {
     if (type !== null) this.byte(type);

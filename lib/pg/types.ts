@@ -78,12 +78,12 @@ export function parseBytea(text: string): Uint8Array {
 
 /** `2024-01-02` → that day at 00:00 UTC. `… BC` years are turned into astronomical ones (1 BC = year 0). */
 export function parseDate(text: string): Date {
-  return parseDateTime(text, "Z");
+  return parseDateTime(text);
 }
 
 /** `2024-01-02 03:04:05.678` (timestamp) → read as UTC; `…+05:30` (timestamptz) → that instant. */
 export function parseTimestamp(text: string): Date {
-  return parseDateTime(text, "Z");
+  return parseDateTime(text);
 }
 
 /** Value of the decimal digits text[start, end). */
@@ -137,7 +137,8 @@ function parseDateTimeFast(text: string): Date | null {
   return new Date(Date.UTC(year, month, day, hour, minute, second, milliseconds) - offsetSeconds * 1000);
 }
 
-function parseDateTime(text: string, defaultZone: string): Date {
+/** Text without a zone is read as UTC. */
+function parseDateTime(text: string): Date {
   const fast = parseDateTimeFast(text);
   if (fast) return fast;
   if (text === "infinity") return new Date(Number.POSITIVE_INFINITY); // an Invalid Date, like postgres.js
@@ -155,7 +156,7 @@ function parseDateTime(text: string, defaultZone: string): Date {
   const date = new Date(Date.UTC(2000, 0, 1, Number(hour), Number(minute), Number(second), milliseconds));
   // setUTCFullYear takes any year as it is (Date.UTC would map 0–99 to 1900–1999).
   date.setUTCFullYear(fullYear, Number(month) - 1, Number(day));
-  return new Date(date.getTime() - zoneOffsetMs(zone ?? defaultZone));
+  return new Date(date.getTime() - zoneOffsetMs(zone ?? "Z"));
 }
 
 /** `+05`, `+05:30`, `-03:00:00`, `Z` → milliseconds east of UTC. */

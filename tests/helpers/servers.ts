@@ -1,5 +1,12 @@
 /** Starts a lesson's server as a child process on a free port and talks to it over real sockets. */
+import { readFileSync } from "node:fs";
 import { openConnection, type StreamReader, type StreamWriter } from "../../lib/streams.ts";
+
+/** Resident memory of process `pid`, in bytes (VmRSS from /proc). */
+export function residentBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
 
 export interface ServerProcess {
   port: number;
@@ -45,10 +52,7 @@ export async function startServerProcess(script: string, args: string[] = []): P
       child.kill("SIGINT");
       return child.exited;
     },
-    rss() {
-      const status = require("node:fs").readFileSync(`/proc/${child.pid}/status`, "utf8") as string;
-      return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-    },
+    rss: () => residentBytes(child.pid),
   };
 }
 
