@@ -80,6 +80,19 @@ function flushAll(): void {
 
 // ── StreamWriter ──────────────────────────────────────────────────────────────────────────────────────
 
+let writerDrained: (writer: StreamWriter) => void;
+let writerClosed: (writer: StreamWriter, error?: Error) => void;
+
+/**
+ * The two socket events a StreamWriter must hear about, for the code that owns the socket's handlers
+ * (lib/streams.ts, lib/line-server.ts): `onDrain` from Bun's `drain`, `onClose` from its `close`. They are
+ * not methods of the writer, so code that only writes cannot call them by mistake.
+ */
+export const socketHooks = {
+  onDrain: (writer: StreamWriter): void => writerDrained(writer),
+  onClose: (writer: StreamWriter, error?: Error): void => writerClosed(writer, error),
+};
+
 /** What a StreamWriter needs from a Bun socket. */
 type WritableSocket = Pick<
   Socket<unknown>,
@@ -224,14 +237,20 @@ export class StreamWriter {
     this.#flush();
   }
 
+  static {
+    // The socket hooks stay off the public surface: only the code that owns the socket may call them.
+    writerDrained = (writer) => writer.#onDrain();
+    writerClosed = (writer, error) => writer.#onClose(error);
+  }
+
   /** Bun's `drain` handler: the kernel has room again. */
-  onDrain(): void {
+  #onDrain(): void {
     this.#blocked = false;
     this.#flush();
   }
 
   /** Bun's `close` handler: the connection is gone; `error` if it failed. */
-  onClose(error?: Error): void {
+  #onClose(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#queuedBytes > 0 || error) {

@@ -20,8 +20,15 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { DEFAULT_LIMIT, StreamReader } from "./stream-reader.ts";
-import { ConnectionLostError, StreamWriter } from "./stream-writer.ts";
+import { ConnectionLostError, StreamWriter, socketHooks } from "./stream-writer.ts";
 
+export {
+  type LineConnection,
+  type LineServer,
+  type LineServerHandlers,
+  type LineServerOptions,
+  startLineServer,
+} from "./line-server.ts";
 export {
   DEFAULT_LIMIT,
   IncompleteReadError,
@@ -60,7 +67,7 @@ function connectionLost(socket: Socket<Connection>, error?: Error): void {
   if (error)
     reader.setException(new ConnectionLostError(`connection lost: ${error.message}`, { cause: error }));
   else reader.feedEof();
-  writer?.onClose(error);
+  if (writer) socketHooks.onClose(writer, error);
 }
 
 /**
@@ -74,12 +81,12 @@ function streamHandlers(onOpen: (socket: Socket<Connection>) => void) {
       socket.data.reader.feedData(chunk);
     },
     drain(socket: Socket<Connection>) {
-      socket.data.writer?.onDrain();
+      if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
     },
     handshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null) {
       if (success) {
         socket.data.handshake?.resolve();
-        socket.data.writer?.onDrain();
+        if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
       } else {
         socket.data.handshake?.reject(authorizationError ?? new Error("TLS handshake failed"));
         socket.terminate();
