@@ -47,6 +47,8 @@ export interface LineServerOptions {
   port?: number;
   /** Longest line in bytes, terminator excluded; longer ones go to `onLineTooLong`. */
   maxLineBytes: number;
+  /** Let other processes listen on the same port too; the kernel spreads connections (Linux). */
+  reusePort?: boolean;
 }
 
 /** A listening line server. */
@@ -169,6 +171,8 @@ export function startLineServer<T>(handlers: LineServerHandlers<T>, options: Lin
   const listener: TCPSocketListener<LineConnection<T>> = Bun.listen<LineConnection<T>>({
     hostname: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
+    // Bun's types list `reusePort` for Bun.connect only, but Bun.listen honours it (SO_REUSEPORT).
+    ...(options.reusePort ? { reusePort: true } : {}),
     // Keep the socket open after the peer's EOF: the replies to its last lines must still go out.
     allowHalfOpen: true,
     socket: {
