@@ -106,6 +106,8 @@ export interface NodeOptions extends RoomOptions {
   prefix: string;
   nodeTimeoutSeconds: number;
   history: number;
+  /** For what goes wrong with Redis (link lost, entries skipped): printed even with --quiet. */
+  warn: (line: string) => void;
 }
 
 // ── Step 2: one node — lesson 05's room, with its names and its bus in Redis ──────────────────────────
@@ -132,7 +134,7 @@ export async function startNode(options: NodeOptions): Promise<ChatNode> {
       prefix: options.prefix,
       nodeTimeoutSeconds: options.nodeTimeoutSeconds,
       history: options.history,
-      log: options.log,
+      log: options.warn,
     },
     {
       deliver: (lines) => room.deliver(lines),
@@ -326,6 +328,7 @@ async function runNode(flags: ParsedFlags): Promise<number> {
       prefix: flags.prefix,
       nodeTimeoutSeconds: flags["node-timeout"],
       history: flags.history,
+      warn: (line) => console.log(line),
       ...roomOptionsFromFlags(flags, log),
     });
   } catch (error) {
