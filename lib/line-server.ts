@@ -46,10 +46,10 @@ export interface LineServerOptions {
   host?: string;
   /** Port to listen on (default 0: a free one, see `server.port`). */
   port?: number;
-  /** Linux: let several processes listen on this port (lesson 07's nodes). */
-  reusePort?: boolean;
   /** Longest line in bytes, terminator excluded; longer ones go to `onLineTooLong`. */
   maxLineBytes: number;
+  /** Let other processes listen on the same port too; the kernel spreads connections (Linux). */
+  reusePort?: boolean;
 }
 
 /** A listening line server. */

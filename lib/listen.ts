@@ -45,7 +45,10 @@ export class ListenError extends Error {
     readonly code: string | undefined,
     options?: ErrorOptions,
   ) {
-    const reason = (code && LISTEN_FAILURES[code]) ?? "not a valid address to listen on";
+    // Bun gives no code for some bad addresses (256.1.1.1, a name that does not resolve).
+    const reason =
+      (code && LISTEN_FAILURES[code]) ??
+      "not an address this machine can listen on (try 127.0.0.1 or 0.0.0.0)";
     super(`cannot listen on ${host}:${port}: ${reason}`, options);
   }
 }
