@@ -19,8 +19,9 @@
  * `resumeReading()` delivers them — what a protocol needs while it waits for something asynchronous (a
  * name claimed in a database) before it may handle the next line.
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket } from "bun";
 import { LineDecoder } from "./lines.ts";
+import { listen } from "./listen.ts";
 import { StreamWriter, socketHooks } from "./stream-writer.ts";
 
 /** What the line server calls. `T` is the per-connection state `onConnect` returns. */
@@ -58,6 +59,8 @@ export interface LineServer {
   readonly port: number;
   /** Connections open right now. */
   readonly connections: number;
+  /** False while accepting is suspended because file descriptors run low. */
+  readonly accepting: boolean;
   /** Stops accepting. Open connections stay, unless `closeConnections` is true. */
   close(closeConnections?: boolean): void;
 }
@@ -163,16 +166,16 @@ export class LineConnection<T = unknown> {
 }
 
 /**
- * Listens on `host:port` and calls `handlers` for each connection's lines. Throws (synchronously) if it
- * cannot listen. A handler that throws is a bug in the server: it is not caught here.
+ * Listens on `host:port` and calls `handlers` for each connection's lines. Throws a `ListenError` (one
+ * line: why, and what to do) if it cannot listen; stops accepting while file descriptors run low (see
+ * lib/listen.ts). A handler that throws is a bug in the server: it is not caught here.
  */
 export function startLineServer<T>(handlers: LineServerHandlers<T>, options: LineServerOptions): LineServer {
   let connections = 0;
-  const listener: TCPSocketListener<LineConnection<T>> = Bun.listen<LineConnection<T>>({
+  const listener = listen<LineConnection<T>>({
     hostname: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
-    // Bun's types list `reusePort` for Bun.connect only, but Bun.listen honours it (SO_REUSEPORT).
-    ...(options.reusePort ? { reusePort: true } : {}),
+    reusePort: options.reusePort,
     // Keep the socket open after the peer's EOF: the replies to its last lines must still go out.
     allowHalfOpen: true,
     socket: {
@@ -205,6 +208,9 @@ export function startLineServer<T>(handlers: LineServerHandlers<T>, options: Lin
     port: listener.port,
     get connections() {
       return connections;
+    },
+    get accepting() {
+      return listener.accepting;
     },
     close: (closeConnections = false) => listener.stop(closeConnections),
   };

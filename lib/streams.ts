@@ -18,7 +18,8 @@
  * lib/stream-writer.ts (StreamWriter: the send queue Bun's sockets lack) — and this one joins them to Bun's
  * socket handlers. Everything is re-exported here, so code imports from lib/streams.ts alone.
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket } from "bun";
+import { listen } from "./listen.ts";
 import { DEFAULT_LIMIT, StreamReader } from "./stream-reader.ts";
 import { ConnectionLostError, StreamWriter, socketHooks } from "./stream-writer.ts";
 
@@ -29,6 +30,7 @@ export {
   type LineServerOptions,
   startLineServer,
 } from "./line-server.ts";
+export { DESCRIPTOR_RESERVE, ListenError, listen } from "./listen.ts";
 export {
   DEFAULT_LIMIT,
   IncompleteReadError,
@@ -207,7 +209,8 @@ export interface StreamServer {
 /**
  * Listens on `host:port` and calls `onClient(reader, writer)` for each connection (asyncio's
  * `start_server`). If `onClient` throws or rejects, the error is printed on one line and that connection
- * is closed (what was queued is still sent); the server goes on.
+ * is closed (what was queued is still sent); the server goes on. Rejects with a `ListenError` (one line:
+ * why, and what to do) if it cannot listen; stops accepting while file descriptors run low (lib/listen.ts).
  */
 export async function startServer(
   onClient: ClientConnected,
@@ -225,7 +228,7 @@ export async function startServer(
       failClient(writer, error);
     }
   });
-  const listener: TCPSocketListener<Connection> = Bun.listen<Connection>({
+  const listener = listen<Connection>({
     hostname: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
     allowHalfOpen: true,

@@ -62,7 +62,7 @@ import {
   roomOptionsFromFlags,
 } from "../lib/chat-room.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
-import { startLineServer } from "../lib/streams.ts";
+import { ListenError, startLineServer } from "../lib/streams.ts";
 
 export { ChatRoom, NAME_PATTERN } from "../lib/chat-room.ts";
 
@@ -133,7 +133,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     const log = flags.quiet ? () => {} : (line: string) => console.log(line);
     server = startChatServer({ host: flags.host, port: flags.port, ...roomOptionsFromFlags(flags, log) });
   } catch (error) {
-    console.error(`error: cannot listen on ${flags.host}:${flags.port}: ${(error as Error).message}`);
+    if (!(error instanceof ListenError)) throw error;
+    console.error(`error: ${error.message}`);
     return 1;
   }
   console.log(`listening on ${server.hostname}:${server.port}`);
