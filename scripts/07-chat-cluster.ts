@@ -144,6 +144,9 @@ export async function startNode(options: NodeOptions): Promise<ChatNode> {
       namesLost: (names) => {
         for (const name of names) dropUserWhoseNameWasTaken(room, name);
       },
+      streamLost: () => {
+        for (const member of room.users.values()) member.awaitingJoinNotice = false;
+      },
     },
   );
   const room: ChatRoom = new ChatRoom(options, { names: cluster, bus: cluster });

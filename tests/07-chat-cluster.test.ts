@@ -82,6 +82,9 @@ async function drain(client: LineClient, name: string): Promise<string[]> {
   return seen.slice(0, -1).filter((line) => !/^\w+: marker /.test(line));
 }
 
+/** The failure tests wait for timeouts and reconnects: 20 s each at most (on a loaded machine). */
+const SLOW_TEST_MS = 20_000;
+
 const stop = (nodes: ServerProcess[]) => Promise.all(nodes.map((node) => node.interrupt()));
 
 describe.skipIf(!hasRedis)("lesson 07: several nodes, one room", () => {
@@ -184,221 +187,253 @@ describe.skipIf(!hasRedis)("lesson 07: when things fail", () => {
   let redis: RedisServer;
   beforeAll(async () => {
     redis = await startRedisServer();
-  });
+  }, SLOW_TEST_MS);
   afterAll(() => redis.stop());
 
-  test("rule 4: a SIGKILLed node's users are announced `left (server lost)` once, in time, and freed", async () => {
-    const nodes = await startNodes(redis.url, 3, [
-      "--prefix",
-      freshPrefix(),
-      "--node-timeout",
-      "1",
-      "--quiet",
-    ]);
-    const [a, b, doomed] = nodes as [ServerProcess, ServerProcess, ServerProcess];
-    const onA = await join(a, "onA");
-    const onB = await join(b, "onB");
-    await join(doomed, "lost1");
-    await join(doomed, "Lost2");
-    await lines(onA, 3);
-    await lines(onB, 2);
-    const killedAt = performance.now();
-    doomed.child.kill("SIGKILL");
-    const notices = ["* lost1 left (server lost)", "* Lost2 left (server lost)"];
-    for (const user of [onA, onB]) expect(await lines(user, 2, 4000)).toEqual(notices);
-    // --node-timeout 1 + 1 s, with 1 s more of margin for a loaded machine.
-    expect(performance.now() - killedAt).toBeLessThan(3000);
-    // Two survivors raced to clean up; one did. Nothing more comes before a fresh marker.
-    await Bun.sleep(600);
-    expect(await drain(onA, "onA")).toEqual([]);
-    expect(await drain(onB, "onB")).toEqual([]);
-    const again = await join(a, "LOST1"); // the name is free again
-    again.close();
-    for (const user of [onA, onB]) user.close();
-    await stop([a, b]);
-  });
-
-  test("rule 5: a node cut off from Redis keeps its users, refuses lines meanwhile, then delivers all it missed in order", async () => {
-    const proxy = await startProxy(redis.port);
-    const prefix = freshPrefix();
-    const args = ["--prefix", prefix, "--node-timeout", "3", "--quiet"];
-    const [[cutOff], [steady]] = await Promise.all([
-      startNodes(`redis://127.0.0.1:${proxy.port}`, 1, args),
-      startNodes(redis.url, 1, args),
-    ]);
-    const pat = await join(cutOff!, "pat");
-    const sam = await join(steady!, "sam");
-    expect(await pat.line()).toBe("* sam joined");
-    proxy.cut();
-    await Bun.sleep(200);
-    pat.send("anyone there?\n");
-    expect(await pat.line()).toBe("ERR chat paused: reconnecting");
-    const newcomer = await LineClient.connect(cutOff!.port);
-    newcomer.send("CONNECT newcomer\n");
-    expect(await newcomer.line()).toBe("ERR chat paused: reconnecting");
-    const said = ["one", "two", "three", "four", "five"];
-    for (const text of said) sam.send(`${text}\n`);
-    expect(await lines(sam, 5)).toEqual(said.map((text) => `sam: ${text}`));
-    await Bun.sleep(800);
-    proxy.restore();
-    // Everything sam said, in order, once — then pat's own line once pat may talk again.
-    expect(await lines(pat, 5, 8000)).toEqual(said.map((text) => `sam: ${text}`));
-    await sendWhenResumed(pat, "pat", "back");
-    expect(await linesThrough(sam, "pat: back")).toEqual(["pat: back"]);
-    expect(await drain(pat, "pat")).toEqual([]);
-    for (const user of [pat, sam, newcomer]) user.close();
-    await stop([cutOff!, steady!]);
-    proxy.stop();
-  });
-
-  test("rule 6: after Redis restarts empty, nodes claim their users' names again and chat resumes", async () => {
-    const own = await startRedisServer();
-    try {
-      const nodes = await startNodes(own.url, 2, [
+  test(
+    "rule 4: a SIGKILLed node's users are announced `left (server lost)` once, in time, and freed",
+    async () => {
+      const nodes = await startNodes(redis.url, 3, [
         "--prefix",
         freshPrefix(),
         "--node-timeout",
-        "2",
+        "1",
         "--quiet",
       ]);
-      const [a, b] = nodes as [ServerProcess, ServerProcess];
-      const ann = await join(a, "ann");
-      const bob = await join(b, "bob");
-      expect(await ann.line()).toBe("* bob joined");
-      await own.kill();
-      await own.restart();
-      const resumedAt = performance.now();
-      await sendWhenResumed(ann, "ann", "still here");
-      expect(performance.now() - resumedAt).toBeLessThan(8000);
-      expect(await bob.lineMatching(/^ann: /, 8000)).toBe("ann: still here");
-      // bob's node has claimed "bob" again too: nobody can take a name that is online.
-      await sendWhenResumed(bob, "bob", "me too");
-      for (const [node, name] of [
-        [a, "BOB"],
-        [b, "Ann"],
-      ] as const) {
-        const impostor = await LineClient.connect(node.port);
-        impostor.send(`CONNECT ${name}\n`);
-        expect(await impostor.line()).toBe(`ERR name taken: ${name}`);
-        impostor.close();
+      const [a, b, doomed] = nodes as [ServerProcess, ServerProcess, ServerProcess];
+      const onA = await join(a, "onA");
+      const onB = await join(b, "onB");
+      await join(doomed, "lost1");
+      await join(doomed, "Lost2");
+      await lines(onA, 3);
+      await lines(onB, 2);
+      const killedAt = performance.now();
+      doomed.child.kill("SIGKILL");
+      const notices = ["* lost1 left (server lost)", "* Lost2 left (server lost)"];
+      for (const user of [onA, onB]) expect(await lines(user, 2, 4000)).toEqual(notices);
+      // --node-timeout 1 + 1 s, with 1 s more of margin for a loaded machine.
+      expect(performance.now() - killedAt).toBeLessThan(3000);
+      // Two survivors raced to clean up; one did. Nothing more comes before a fresh marker.
+      await Bun.sleep(600);
+      expect(await drain(onA, "onA")).toEqual([]);
+      expect(await drain(onB, "onB")).toEqual([]);
+      const again = await join(a, "LOST1"); // the name is free again
+      again.close();
+      for (const user of [onA, onB]) user.close();
+      await stop([a, b]);
+    },
+    SLOW_TEST_MS,
+  );
+
+  test(
+    "rule 5: a node cut off from Redis keeps its users, refuses lines meanwhile, then delivers all it missed in order",
+    async () => {
+      const proxy = await startProxy(redis.port);
+      const prefix = freshPrefix();
+      const args = ["--prefix", prefix, "--node-timeout", "3", "--quiet"];
+      const [[cutOff], [steady]] = await Promise.all([
+        startNodes(`redis://127.0.0.1:${proxy.port}`, 1, args),
+        startNodes(redis.url, 1, args),
+      ]);
+      const pat = await join(cutOff!, "pat");
+      const sam = await join(steady!, "sam");
+      expect(await pat.line()).toBe("* sam joined");
+      proxy.cut();
+      await Bun.sleep(200);
+      pat.send("anyone there?\n");
+      expect(await pat.line()).toBe("ERR chat paused: reconnecting");
+      const newcomer = await LineClient.connect(cutOff!.port);
+      newcomer.send("CONNECT newcomer\n");
+      expect(await newcomer.line()).toBe("ERR chat paused: reconnecting");
+      const said = ["one", "two", "three", "four", "five"];
+      for (const text of said) sam.send(`${text}\n`);
+      expect(await lines(sam, 5)).toEqual(said.map((text) => `sam: ${text}`));
+      await Bun.sleep(800);
+      proxy.restore();
+      // Everything sam said, in order, once — then pat's own line once pat may talk again.
+      expect(await lines(pat, 5, 8000)).toEqual(said.map((text) => `sam: ${text}`));
+      await sendWhenResumed(pat, "pat", "back");
+      expect(await linesThrough(sam, "pat: back")).toEqual(["pat: back"]);
+      expect(await drain(pat, "pat")).toEqual([]);
+      for (const user of [pat, sam, newcomer]) user.close();
+      await stop([cutOff!, steady!]);
+      proxy.stop();
+    },
+    SLOW_TEST_MS,
+  );
+
+  test(
+    "rule 6: after Redis restarts empty, nodes claim their users' names again and chat resumes",
+    async () => {
+      const own = await startRedisServer();
+      try {
+        const nodes = await startNodes(own.url, 2, [
+          "--prefix",
+          freshPrefix(),
+          "--node-timeout",
+          "2",
+          "--quiet",
+        ]);
+        const [a, b] = nodes as [ServerProcess, ServerProcess];
+        const ann = await join(a, "ann");
+        const bob = await join(b, "bob");
+        expect(await ann.line()).toBe("* bob joined");
+        await own.kill();
+        await own.restart();
+        const resumedAt = performance.now();
+        await sendWhenResumed(ann, "ann", "still here");
+        expect(performance.now() - resumedAt).toBeLessThan(8000);
+        expect(await bob.lineMatching(/^ann: /, 8000)).toBe("ann: still here");
+        // bob's node has claimed "bob" again too: nobody can take a name that is online.
+        await sendWhenResumed(bob, "bob", "me too");
+        for (const [node, name] of [
+          [a, "BOB"],
+          [b, "Ann"],
+        ] as const) {
+          const impostor = await LineClient.connect(node.port);
+          impostor.send(`CONNECT ${name}\n`);
+          expect(await impostor.line()).toBe(`ERR name taken: ${name}`);
+          impostor.close();
+        }
+        ann.close();
+        bob.close();
+        await stop(nodes);
+      } finally {
+        await own.stop();
       }
-      ann.close();
-      bob.close();
-      await stop(nodes);
-    } finally {
-      await own.stop();
-    }
-  });
+    },
+    SLOW_TEST_MS,
+  );
 
-  test("rule 7: SIGTERM stops one node gracefully: its users told, the others see them leave, names freed", async () => {
-    const nodes = await startNodes(redis.url, 2, ["--prefix", freshPrefix()]);
-    const [leaving, staying] = nodes as [ServerProcess, ServerProcess];
-    const gus = await join(leaving, "gus");
-    const hal = await join(staying, "hal");
-    expect(await gus.line()).toBe("* hal joined");
-    leaving.child.kill("SIGTERM");
-    expect(await gus.rest()).toEqual(["* server shutting down"]);
-    expect(await leaving.child.exited).toBe(0);
-    expect(await hal.line()).toBe("* gus left (server shutting down)");
-    const newGus = await join(staying, "GUS");
-    expect(await hal.line()).toBe("* GUS joined");
-    newGus.close();
-    hal.close();
-    await stop([staying]);
-  });
+  test(
+    "rule 7: SIGTERM stops one node gracefully: its users told, the others see them leave, names freed",
+    async () => {
+      const nodes = await startNodes(redis.url, 2, ["--prefix", freshPrefix()]);
+      const [leaving, staying] = nodes as [ServerProcess, ServerProcess];
+      const gus = await join(leaving, "gus");
+      const hal = await join(staying, "hal");
+      expect(await gus.line()).toBe("* hal joined");
+      leaving.child.kill("SIGTERM");
+      expect(await gus.rest()).toEqual(["* server shutting down"]);
+      expect(await leaving.child.exited).toBe(0);
+      expect(await hal.line()).toBe("* gus left (server shutting down)");
+      const newGus = await join(staying, "GUS");
+      expect(await hal.line()).toBe("* GUS joined");
+      newGus.close();
+      hal.close();
+      await stop([staying]);
+    },
+    SLOW_TEST_MS,
+  );
 
-  test("rule 8: stream entries that are not the room's are skipped with one log line each", async () => {
-    const prefix = freshPrefix();
-    const [node] = await startNodes(redis.url, 1, ["--prefix", prefix, "--quiet"]);
-    const ivy = await join(node!, "ivy");
-    const redisClient = new RedisClient(redis.url);
-    const room = `${prefix}room`;
-    const garbage = [
-      ["text", "no line field"],
-      ["line", "* fake notice", "node", "x", "extra", "field"],
-      ["line", "bell \u0007 and escape \u001b[2J", "node", "x"],
-      ["line", "x".repeat(70_000), "node", "x"],
-      ["line", "ok line", "node", "x", "seq", "not a number"],
-    ];
-    for (const fields of garbage) await redisClient.send("XADD", [room, "*", ...fields]);
-    await redisClient.send("XADD", [room, "*", "line", "from outside, well formed", "node", "elsewhere"]);
-    redisClient.close();
-    expect(await ivy.line()).toBe("from outside, well formed");
-    expect(await drain(ivy, "ivy")).toEqual([]);
-    const skipped = node!
-      .output()
-      .split("\n")
-      .filter((line) => line.startsWith("! skipped stream entry"));
-    expect(skipped.length).toBe(garbage.length);
-    expect(node!.child.exitCode).toBe(null);
-    ivy.close();
-    expect(await node!.interrupt()).toBe(0);
-  });
+  test(
+    "rule 8: stream entries that are not the room's are skipped with one log line each",
+    async () => {
+      const prefix = freshPrefix();
+      const [node] = await startNodes(redis.url, 1, ["--prefix", prefix, "--quiet"]);
+      const ivy = await join(node!, "ivy");
+      const redisClient = new RedisClient(redis.url);
+      const room = `${prefix}room`;
+      const garbage = [
+        ["text", "no line field"],
+        ["line", "* fake notice", "node", "x", "extra", "field"],
+        ["line", "bell \u0007 and escape \u001b[2J", "node", "x"],
+        ["line", "x".repeat(70_000), "node", "x"],
+        ["line", "ok line", "node", "x", "seq", "not a number"],
+      ];
+      for (const fields of garbage) await redisClient.send("XADD", [room, "*", ...fields]);
+      await redisClient.send("XADD", [room, "*", "line", "from outside, well formed", "node", "elsewhere"]);
+      redisClient.close();
+      expect(await ivy.line()).toBe("from outside, well formed");
+      expect(await drain(ivy, "ivy")).toEqual([]);
+      const skipped = node!
+        .output()
+        .split("\n")
+        .filter((line) => line.startsWith("! skipped stream entry"));
+      expect(skipped.length).toBe(garbage.length);
+      expect(node!.child.exitCode).toBe(null);
+      ivy.close();
+      expect(await node!.interrupt()).toBe(0);
+    },
+    SLOW_TEST_MS,
+  );
 });
 
 describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
   const redisFolders = () => readdirSync(tmpdir()).filter((name) => name.startsWith("lesson-redis-"));
 
-  test("starts a private Redis and two nodes on one port, and Ctrl+C stops them all and cleans up", async () => {
-    const foldersBefore = new Set(redisFolders());
-    // --port 0 (a free port for both nodes) rather than 8000, which another program may hold.
-    const child = Bun.spawn(["bun", SCRIPT, "--port", "0"], { stdout: "pipe", stderr: "inherit" });
-    const reader = child.stdout.getReader();
-    let text = "";
-    while (!text.includes("\n")) text += new TextDecoder().decode((await reader.read()).value);
-    const first = text.slice(0, text.indexOf("\n"));
-    const match = /^listening on 127\.0\.0\.1:(\d+) \(2 nodes, redis at 127\.0\.0\.1:(\d+)\)$/.exec(first);
-    expect(match).not.toBe(null);
-    const [port, redisPort] = [Number(match![1]), Number(match![2])];
-    void (async () => {
-      while (!(await reader.read()).done) {} // keep its stdout flowing
-    })();
-    // Two users on the one port — through whichever nodes the kernel picked — chat.
-    const [ann, bob] = [
-      await join({ port } as ServerProcess, "ann"),
-      await join({ port } as ServerProcess, "bob"),
-    ];
-    expect(await ann.line()).toBe("* bob joined");
-    bob.send("hi ann\n");
-    expect(await ann.line()).toBe("bob: hi ann");
-    child.kill("SIGINT");
-    expect(await ann.lineMatching("* server shutting down")).toBe("* server shutting down");
-    expect(await child.exited).toBe(0);
-    // Every node and the redis-server are gone, and so is Redis's temporary folder.
-    const leftovers = Bun.spawnSync(["ps", "-eo", "args"]).stdout.toString().split("\n");
-    expect(leftovers.filter((args) => args.includes(`redis://127.0.0.1:${redisPort}`))).toEqual([]);
-    expect(
-      leftovers.filter((args) => args.includes(`redis-server`) && args.includes(`:${redisPort}`)),
-    ).toEqual([]);
-    expect(redisFolders().filter((name) => !foldersBefore.has(name))).toEqual([]);
-    ann.close();
-    bob.close();
-  });
+  test(
+    "starts a private Redis and two nodes on one port, and Ctrl+C stops them all and cleans up",
+    async () => {
+      const foldersBefore = new Set(redisFolders());
+      // --port 0 (a free port for both nodes) rather than 8000, which another program may hold.
+      const child = Bun.spawn(["bun", SCRIPT, "--port", "0"], { stdout: "pipe", stderr: "inherit" });
+      const reader = child.stdout.getReader();
+      let text = "";
+      while (!text.includes("\n")) text += new TextDecoder().decode((await reader.read()).value);
+      const first = text.slice(0, text.indexOf("\n"));
+      const match = /^listening on 127\.0\.0\.1:(\d+) \(2 nodes, redis at 127\.0\.0\.1:(\d+)\)$/.exec(first);
+      expect(match).not.toBe(null);
+      const [port, redisPort] = [Number(match![1]), Number(match![2])];
+      void (async () => {
+        while (!(await reader.read()).done) {} // keep its stdout flowing
+      })();
+      // Two users on the one port — through whichever nodes the kernel picked — chat.
+      const [ann, bob] = [
+        await join({ port } as ServerProcess, "ann"),
+        await join({ port } as ServerProcess, "bob"),
+      ];
+      expect(await ann.line()).toBe("* bob joined");
+      bob.send("hi ann\n");
+      expect(await ann.line()).toBe("bob: hi ann");
+      child.kill("SIGINT");
+      expect(await ann.lineMatching("* server shutting down")).toBe("* server shutting down");
+      expect(await child.exited).toBe(0);
+      // Every node and the redis-server are gone, and so is Redis's temporary folder.
+      const leftovers = Bun.spawnSync(["ps", "-eo", "args"]).stdout.toString().split("\n");
+      expect(leftovers.filter((args) => args.includes(`redis://127.0.0.1:${redisPort}`))).toEqual([]);
+      expect(
+        leftovers.filter((args) => args.includes(`redis-server`) && args.includes(`:${redisPort}`)),
+      ).toEqual([]);
+      expect(redisFolders().filter((name) => !foldersBefore.has(name))).toEqual([]);
+      ann.close();
+      bob.close();
+    },
+    SLOW_TEST_MS,
+  );
 
-  test("without redis-server on the PATH, says how to install it in one line and exits 1", async () => {
-    // A PATH with bun alone on it.
-    const bin = mkdtempSync(joinPath(tmpdir(), "lesson07-path-"));
-    symlinkSync(process.execPath, joinPath(bin, "bun"));
-    try {
-      const { exitCode, stderr } = await runScript([SCRIPT, "--port", "0"], { env: { PATH: bin } });
-      expect(exitCode).toBe(1);
-      expect(stderr.trim().split("\n")).toEqual([expect.stringContaining("apt-get install redis-server")]);
-    } finally {
-      rmSync(bin, { recursive: true, force: true });
-    }
-  });
+  test(
+    "without redis-server on the PATH, says how to install it in one line and exits 1",
+    async () => {
+      // A PATH with bun alone on it.
+      const bin = mkdtempSync(joinPath(tmpdir(), "lesson07-path-"));
+      symlinkSync(process.execPath, joinPath(bin, "bun"));
+      try {
+        const { exitCode, stderr } = await runScript([SCRIPT, "--port", "0"], { env: { PATH: bin } });
+        expect(exitCode).toBe(1);
+        expect(stderr.trim().split("\n")).toEqual([expect.stringContaining("apt-get install redis-server")]);
+      } finally {
+        rmSync(bin, { recursive: true, force: true });
+      }
+    },
+    SLOW_TEST_MS,
+  );
 
-  test("bad flags get one line and exit 2; an unreachable Redis one line and exit 1", async () => {
-    for (const [args, code, message] of [
-      [["--node"], 2, "--node needs --redis"],
-      [["--redis", "http://x"], 2, "--redis needs a URL like redis://"],
-      [["--node", "--port", "0", "--redis", "redis://127.0.0.1:1"], 1, "cannot start a node"],
-    ] as const) {
-      const { exitCode, stderr } = await runScript([SCRIPT, ...args]);
-      expect(exitCode).toBe(code);
-      expect(stderr).toContain(message);
-      expect(stderr.trim().split("\n").length).toBe(1);
-      expect(hasStackTrace(stderr)).toBe(false);
-    }
-  });
+  test(
+    "bad flags get one line and exit 2; an unreachable Redis one line and exit 1",
+    async () => {
+      for (const [args, code, message] of [
+        [["--node"], 2, "--node needs --redis"],
+        [["--redis", "http://x"], 2, "--redis needs a URL like redis://"],
+        [["--node", "--port", "0", "--redis", "redis://127.0.0.1:1"], 1, "cannot start a node"],
+      ] as const) {
+        const { exitCode, stderr } = await runScript([SCRIPT, ...args]);
+        expect(exitCode).toBe(code);
+        expect(stderr).toContain(message);
+        expect(stderr.trim().split("\n").length).toBe(1);
+        expect(hasStackTrace(stderr)).toBe(false);
+      }
+    },
+    SLOW_TEST_MS,
+  );
 });

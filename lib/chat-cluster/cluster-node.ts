@@ -30,6 +30,14 @@ import { compareStreamIds, decodeXreadReply, encodeEntry } from "./room-entry.ts
 export const READ_BATCH_ENTRIES = 1000;
 /** How long one XREAD waits for a new entry before asking again: 1 s. */
 const READ_BLOCK_MS = 1000;
+/**
+ * After delivering a batch, wait 4 ms before reading the next. Each batch costs one write per local user
+ * however few lines it holds, so under load a node that read again at once would make many small batches
+ * and spend its core on system calls — and take it from the clients, the other nodes and Redis. With the
+ * pause, a batch holds whatever arrived meanwhile: measured on 2 shared cores at 2,000 messages/s to 1,000
+ * users, p99 latency fell to a third of the no-pause figure (see the README). A line waits 4 ms more at most.
+ */
+export const READ_LINGER_MS = 4;
 /** The heartbeat runs every quarter of the node timeout, and at least every 250 ms, so a dead node is
  *  noticed within the timeout + 250 ms. */
 const HEARTBEAT_MAX_MS = 250;
@@ -60,6 +68,11 @@ export interface ClusterNodeHooks {
   onlineNames(): string[];
   /** Names another node took while this one was cut off: their users here must go. */
   namesLost(names: string[]): void;
+  /**
+   * Redis lost the stream: a user here still waiting for its own join notice to come back will never see
+   * it — everything in the new stream is news to everyone here.
+   */
+  streamLost(): void;
 }
 
 /** `/who`'s answer. */
@@ -224,7 +237,9 @@ export class ClusterNode {
         this.options.log(`! skipped stream entry ${id} in ${key}: ${reason}`);
       }
       if (batch.lastId !== null) this.#lastId = batch.lastId;
-      if (batch.entries.length > 0) this.hooks.deliver(batch.entries.map((entry) => entry.line));
+      if (batch.entries.length === 0) continue;
+      this.hooks.deliver(batch.entries.map((entry) => entry.line));
+      await Bun.sleep(READ_LINGER_MS);
     }
   }
 
@@ -251,6 +266,7 @@ export class ClusterNode {
     else if (dataLost) {
       this.options.log("redis: its data is gone (restarted empty?): reading the new stream from its start");
       this.#lastId = "0-0";
+      this.hooks.streamLost();
     } else if (this.#lastId !== "0-0" && compareStreamIds(firstId, this.#lastId) > 0) {
       // Trimmed past our position while we were away (more than --history entries): say so, not silently.
       this.hooks.deliver(["* some messages were missed while this server was reconnecting"]);
