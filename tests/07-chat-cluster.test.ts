@@ -236,8 +236,9 @@ describe.skipIf(!hasRedis)("lesson 07: when things fail", () => {
         startNodes(redis.url, 1, args),
       ]);
       const pat = await join(cutOff!, "pat");
+      const pal = await join(cutOff!, "pal");
       const sam = await join(steady!, "sam");
-      expect(await pat.line()).toBe("* sam joined");
+      expect(await lines(pat, 2)).toEqual(["* pal joined", "* sam joined"]);
       proxy.cut();
       await Bun.sleep(200);
       pat.send("anyone there?\n");
@@ -248,14 +249,61 @@ describe.skipIf(!hasRedis)("lesson 07: when things fail", () => {
       const said = ["one", "two", "three", "four", "five"];
       for (const text of said) sam.send(`${text}\n`);
       expect(await lines(sam, 5)).toEqual(said.map((text) => `sam: ${text}`));
+      // A user who leaves meanwhile: its departure (and the freeing of its name) waits for Redis.
+      pal.send("/quit\n");
+      expect(await pal.rest()).toEqual(["* sam joined", "* bye"]);
       await Bun.sleep(800);
       proxy.restore();
-      // Everything sam said, in order, once — then pat's own line once pat may talk again.
-      expect(await lines(pat, 5, 8000)).toEqual(said.map((text) => `sam: ${text}`));
+      // Everything sam said, in order, once — then pal's departure, then pat's own line once pat may talk.
+      expect(await lines(pat, 6, 8000)).toEqual([...said.map((text) => `sam: ${text}`), "* pal left"]);
       await sendWhenResumed(pat, "pat", "back");
-      expect(await linesThrough(sam, "pat: back")).toEqual(["pat: back"]);
+      expect(await linesThrough(sam, "pat: back")).toEqual(["* pal left", "pat: back"]);
       expect(await drain(pat, "pat")).toEqual([]);
+      const newPal = await join(steady!, "pal"); // the name was freed
+      newPal.close();
       for (const user of [pat, sam, newcomer]) user.close();
+      await stop([cutOff!, steady!]);
+      proxy.stop();
+    },
+    SLOW_TEST_MS,
+  );
+
+  test(
+    "rule 4+5: a node cut off for longer than --node-timeout comes back: its users rejoin, a name taken meanwhile goes",
+    async () => {
+      const proxy = await startProxy(redis.port);
+      const args = ["--prefix", freshPrefix(), "--node-timeout", "1", "--quiet"];
+      const [[cutOff], [steady]] = await Promise.all([
+        startNodes(`redis://127.0.0.1:${proxy.port}`, 1, args),
+        startNodes(redis.url, 1, args),
+      ]);
+      const pat = await join(cutOff!, "pat");
+      const pia = await join(cutOff!, "pia");
+      const sam = await join(steady!, "sam");
+      expect(await pat.line()).toBe("* pia joined");
+      expect(await pia.line()).toBe("* sam joined");
+      proxy.cut();
+      // Taken for dead: the steady node cleans the cut-off node up, and the name pat is free for a newcomer.
+      expect(await lines(sam, 2, 5000)).toEqual(["* pat left (server lost)", "* pia left (server lost)"]);
+      const newPat = await join(steady!, "PAT");
+      expect(await sam.line()).toBe("* PAT joined");
+      proxy.restore();
+      // The old pat cannot stay pat: told why, then disconnected. pia is announced again, once.
+      expect((await pat.rest(8000)).at(-1)).toBe(
+        "* disconnected: the name pat was taken while this server was cut off",
+      );
+      expect(await sam.line(8000)).toBe("* pia joined");
+      // pia, connected throughout, gets what happened meanwhile, in the room's order.
+      expect(await lines(pia, 4)).toEqual([
+        "* pat left (server lost)",
+        "* pia left (server lost)",
+        "* PAT joined",
+        "* pia joined",
+      ]);
+      await sendWhenResumed(pia, "pia", "hello again");
+      expect(await linesThrough(sam, "pia: hello again")).toEqual(["pia: hello again"]);
+      expect(await drain(sam, "sam")).toEqual([]);
+      for (const user of [pia, sam, newPat]) user.close();
       await stop([cutOff!, steady!]);
       proxy.stop();
     },
