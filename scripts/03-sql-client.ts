@@ -37,8 +37,8 @@
 import { spinner } from "@clack/prompts";
 import { parseCommandLine } from "../lib/args.ts";
 import { NotATerminalError } from "../lib/cbreak.ts";
-import { applyKey, type EditorState } from "../lib/line-editor.ts";
 import { type Field, PgError, Pool, type QueryResult, redact } from "../lib/pg.ts";
+import { startPGliteServer } from "../lib/pglite-server.ts";
 import type { Message, Screen, Span } from "../lib/screen.ts";
 import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
 
@@ -89,27 +89,18 @@ export interface Database {
 
 /**
  * PGlite (PostgreSQL compiled to WebAssembly) with the sample data, served on a free loopback port, so
- * that our own wire-protocol client talks to it exactly as to a real server.
+ * that our own wire-protocol client talks to it exactly as to a real server. It runs in its own thread
+ * (lib/pglite-server.ts): PGlite works on the thread that owns it, so on ours `select pg_sleep(3)` — or
+ * just starting it — would freeze the keys, the spinner and the screen for as long as it takes.
  */
 export async function startEmbeddedDatabase(): Promise<Database> {
-  const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
-    import("@electric-sql/pglite"),
-    import("@electric-sql/pglite-socket"),
-  ]);
-  const db = await PGlite.create();
-  await db.exec(SAMPLE_SCHEMA);
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 });
-  await server.start();
-  const port = Number(server.getServerConn().split(":").pop());
+  const server = await startPGliteServer(SAMPLE_SCHEMA);
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    description: `embedded PGlite on 127.0.0.1:${port} (tables: brand, product_size, product — 5,000 products)`,
+    url: server.url,
+    description: `embedded PGlite on 127.0.0.1:${server.port} (tables: brand, product_size, product — 5,000 products)`,
     // PGlite runs one query at a time; more connections would only queue behind each other.
     poolSize: 1,
-    async stop() {
-      await server.stop();
-      await db.close();
-    },
+    stop: () => server.stop(),
   };
 }
 
@@ -280,17 +271,20 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   progress.start(
     flags.url ? `Connecting to ${redact(flags.url)}` : "Starting the embedded database (PGlite)",
   );
-  let database: Database;
+  let database: Database | undefined;
   let pool: Pool;
+  let version: string;
   try {
     database = flags.url
       ? { url: flags.url, description: redact(flags.url), poolSize: flags.pool, stop: async () => {} }
       : await startEmbeddedDatabase();
     pool = new Pool(database.url, { max: database.poolSize });
-    const [{ rows }] = [await pool.query<{ version: string }>("SELECT version() AS version")];
-    progress.stop(`Connected: ${database.description}\n│  ${rows[0]?.version.split(",")[0] ?? ""}`);
+    const { rows } = await pool.query<{ version: string }>("SELECT version() AS version");
+    version = rows[0]?.version.split(",")[0] ?? "";
+    progress.stop(`Connected: ${database.description}`);
   } catch (error) {
     progress.error(`Cannot connect: ${(error as Error).message}`);
+    await database?.stop();
     return 1;
   }
 
@@ -298,32 +292,23 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   try {
     ui = openTerminalUi(PROMPT);
   } catch (error) {
+    await pool.close();
+    await database.stop();
     if (!(error instanceof NotATerminalError)) throw error;
     console.error(`error: ${error.message}`);
     return 2;
   }
+  // The screen takes over the terminal from here: what the spinner said is said again in its area.
   const { screen } = ui;
-  screen.print([{ text: `Connected to ${database.description}.`, style: { bold: true } }]);
+  screen.print([{ text: `Connected to ${database.description}: ${version}.`, style: { bold: true } }]);
   screen.print("Type SQL, or a number of seconds to sleep, or \\help. \\q quits.");
 
   const sqlConsole = new SqlConsole(screen, pool, () => process.stdout.columns ?? 80);
-  let input: EditorState = { text: "", cursor: 0 };
-  let exitCode = 0;
-  for await (const key of ui.keys) {
-    const result = applyKey(input, key);
-    input = result.state;
-    screen.setInput(input);
-    if (result.interrupted) {
-      exitCode = 130; // as if SIGINT had ended us
-      break;
-    }
-    if (result.endOfInput) break;
-    if (result.submitted !== undefined && !sqlConsole.submit(result.submitted)) break;
-  }
+  for await (const line of ui.lines) if (!sqlConsole.submit(line)) break;
   ui.close();
   await Promise.race([pool.close(), Bun.sleep(1000)]);
   await database.stop();
-  return exitCode;
+  return ui.lines.exitCode; // 130 after Ctrl+C, as if SIGINT had ended us; else 0
 }
 
 if (import.meta.main) process.exit(await main());
