@@ -248,6 +248,12 @@ async function chat(connection: Connection, name: string, welcome: string, hoste
       style: { dim: true },
     },
   ]);
+  if (hosted) {
+    // Said before the screen started too, but the screen starts on a clean page: say it again here.
+    screen.print([
+      { text: `${joinCommand(hosted)} (the server stops when you leave)`, style: { dim: true } },
+    ]);
+  }
 
   const fromServer = readMessages(connection.reader, screen, name).then(
     (lastLine): Ending => ({ by: "server", lastLine }),
@@ -296,6 +302,11 @@ function startServerHere(host: string, port: number): ChatServer {
   });
 }
 
+/** How others join a server running in this client. */
+function joinCommand(server: ChatServer): string {
+  return `Others can join with: bun scripts/06-chat-client.ts --host ${server.hostname} --port ${server.port}`;
+}
+
 /**
  * Connects to the server — first starting one in this process with --serve, or when no --host/--port was
  * given and nothing listens at the default address.
@@ -322,8 +333,7 @@ async function connectOrStartServer(
   }
   const why = mode === "serve" ? "As asked (--serve)" : `No chat server at ${host}:${port}, so`;
   log.info(
-    `${why} a chat server is running inside this client on ${hosted.hostname}:${hosted.port}; it stops when you leave.\n` +
-      `Others can join with: bun scripts/06-chat-client.ts --host ${hosted.hostname} --port ${hosted.port}`,
+    `${why} a chat server is running inside this client on ${hosted.hostname}:${hosted.port}.\n${joinCommand(hosted)}`,
   );
   const [reader, writer] = await openConnection(hosted.hostname, hosted.port);
   return { reader, writer, host: hosted.hostname, port: hosted.port, hosted };
