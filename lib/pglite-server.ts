@@ -28,8 +28,8 @@ export interface PGliteServer {
   url: string;
   port: number;
   /**
-   * Closes the port and the database, waiting at most `graceMs` (a query may be running); then ends the
-   * thread. Idempotent.
+   * Closes the port and the database, waiting at most `graceMs` for that (a query may be running); then ends
+   * the thread and resolves once it has ended, its port closed. Calling it again returns the same promise.
    */
   stop(graceMs?: number): Promise<void>;
 }
@@ -39,7 +39,7 @@ export const STOP_GRACE_MS = 1000;
 
 /**
  * Starts PGlite in a worker, runs `setupSql`, and resolves once its port accepts connections. Rejects with
- * the worker's error message when PGlite cannot start or the setup SQL fails (and the thread is ended).
+ * the database's error message when PGlite cannot start or the setup SQL fails.
  */
 export function startPGliteServer(setupSql = ""): Promise<PGliteServer> {
   const worker = new Worker(new URL("./pglite-server.worker.ts", import.meta.url));
@@ -73,6 +73,7 @@ export function startPGliteServer(setupSql = ""): Promise<PGliteServer> {
 }
 
 async function stopWorker(worker: Worker, stoppedReply: Promise<void>, graceMs: number): Promise<void> {
+  const ended = new Promise<void>((resolve) => worker.addEventListener("close", () => resolve()));
   worker.postMessage({ kind: "stop" });
   let timer: Timer | undefined;
   const deadline = new Promise<void>((resolve) => {
@@ -80,5 +81,7 @@ async function stopWorker(worker: Worker, stoppedReply: Promise<void>, graceMs: 
   });
   await Promise.race([stoppedReply, deadline]);
   clearTimeout(timer);
+  // A query still running cannot be interrupted from outside: end the thread, and with it its sockets.
   worker.terminate();
+  await ended;
 }
