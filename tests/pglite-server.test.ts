@@ -22,7 +22,7 @@ describe("startPGliteServer: PGlite on its own thread, served on a loopback port
     client = await connect(server.url);
   }, 60_000);
   afterAll(async () => {
-    await client?.close();
+    await client?.close().catch(() => {});
     await server?.stop();
   });
 
@@ -43,12 +43,8 @@ describe("startPGliteServer: PGlite on its own thread, served on a loopback port
     // Every 10 ms for 0.5 s is ~50 ticks; on the database's own thread there would be none.
     expect(ticks).toBeGreaterThan(20);
   });
-});
 
-describe("startPGliteServer's end", () => {
   test("stop() closes the port even while a query runs, within its grace period, and twice is harmless", async () => {
-    const server = await startPGliteServer();
-    const client = await connect(server.url);
     const running = client.query("SELECT pg_sleep(10)").catch((error: Error) => error);
     await Bun.sleep(200);
     const started = performance.now();
@@ -59,9 +55,10 @@ describe("startPGliteServer's end", () => {
     expect(performance.now() - started).toBeLessThan(graceMs + 1000);
     expect(await listening(server.port)).toBe(false);
     expect(await running).toBeInstanceOf(Error); // the connection went with the thread
-    await client.close().catch(() => {});
-  }, 60_000);
+  });
+});
 
+describe("startPGliteServer when the setup fails", () => {
   test("setup SQL that fails rejects with the database's message", async () => {
     await expect(startPGliteServer("SELECT * FROM no_such_table")).rejects.toThrow(
       'relation "no_such_table" does not exist',
