@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { PgError } from "../lib/pg.ts";
 import { formatError, formatResult, formatTable, MAX_TABLE_ROWS } from "../scripts/03-sql-client.ts";
 import { type PostgresCluster, postgresAvailability, startPostgres } from "./helpers/postgres.ts";
-import { startInPty } from "./helpers/pty.ts";
+import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
 
 describe("lesson 03: formatting results", () => {
@@ -87,17 +87,19 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
   afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
   /** The terminal settings after the console are exactly those before it. */
-  function expectTerminalRestored() {
-    expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+  function expectTerminalRestored(label: string) {
+    expect(readFileSync(`${folder}/${label}.after`, "utf8")).toBe(
+      readFileSync(`${folder}/${label}.before`, "utf8"),
+    );
   }
 
-  /** Runs the console between two `stty -g`, so the test can compare the terminal settings. */
-  function startConsole(args = "") {
+  /** Runs the console between two `stty -g` (files named after `label`), to compare the terminal settings. */
+  function startConsole(label: string) {
     return startInPty(
       [
         "bash",
         "-c",
-        `stty -g > ${folder}/before; bun scripts/03-sql-client.ts ${args}; code=$?; stty -g > ${folder}/after; exit $code`,
+        `stty -g > ${folder}/${label}.before; bun scripts/03-sql-client.ts; code=$?; stty -g > ${folder}/${label}.after; exit $code`,
       ],
       80,
       24,
@@ -105,12 +107,12 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
     );
   }
 
-  test("the spinner moves while the database starts, and the Connected line stays on screen", async () => {
-    const program = startConsole();
+  test("the spinner moves while the database starts; keys echo within 100 ms during select pg_sleep(2); results come in their own order; Ctrl+C exits 130, restores the terminal and leaves no database behind", async () => {
+    const program = startConsole("interrupt");
     // Every change of the spinner's row, timed: a frozen event loop would show as one long gap.
     const changes: number[] = [];
     let previous = "";
-    await program.waitFor(
+    let rows = await program.waitFor(
       (rows) => {
         const spinner = rows.find((row) => row.includes("Starting the embedded database")) ?? "";
         if (spinner && spinner !== previous) changes.push(performance.now());
@@ -124,17 +126,9 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
     const gaps = changes.slice(1).map((at, index) => at - changes[index]!);
     expect(changes.length).toBeGreaterThanOrEqual(5);
     expect(Math.max(...gaps)).toBeLessThan(1000); // frames come every 80 ms; PGlite on our thread froze it ~2 s
-    const rows = program.screen.rows();
+    // What the spinner said when it stopped is said again at the top of the screen, and stays there.
     expect(rows[0]).toStartWith("Connected to embedded PGlite on 127.0.0.1:");
     expect(rows.join(" ")).toContain("PostgreSQL");
-    program.type("\\q\r");
-    expect(await program.exited).toBe(0);
-    expectTerminalRestored();
-  }, 60_000);
-
-  test("keys echo within 100 ms during select pg_sleep(2); results come in their own order; Ctrl+C exits 130, restores the terminal and leaves no database behind", async () => {
-    const program = startConsole();
-    let rows = await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt", 30_000);
     const port = databasePort(rows);
     expect(await listening(port)).toBe(true);
 
@@ -160,6 +154,7 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
     const slept = rows.findIndex((row) => row.includes("slept 0.2 s"));
     expect(slept).toBeGreaterThan(-1);
     expect(slept).toBeLessThan(rows.findIndex((row) => row.endsWith("│ slow")));
+    expect(rows[0]).toStartWith("Connected to embedded PGlite"); // still there
 
     program.type("select 41 + 1 as answer\r");
     await program.waitFor((rows) => rows.some((row) => row.trim() === "42"), "42");
@@ -168,22 +163,32 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
     expect(rows[23]).toStartWith("sql>");
     program.type("half typed\x03");
     expect(await program.exited).toBe(130);
-    expectTerminalRestored();
+    expectTerminalRestored("interrupt");
     expect(await listening(port)).toBe(false);
   }, 60_000);
 
-  test("SIGTERM restores the terminal too, and takes the database with it", async () => {
-    const program = startConsole();
-    const rows = await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt", 30_000);
-    const port = databasePort(rows);
-    program.type("typed but not sent");
+  test("\\q exits 0 and SIGTERM 143, each restoring the terminal and taking the database with it", async () => {
+    // Two consoles at once: the test waits for two database starts at the same time, not one after the other.
+    const [quitter, terminated] = [startConsole("quit"), startConsole("sigterm")];
+    const ready = (program: PtyProgram) =>
+      program.waitFor((rows) => rows[23]!.startsWith("sql>") && rows[0] !== "", "the prompt", 30_000);
+    const [quitterPort, terminatedPort] = (await Promise.all([ready(quitter), ready(terminated)])).map(
+      databasePort,
+    );
+
+    quitter.type("\\q\r");
+    expect(await quitter.exited).toBe(0);
+    expectTerminalRestored("quit");
+    expect(await listening(quitterPort!)).toBe(false);
+
+    terminated.type("typed but not sent");
     const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
-    expect(lesson.length).toBeGreaterThan(0);
-    for (const pid of lesson) process.kill(pid, "SIGTERM");
-    expect(await program.exited).toBe(143);
-    expectTerminalRestored();
+    expect(lesson.length).toBe(1);
+    process.kill(lesson[0]!, "SIGTERM");
+    expect(await terminated.exited).toBe(143);
+    expectTerminalRestored("sigterm");
     expect(processesRunning("bun\0scripts/03-sql-client.ts")).toEqual([]);
-    expect(await listening(port)).toBe(false);
+    expect(await listening(terminatedPort!)).toBe(false);
   }, 60_000);
 });
 
