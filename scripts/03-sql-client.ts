@@ -15,22 +15,32 @@
  * (Bun gives us raw; lib/cbreak.ts plays the driver's part for Ctrl+C), keep the line being typed
  * ourselves (lib/line-editor.ts), and split the screen (lib/screen.ts): the last row is the input line, and
  * everything above is a scroll region fed from a deque of messages ("max elements = number of rows"). New
- * results scroll the region; the input line is never touched by them.
+ * results scroll the region; the input line is never touched by them. lib/terminal-ui.ts runs the loop
+ * that joins them — key → line editor → input line redrawn → Enter hands over a line — for lessons 03 and 06.
+ *
+ * Non-blocking needs one more thing: nothing on our thread may run long. A network database is no
+ * trouble (we only wait for its answer), but the embedded one, PGlite, runs queries on the thread that owns
+ * it — `select pg_sleep(3)` there would freeze the keys for 3 s. So it runs in a Worker thread
+ * (lib/pglite-server.ts) and serves the wire protocol on a loopback port, like any server.
  *
  * The book's version put the terminal in cbreak mode and never gave it back, and redrew the whole deque on
  * every message. Here every way out (\q, Ctrl+C, Ctrl+D, SIGTERM, a crash) restores the terminal, and a
- * message is written once at the bottom of the region.
+ * message is written once at the bottom of the region. Leaving with \q or Ctrl+D exits 0; Ctrl+C exits 130
+ * (as a shell reports a program that SIGINT ended); SIGTERM exits 143. The database thread ends with us.
  *
  *   asyncio (book)                           here
- *   tty.setcbreak(sys.stdin)                 enterCbreak() — and its restore(), always
- *   await read(1) per character              `for await (const key of session.keys)` (KeyDecoder)
+ *   tty.setcbreak(sys.stdin)                 enterCbreak() (raw mode) — and its restore(), always
+ *   await read(1) per character              `for await (const line of ui.lines)` (keys → line editor)
  *   asyncpg.create_pool(…)                   new Pool(url, { max }) from lib/pg.ts (lesson material too)
  *   asyncio.create_task(run_query(…))        pool.simpleQuery(sql).then(print) — not awaited
+ *   loop.run_in_executor(…) for blocking     a Worker thread for the embedded database
  *
  * Run it:   bun scripts/03-sql-client.ts                        # an embedded PGlite database, offline
  *           bun scripts/03-sql-client.ts --url postgres://user:pass@localhost/db --pool 4
  * Try:      select * from product limit 5        then, quickly:   3    and    select count(*) from product
- *           (with a real server: select pg_sleep(3), 'slow' — and type a fast query while it runs)
+ *           select pg_sleep(3)   then keep typing: the keys still echo, and a `1` typed meanwhile reports
+ *           first (the embedded pool has one connection, so a query queues behind the sleep; with a real
+ *           server and --pool 4, a fast query typed meanwhile comes back first too)
  *
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
@@ -316,12 +326,13 @@ if (import.meta.main) process.exit(await main());
 /* A real session (80×24, embedded database), typed: the GROUP BY query, `2`, `select 41 + 1 as answer`
    (which came back while the delay slept), and a query on a table that does not exist:
 
-Connected to embedded PGlite on 127.0.0.1:35669 (tables: brand, product_size,
-product — 5,000 products).
+Connected to embedded PGlite on 127.0.0.1:34139 (tables: brand, product_size,
+product — 5,000 products): PostgreSQL 18.6 (PGlite 0.5.16) on
+wasm32-unknown-emscripten.
 Type SQL, or a number of seconds to sleep, or \help. \q quits.
 [#1] select brand_name, count(*), round(avg(price), 2) as avg_price from product
  join brand using (brand_id) group by 1 order by 3 desc limit 3
-[#1] 3 rows in 12.9 ms
+[#1] 3 rows in 40.9 ms
 brand_name │ count │ avg_price
 ───────────┼───────┼──────────
 brand 28   │ 50    │ 59.90
@@ -329,7 +340,7 @@ brand 55   │ 50    │ 59.80
 brand 82   │ 50    │ 59.70
 [#2] sleeping 2 s…
 [#3] select 41 + 1 as answer
-[#3] 1 row in 2.3 ms
+[#3] 1 row in 2.5 ms
 answer
 ──────
 42
