@@ -3,31 +3,41 @@
  *
  * What it teaches: three pieces from the earlier lessons cooperating in one event loop, none waiting for
  * another:
- *   - one task reads the socket (lib/streams: `await reader.readLine()`) and prints each line it gets;
- *   - one task reads keys (lib/cbreak: `for await (const key of keys)`) and edits the input line;
+ *   - one task reads the socket (lib/streams: `await reader.readUntil("\n")`) and prints each line it gets;
+ *   - one task reads what you type (lib/terminal-ui: `for await (const line of ui.lines)`, the input loop
+ *     lesson 03 uses too) and sends each line;
  *   - the screen (lib/screen) is the only one that writes to the terminal: printing a message and
  *     redrawing the input line are both requests to it, and it sends them together once per turn.
  * So a message that arrives while you type lands above your half-typed line, which stays as it was.
  *
- * Before the screen starts, @clack/prompts asks for your name (checked against the server's rules); if the
- * server answers `ERR name taken` (or invalid, or full), it says why and asks again.
+ * Before the screen starts, @clack/prompts asks for your name (checked against lesson 05's NAME_PATTERN);
+ * if the server answers `ERR name taken` (or invalid, or full), it says why and asks again.
  *
  * The book's client set cbreak mode and never restored it, and redrew all messages on every new one. Here
- * /quit, Ctrl+C, Ctrl+D, the server closing on us, SIGTERM — every way out restores the terminal.
+ * /quit, Ctrl+C, Ctrl+D, the server closing on us, SIGTERM — every way out restores the terminal. /quit and
+ * Ctrl+D exit 0; Ctrl+C exits 130, at the name prompt as in the chat (as a shell reports a program that
+ * SIGINT ended); the server closing the connection exits 1.
+ *
+ * The server is a peer we do not control, so nothing it sends may break us: a line longer than 64 KiB (a
+ * /who in a room of thousands) is shown cut, with a note, and the stream stays in step; its text reaches
+ * the terminal neutralised (lib/sanitize) — in the chat, in an ERR at the prompt, and in its last words.
  *
  *   asyncio (book)                                   here
  *   asyncio.open_connection(host, port)           ↔  openConnection(host, port)
  *   create_task(listen_for_messages(reader))      ↔  readMessages(reader, screen) — started, not awaited
- *   await read_and_send(stdin_reader, writer)     ↔  the key loop below
+ *   await read_and_send(stdin_reader, writer)     ↔  sendLines(ui.lines, writer)
  *   MessageStore(deque) + redraw                  ↔  Screen.print (one write at the bottom of a scroll region)
  *
  * Run it:   bun scripts/05-chat-server.ts          (one terminal)
  *           bun scripts/06-chat-client.ts          (two more terminals; pick two names and chat)
- *           With no server running at 127.0.0.1:8000 and no --port given, the client starts one itself and
- *           says on which port, so that a second client can join: bun scripts/06-chat-client.ts --port N
- * Flags:    --host 127.0.0.1  --port 8000  --name ann
+ *           With no server at 127.0.0.1:8000 and no --host/--port given — or with --serve — the client runs
+ *           lesson 05's server inside itself and shows the command for others to join
+ *           (bun scripts/06-chat-client.ts --host 127.0.0.1 --port N). When that client leaves, its server
+ *           stops, and the others are told why: `* server stopping: ann's client (which was hosting it) quit`.
+ * Flags:    --host 127.0.0.1  --port 8000  --name ann  --serve   (defaults are lesson 05's)
  *
- * Builds on: lesson 05 (the protocol), lesson 03 (lib/cbreak, lib/screen), lesson 02 (lib/streams).
+ * Builds on: lesson 05 (the protocol, its defaults and NAME_PATTERN), lesson 03 (lib/terminal-ui,
+ * lib/screen), lesson 02 (lib/streams).
  */
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
 import { parseCommandLine } from "../lib/args.ts";
@@ -400,4 +410,12 @@ leaves.
 18:15 * bob left
 
 ann> half-typed█
+
+And when the client that hosts the server leaves (ann ran `--serve`; bob joined and sees this as he is
+dropped, exit code 1):
+
+05:20 * server stopping: ann's client (which was hosting it) quit
+05:20 * server shutting down
+
+The server closed the connection: * server shutting down
 */
