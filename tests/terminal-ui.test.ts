@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import type { Key } from "../lib/cbreak.ts";
 import type { EditorState } from "../lib/line-editor.ts";
 import { SubmittedLines } from "../lib/terminal-ui.ts";
+import { startInPty } from "./helpers/pty.ts";
 
 const text = (value: string): Key => ({ kind: "text", text: value });
 const enter: Key = { kind: "enter" };
@@ -71,5 +72,48 @@ describe("SubmittedLines, the input loop of lessons 03 and 06", () => {
     expect(stopped.submitted).toEqual(["quit"]);
     expect(stopped.lines.ending).toBeNull();
     expect(stopped.lines.exitCode).toBe(0);
+  });
+});
+
+describe("openTerminalUi in a real terminal", () => {
+  const start = (env: Record<string, string> = {}) =>
+    startInPty(["bun", "tests/helpers/terminal-ui-program.ts"], 40, 8, env);
+
+  test("draws messages above and the input line on the last row, in colour; Ctrl+C ends the loop with 130", async () => {
+    const program = start();
+    await program.waitFor((rows) => rows[0] === "ready" && rows[7]!.startsWith(">"), "the screen");
+    expect(program.screen.colorAt(1, 1)).toBe(1); // red
+    program.type("hi\r");
+    await program.waitFor((rows) => rows[1] === "got: hi", "the line");
+    program.type("x\x03");
+    expect(await program.exited).toBe(130);
+    await program.waitFor((rows) => rows.some((row) => row === "ending: interrupt"), "the ending");
+  }, 30_000);
+
+  test("no colour with NO_COLOR; Ctrl+D on an empty line ends the loop with 0", async () => {
+    const program = start({ NO_COLOR: "1" });
+    await program.waitFor((rows) => rows[0] === "ready" && rows[7]!.startsWith(">"), "the screen");
+    expect(program.screen.colorAt(1, 1)).toBe(-1);
+    program.type("\x04");
+    expect(await program.exited).toBe(0);
+  }, 30_000);
+
+  test("close() gives the terminal back and ends the loop as 'closed'", async () => {
+    const program = start();
+    await program.waitFor((rows) => rows[7]!.startsWith(">"), "the input line");
+    program.type("close\r");
+    expect(await program.exited).toBe(0);
+    await program.waitFor((rows) => rows.some((row) => row === "ending: closed"), "the ending");
+  }, 30_000);
+
+  test("throws NotATerminalError when stdin is not a terminal", async () => {
+    const child = Bun.spawn(["bun", "tests/helpers/terminal-ui-program.ts"], {
+      cwd: `${import.meta.dir}/..`,
+      stdin: "pipe",
+      stdout: "pipe",
+    });
+    child.stdin.end();
+    expect(await child.exited).toBe(2);
+    expect((await new Response(child.stdout).text()).trim()).toBe("NotATerminalError");
   });
 });
