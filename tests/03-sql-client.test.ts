@@ -221,7 +221,7 @@ describe("lesson 03 as a command", () => {
         "2",
       ]);
       await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt");
-      program.type("select pg_sleep(1.5), 'slow' as s\r");
+      program.type("select pg_sleep(0.5), 'slow' as s\r");
       program.type("select 'fast' as f\r");
       const rows = await program.waitFor(
         (rows) => rows.some((row) => row.endsWith("│ slow")),

@@ -129,7 +129,7 @@ describe("lesson 06: two people chatting in real terminals", () => {
   }, 90_000);
 
   test("when the server disconnects it (idle), the client shows why, restores the terminal and exits non-zero", async () => {
-    const strict = await startServerProcess("scripts/05-chat-server.ts", ["--quiet", "--idle", "1"]);
+    const strict = await startServerProcess("scripts/05-chat-server.ts", ["--quiet", "--idle", "0.5"]);
     try {
       const program = startInPty([
         "bash",
@@ -138,7 +138,9 @@ describe("lesson 06: two people chatting in real terminals", () => {
       ]);
       await program.waitFor(
         (rows) =>
-          rows.some((row) => row.includes("The server closed the connection: * disconnected: idle for 1 s")),
+          rows.some((row) =>
+            row.includes("The server closed the connection: * disconnected: idle for 0.5 s"),
+          ),
         "the goodbye",
         15_000,
       );
