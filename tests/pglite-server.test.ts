@@ -17,7 +17,10 @@ describe("startPGliteServer: PGlite on its own thread, served on a loopback port
   let server: PGliteServer;
   // One connection for all: PGLiteSocketServer serves one client at a time.
   let client: Client;
+  // A server whose setup fails, started alongside (its test is below): the two starts overlap.
+  let failedStart: Promise<unknown>;
   beforeAll(async () => {
+    failedStart = startPGliteServer("SELECT * FROM no_such_table").catch((error: Error) => error);
     server = await startPGliteServer("CREATE TABLE t (n int); INSERT INTO t VALUES (1), (2), (3);");
     client = await connect(server.url);
   }, 60_000);
@@ -44,6 +47,12 @@ describe("startPGliteServer: PGlite on its own thread, served on a loopback port
     expect(ticks).toBeGreaterThan(20);
   });
 
+  test("setup SQL that fails rejects with the database's message", async () => {
+    const error = await failedStart;
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain('relation "no_such_table" does not exist');
+  });
+
   test("stop() closes the port even while a query runs, within its grace period, and twice is harmless", async () => {
     const running = client.query("SELECT pg_sleep(10)").catch((error: Error) => error);
     await Bun.sleep(200);
@@ -56,12 +65,4 @@ describe("startPGliteServer: PGlite on its own thread, served on a loopback port
     expect(await listening(server.port)).toBe(false);
     expect(await running).toBeInstanceOf(Error); // the connection went with the thread
   });
-});
-
-describe("startPGliteServer when the setup fails", () => {
-  test("setup SQL that fails rejects with the database's message", async () => {
-    await expect(startPGliteServer("SELECT * FROM no_such_table")).rejects.toThrow(
-      'relation "no_such_table" does not exist',
-    );
-  }, 60_000);
 });
