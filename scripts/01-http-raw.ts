@@ -387,18 +387,18 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real run (bun scripts/01-http-raw.ts):
+/* A real run (bun scripts/01-http-raw.ts --body):
 
-no URL given: fetching from a local demo server at http://127.0.0.1:35313/
-http://127.0.0.1:35313/hello → 200 OK
+no URL given: fetching from a local demo server at http://127.0.0.1:36391/
+http://127.0.0.1:36391/hello → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Thu, 26 Nov 2026 18:13:23 GMT
+  date: Fri, 27 Nov 2026 05:15:38 GMT
   content-length: 58
   (58 bytes of body)
 hello from /hello — served by Bun.serve on this machine
-http://127.0.0.1:35313/chunked → 200 OK
+http://127.0.0.1:36391/chunked → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Thu, 26 Nov 2026 18:13:23 GMT
+  date: Fri, 27 Nov 2026 05:15:38 GMT
   transfer-encoding: chunked
   (19 bytes of body)
 streamed in chunks

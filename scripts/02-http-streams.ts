@@ -406,20 +406,24 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real run (bun scripts/02-http-streams.ts). The two /chunked responses (each ~24 ms: the server
-   pauses between chunks) ran at the same time on two connections; /a and /b waited their turn behind them:
+/* A real run (bun scripts/02-http-streams.ts). On each origin, /a (or /b) and the slow /chunked (~25 ms:
+   the server pauses between chunks) were asked for at once; each got its own pooled connection, so the fast
+   ones finished first (before the pool, they waited their turn behind /chunked: all four took ~24 ms):
 
-no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:39883 and 127.0.0.1:42487
-[24.8 ms] http://127.0.0.1:39883/chunked → 200 OK
+no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:38133 and 127.0.0.1:41017 (add --body to see the bodies)
+[2.6 ms] http://127.0.0.1:38133/a → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Thu, 26 Nov 2026 18:13:28 GMT
+  date: Fri, 27 Nov 2026 05:15:38 GMT
+  content-length: 54
+  (54 bytes of body)
+[2.7 ms] http://127.0.0.1:41017/b → 200 OK
+  …
+[26.6 ms] http://127.0.0.1:38133/chunked → 200 OK
+  content-type: text/plain; charset=utf-8
+  date: Fri, 27 Nov 2026 05:15:38 GMT
   transfer-encoding: chunked
   (19 bytes of body)
-[23.8 ms] http://127.0.0.1:39883/a → 200 OK
+[25.5 ms] http://127.0.0.1:41017/chunked → 200 OK
   …
-[23.8 ms] http://127.0.0.1:42487/chunked → 200 OK
-  …
-[24.0 ms] http://127.0.0.1:42487/b → 200 OK
-  …
-4 URLs in 26.0 ms
+4 URLs in 26.8 ms
 */
