@@ -34,6 +34,14 @@ interface Origin<C> {
   waiting: Waiter<C>[];
 }
 
+/** No connection was handed back within `maxWaitMs`. */
+export class PoolWaitTimeoutError extends Error {
+  override name = "PoolWaitTimeoutError";
+  constructor(readonly waitedMs: number) {
+    super(`no connection became free within ${waitedMs} ms`);
+  }
+}
+
 /** The pool is closed: no connection will be given out. */
 export class PoolClosedError extends Error {
   override name = "PoolClosedError";
@@ -65,26 +73,36 @@ export class ConnectionPool<C> {
    * A connection to `origin`: an idle one that is still reusable (`reused: true`), else a new one from
    * `open()` if the origin is under its cap, else the next one handed back, in FIFO order. With
    * `fresh: true` an idle connection is not taken. Hand it back with {@link release}. If `open()` fails
-   * the slot is freed and the error thrown. `signal` gives up waiting (the waiter leaves the queue).
+   * the slot is freed and the error thrown. Past `maxWaitMs` in the queue, the request leaves it and
+   * rejects with {@link PoolWaitTimeoutError} (a timer is made only for a request that has to wait).
    */
-  async acquire(
+  acquire(
     origin: string,
     open: () => Promise<C>,
-    options: { fresh?: boolean; signal?: AbortSignal } = {},
+    options: { fresh?: boolean; maxWaitMs?: number } = {},
   ): Promise<{ connection: C; reused: boolean }> {
-    if (this.#closed) throw new PoolClosedError();
+    if (this.#closed) return Promise.reject(new PoolClosedError());
     const entry = this.#origin(origin);
     if (!options.fresh) {
       const idle = this.#takeIdle(entry);
-      if (idle !== undefined) return { connection: idle, reused: true };
+      if (idle !== undefined) return Promise.resolve({ connection: idle, reused: true });
     }
+    return this.#openOrWait(origin, entry, open, options);
+  }
+
+  async #openOrWait(
+    origin: string,
+    entry: Origin<C>,
+    open: () => Promise<C>,
+    options: { fresh?: boolean; maxWaitMs?: number },
+  ): Promise<{ connection: C; reused: boolean }> {
     if (entry.open < this.maxPerOrigin) {
       entry.open++;
     } else if (entry.idle.length > 0) {
       // Only with `fresh`: close an idle connection and open a new one in its slot.
       this.#options.discard(entry.idle.shift()!);
     } else {
-      const handed = await this.#wait(entry, options.signal);
+      const handed = await this.#wait(entry, options.maxWaitMs);
       // The slot is ours now (counted in `open`): reuse what was handed over if it is still good.
       if (handed !== null) {
         if (!options.fresh && this.#options.isReusable(handed)) return { connection: handed, reused: true };
@@ -154,20 +172,29 @@ export class ConnectionPool<C> {
     return undefined;
   }
 
-  #wait(entry: Origin<C>, signal?: AbortSignal): Promise<C | null> {
+  #wait(entry: Origin<C>, maxWaitMs?: number): Promise<C | null> {
     return new Promise((resolve, reject) => {
-      const waiter: Waiter<C> = { resolve, reject };
-      entry.waiting.push(waiter);
-      signal?.addEventListener(
-        "abort",
-        () => {
-          const index = entry.waiting.indexOf(waiter);
-          if (index === -1) return; // already served
-          entry.waiting.splice(index, 1);
-          reject(signal.reason);
+      if (maxWaitMs === undefined) {
+        entry.waiting.push({ resolve, reject });
+        return;
+      }
+      const timer = setTimeout(() => {
+        const index = entry.waiting.indexOf(waiter);
+        if (index === -1) return; // already served
+        entry.waiting.splice(index, 1);
+        reject(new PoolWaitTimeoutError(maxWaitMs));
+      }, maxWaitMs);
+      const waiter: Waiter<C> = {
+        resolve: (connection) => {
+          clearTimeout(timer);
+          resolve(connection);
         },
-        { once: true },
-      );
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      entry.waiting.push(waiter);
     });
   }
 

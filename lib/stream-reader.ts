@@ -104,11 +104,17 @@ export class StreamReader {
   #eof = false;
   #exception: Error | null = null;
   #waiter: { resolve: () => void; reject: (error: Error) => void } | null = null;
-  /** A readLine() waiting for its line; `searched`: bytes already known to hold no newline. */
+  /**
+   * A readLine() or readUntil(one separator) waiting for its separator: feedData hands over the bytes the
+   * moment it arrives, with no task switch in between. `searched`: bytes already known to hold no match;
+   * `slowly`: the full rules, for anything unusual (over the limit, EOF).
+   */
   #lineWaiter: {
     resolve: (line: Uint8Array) => void;
     reject: (error: Error) => void;
+    separator: Uint8Array;
     searched: number;
+    slowly: () => Promise<Uint8Array>;
   } | null = null;
   #transport: ReadFlowControl | null = null;
   #paused = false;
@@ -195,26 +201,34 @@ export class StreamReader {
     if (newline !== -1 && newline <= this.limit) return Promise.resolve(this.#take(newline + 1));
     // Not yet: wait for the line itself — feedData hands it over the moment its newline arrives.
     if (newline === -1 && buffered <= this.limit && !this.#eof) {
-      return new Promise((resolve, reject) => {
-        this.#lineWaiter = { resolve, reject, searched: buffered };
-      });
+      return this.#waitForSeparator(NEWLINE, buffered, () => this.#readLineSlowly());
     }
     return this.#readLineSlowly();
   }
 
-  /** Gives the waiting readLine() its line if it has arrived; hands anything unusual to the slow path. */
+  #waitForSeparator(
+    separator: Uint8Array,
+    searched: number,
+    slowly: () => Promise<Uint8Array>,
+  ): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      this.#lineWaiter = { resolve, reject, separator, searched, slowly };
+    });
+  }
+
+  /** Gives the waiting read its bytes if the separator has arrived; hands anything unusual to the slow path. */
   #serveLineWaiter(): void {
     const waiter = this.#lineWaiter!;
-    const newline = this.#find(NEWLINE, waiter.searched);
-    if (newline !== -1 && newline <= this.limit) {
+    const found = this.#find(waiter.separator, waiter.searched);
+    if (found !== -1 && found <= this.limit) {
       this.#lineWaiter = null;
-      waiter.resolve(this.#take(newline + 1));
-    } else if (newline !== -1 || this.bufferedBytes > this.limit || this.#eof) {
+      waiter.resolve(this.#take(found + waiter.separator.length));
+    } else if (found !== -1 || this.bufferedBytes > this.limit || this.#eof) {
       // Over the limit, or EOF: the general rules apply.
       this.#lineWaiter = null;
-      this.#readLineSlowly().then(waiter.resolve, waiter.reject);
+      waiter.slowly().then(waiter.resolve, waiter.reject);
     } else {
-      waiter.searched = this.bufferedBytes;
+      waiter.searched = Math.max(0, this.bufferedBytes + 1 - waiter.separator.length);
     }
   }
 
@@ -245,7 +259,21 @@ export class StreamReader {
    *   `LimitOverrunError` at once; the data stays buffered and `consumed` says how much can be read past.
    * - An empty separator, or an empty array, is a `RangeError`.
    */
-  async readUntil(separator: Separator | readonly Separator[] = NEWLINE): Promise<Uint8Array> {
+  readUntil(separator: Separator | readonly Separator[] = NEWLINE): Promise<Uint8Array> {
+    // The common case, served at once: one separator in bytes, already buffered within the limit.
+    if (separator instanceof Uint8Array && separator.length > 0 && this.#idle()) {
+      const found = this.#find(separator, 0);
+      if (found !== -1 && found <= this.limit) return Promise.resolve(this.#take(found + separator.length));
+      // Not here yet: wait for it — feedData hands it over the moment it arrives.
+      if (found === -1 && this.bufferedBytes <= this.limit && !this.#eof) {
+        const searched = Math.max(0, this.bufferedBytes + 1 - separator.length);
+        return this.#waitForSeparator(separator, searched, () => this.#readUntilSlowly(separator));
+      }
+    }
+    return this.#readUntilSlowly(separator);
+  }
+
+  async #readUntilSlowly(separator: Separator | readonly Separator[]): Promise<Uint8Array> {
     const separators = separatorList(separator);
     this.#throwIfFailed();
     this.#throwIfReading("readUntil");
@@ -360,6 +388,11 @@ export class StreamReader {
       `line of ${discarded} bytes is longer than the limit of ${this.limit} bytes`,
       discarded,
     );
+  }
+
+  /** No read waiting, no exception: a read may be served from the buffer at once. */
+  #idle(): boolean {
+    return this.#waiter === null && this.#lineWaiter === null && this.#exception === null;
   }
 
   #throwIfFailed(): void {

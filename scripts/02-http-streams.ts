@@ -36,7 +36,11 @@
  */
 import { parseCommandLine } from "../lib/args.ts";
 import { concat } from "../lib/bytes.ts";
-import { ConnectionPool, DEFAULT_MAX_CONNECTIONS_PER_ORIGIN } from "../lib/connection-pool.ts";
+import {
+  ConnectionPool,
+  DEFAULT_MAX_CONNECTIONS_PER_ORIGIN,
+  PoolWaitTimeoutError,
+} from "../lib/connection-pool.ts";
 import { Deadline } from "../lib/deadline.ts";
 import { GetRequestCache } from "../lib/get-request-cache.ts";
 import {
@@ -85,6 +89,8 @@ const READER_LIMIT = MAX_HEAD_LINE_BYTES;
 const latin1 = new TextDecoder("latin1");
 const CR = 0x0d;
 const LF = 0x0a;
+/** The separator head lines are read up to: `\n` (a `\r` before it is dropped afterwards). */
+const LINE_END = new Uint8Array([LF]);
 
 // ── Step 1: read one response from a StreamReader ─────────────────────────────────────────────────────
 
@@ -95,7 +101,7 @@ const LF = 0x0a;
 async function readHeadLine(reader: StreamReader, what: string): Promise<string> {
   let line: Uint8Array;
   try {
-    line = await reader.readUntil("\n");
+    line = await reader.readUntil(LINE_END);
   } catch (error) {
     if (error instanceof LimitOverrunError) throw headLineTooLong(what);
     if (!(error instanceof IncompleteReadError)) throw error;
@@ -332,12 +338,16 @@ export class HttpClient {
 
   async #getOnce(target: Target, request: Uint8Array, timeoutMs: number, fresh: boolean) {
     // The deadline covers the wait for a connection, too.
-    const signal = AbortSignal.timeout(timeoutMs);
-    const { connection, reused } = await this.#pool
-      .acquire(target.origin, () => connect(target, timeoutMs), { fresh, signal })
-      .catch((error) => {
-        throw signal.aborted ? new HttpTimeoutError(timeoutMs) : error;
+    let lease: { connection: Connection; reused: boolean };
+    try {
+      lease = await this.#pool.acquire(target.origin, () => connect(target, timeoutMs), {
+        fresh,
+        maxWaitMs: timeoutMs,
       });
+    } catch (error) {
+      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(timeoutMs) : error;
+    }
+    const { connection, reused } = lease;
     let response: HttpResponse;
     try {
       response = await exchange(connection, request, timeoutMs);

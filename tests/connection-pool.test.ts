@@ -3,6 +3,7 @@ import {
   ConnectionPool,
   DEFAULT_MAX_CONNECTIONS_PER_ORIGIN,
   PoolClosedError,
+  PoolWaitTimeoutError,
 } from "../lib/connection-pool.ts";
 
 /** A stand-in connection: the pool only stores, checks and discards it. */
@@ -103,11 +104,10 @@ describe("ConnectionPool", () => {
   test("a waiter that gives up leaves the queue", async () => {
     const { pool, open } = makePool(1);
     const lease = await pool.acquire("o", open);
-    const controller = new AbortController();
-    const quitter = pool.acquire("o", open, { signal: controller.signal });
-    const stayer = pool.acquire("o", open);
-    controller.abort(new Error("gave up"));
-    await expect(quitter).rejects.toThrow("gave up");
+    const quitter = pool.acquire("o", open, { maxWaitMs: 20 });
+    const stayer = pool.acquire("o", open, { maxWaitMs: 5000 });
+    await expect(quitter).rejects.toBeInstanceOf(PoolWaitTimeoutError);
+    await expect(quitter).rejects.toThrow("no connection became free within 20 ms");
     pool.release("o", lease.connection, true);
     expect(await stayer).toEqual({ connection: lease.connection, reused: true });
   });
