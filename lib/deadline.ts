@@ -2,8 +2,11 @@
  * lib/deadline.ts — a request deadline that is re-armed, not re-created, for each request.
  *
  * What it buys: a keep-alive connection answers thousands of requests; `timer.refresh()` restarts the one
- * timer it already has, where `setTimeout` + `clearTimeout` per request allocate and schedule a new one.
- * Measured on the machine of the README's benchmark table: NN (see README, lesson 02).
+ * timer it already has, where `setTimeout` + `clearTimeout` per request make a new one. Measured (200,000
+ * arm/disarm pairs, median of 7 rounds, three runs on a busy 2-core machine): 44–140 ns per request with
+ * `refresh()`, 98–234 ns with a new timer — within noise, and < 0.5 % of a ~30 µs keep-alive round trip.
+ * Little speed, then; it stays because the one timer also carries the rule that a deadline going off
+ * between two requests is ignored.
  */
 
 /** One timer, armed for a request and disarmed after it; `onExpire` runs only if it fires while armed. */

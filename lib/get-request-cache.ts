@@ -1,8 +1,9 @@
 /**
  * lib/get-request-cache.ts — parsed URLs and their encoded GET requests, remembered by URL.
  *
- * What it buys: a client GETs the same few URLs over and over; parsing the URL and encoding the request
- * once, not per request, saves NN (measured, see README, lesson 02).
+ * What it buys: a client GETs the same few URLs over and over. Parsing the URL and encoding the request
+ * cost ~2.6 µs per request; a lookup ~5 ns (200,000 calls, median of 7 rounds) — about 8 % of a ~30 µs
+ * keep-alive round trip on loopback.
  */
 import { buildGetRequest, parseTarget, type Target } from "./http.ts";
 

@@ -18,7 +18,9 @@ function makePool(maxPerOrigin?: number) {
   const pool = new ConnectionPool<Fake>({
     maxPerOrigin,
     isReusable: (connection) => connection.good,
-    discard: (connection) => void (connection.discarded = true),
+    discard: (connection) => {
+      connection.discarded = true;
+    },
   });
   const open = async (): Promise<Fake> => ({ id: ++opened, good: true, discarded: false });
   return { pool, open, opened: () => opened };
