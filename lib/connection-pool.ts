@@ -90,6 +90,15 @@ export class ConnectionPool<C> {
     return this.#openOrWait(origin, entry, open, options);
   }
 
+  /**
+   * An idle connection of `origin` that is still reusable, taken at once (hand it back with
+   * {@link release}); `undefined` if there is none. `acquire` without the promise, for the common case.
+   */
+  takeIdle(origin: string): C | undefined {
+    const entry = this.#origins.get(origin);
+    return entry && !this.#closed ? this.#takeIdle(entry) : undefined;
+  }
+
   async #openOrWait(
     origin: string,
     entry: Origin<C>,

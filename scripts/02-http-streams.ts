@@ -112,8 +112,8 @@ async function readHeadLine(reader: StreamReader, what: string): Promise<string>
       `response ended inside the ${what}, after ${error.partial.length} bytes: ${JSON.stringify(seen)}`,
     );
   }
-  const end = line.length >= 2 && line[line.length - 2] === CR ? line.length - 2 : line.length - 1;
-  return latin1.decode(line.subarray(0, end));
+  const text = latin1.decode(line);
+  return text.slice(0, line.length >= 2 && line[line.length - 2] === CR ? -2 : -1);
 }
 
 /**
@@ -338,12 +338,16 @@ export class HttpClient {
 
   async #getOnce(target: Target, request: Uint8Array, timeoutMs: number, fresh: boolean) {
     // The deadline covers the wait for a connection, too.
+    // An idle connection at hand is taken at once; else the pool opens one, or queues us for one.
+    const idle = fresh ? undefined : this.#pool.takeIdle(target.origin);
     let lease: { connection: Connection; reused: boolean };
     try {
-      lease = await this.#pool.acquire(target.origin, () => connect(target, timeoutMs), {
-        fresh,
-        maxWaitMs: timeoutMs,
-      });
+      lease = idle
+        ? { connection: idle, reused: true }
+        : await this.#pool.acquire(target.origin, () => connect(target, timeoutMs), {
+            fresh,
+            maxWaitMs: timeoutMs,
+          });
     } catch (error) {
       throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(timeoutMs) : error;
     }
