@@ -5,9 +5,9 @@
  * `lib/streams.ts` keeps the buffer, and we simply *await* what we need next, in the order the protocol
  * defines it:
  *
- *   await reader.readLine()        the status line, then each header line, until the empty line
+ *   await reader.readUntil("\n")   the status line, then each header line, until the empty line
  *   await reader.readExactly(n)    a body of Content-Length bytes
- *   await reader.readLine() + readExactly(size + 2)   each chunk of a chunked body
+ *   await reader.readUntil("\n") + readExactly(size + 2)   each chunk of a chunked body
  *   writer.write(request)          never blocks, never loses bytes (lib/streams queues what Bun's write() refuses)
  *
  * Because we read exactly one response and know where it ends, the connection can stay open for the next
@@ -18,8 +18,8 @@
  *
  * Never trust the peer: a head line is read with `readUntil`, which fails as soon as the line passes
  * the limit (an endless header costs 8 KiB, not the whole deadline); a connection with bytes nobody asked
- * for — left after a response, or arriving while it sat idle — is closed, never reused, so an unrequested
- * response cannot pass for the answer to the next request.
+ * for — left after a response, or arriving while it sat idle — is closed (when the pool next looks at
+ * it), never reused, so an unrequested response cannot pass for the answer to the next request.
  *
  * Run it:
  *   bun scripts/02-http-streams.ts                     # offline: two local servers, four URLs at once
@@ -39,6 +39,7 @@ import { concat } from "../lib/bytes.ts";
 import {
   ConnectionPool,
   DEFAULT_MAX_CONNECTIONS_PER_ORIGIN,
+  PoolClosedError,
   PoolWaitTimeoutError,
 } from "../lib/connection-pool.ts";
 import { Deadline } from "../lib/deadline.ts";
@@ -349,6 +350,7 @@ export class HttpClient {
             maxWaitMs: timeoutMs,
           });
     } catch (error) {
+      if (error instanceof PoolClosedError) throw new Error("HttpClient is closed");
       throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(timeoutMs) : error;
     }
     const { connection, reused } = lease;

@@ -123,6 +123,25 @@ describe("lesson 02: httpGet and HttpClient on StreamReader/StreamWriter", () =>
     });
   }
 
+  test("HttpClient.close fails the requests still waiting for a connection, in one line", async () => {
+    const server = startRawServer((path) => ({
+      bytes: `HTTP/1.1 200 OK\r\nContent-Length: ${path.length}\r\n\r\n${path}`,
+      close: false,
+      delayMs: 50,
+    }));
+    const client = new HttpClient({ maxConnectionsPerOrigin: 1 });
+    try {
+      const busy = client.get(`${server.url}/busy`);
+      const waiting = client.get(`${server.url}/waiting`);
+      client.close();
+      await expect(waiting).rejects.toThrow("HttpClient is closed");
+      expect(text((await busy).body)).toBe("/busy"); // a request under way finishes
+      await expect(client.get(`${server.url}/later`)).rejects.toThrow("HttpClient is closed");
+    } finally {
+      server.stop();
+    }
+  });
+
   test("HttpClient serves waiting requests first come, first served", async () => {
     const server = startRawServer((path) => ({
       bytes: `HTTP/1.1 200 OK\r\nContent-Length: ${path.length}\r\n\r\n${path}`,
