@@ -69,8 +69,8 @@ const ESCAPE_KEYS: Record<string, Key> = {
 };
 const PASTE_START = "\x1b[200~";
 const PASTE_END = "\x1b[201~";
-/** Longest paste kept: 1 MiB of text. The rest is dropped rather than held without bound. */
-const MAX_PASTE_CHARS = 1024 * 1024;
+/** Longest paste kept: 1 Mi characters of text. The rest is dropped rather than held without bound. */
+export const MAX_PASTE_CHARS = 1024 * 1024;
 
 /**
  * Turns the bytes a terminal sends into keys. `push(bytes)` returns the keys those bytes complete; a
@@ -97,14 +97,13 @@ export class KeyDecoder {
     while (index < input.length) {
       if (this.#paste !== null) {
         const end = input.indexOf(PASTE_END, index);
-        const until = end === -1 ? input.length : end;
-        if (this.#paste.length < MAX_PASTE_CHARS)
-          this.#paste += input.slice(index, until).slice(0, MAX_PASTE_CHARS);
+        // Without the end marker, a possible start of it stays pending for the next push.
+        const keep = end === -1 ? Math.min(longestPrefixAtEnd(input, PASTE_END), input.length - index) : 0;
+        const until = end === -1 ? input.length - keep : end;
+        const room = MAX_PASTE_CHARS - this.#paste.length;
+        if (room > 0) this.#paste += input.slice(index, Math.min(until, index + room));
         if (end === -1) {
-          // Keep a possible start of PASTE_END for the next push.
-          const keep = longestPrefixAtEnd(input, PASTE_END);
-          this.#paste = this.#paste.slice(0, this.#paste.length - keep);
-          index = input.length - keep;
+          index = until;
           break;
         }
         keys.push({ kind: "paste", text: this.#paste.replaceAll("\r\n", "\n").replaceAll("\r", "\n") });

@@ -321,6 +321,40 @@ describe("lesson 06 against a hostile server", () => {
     }
   }, 30_000);
 
+  test("a server that closes on every CONNECT gets one clear line, not an endless reconnect loop", async () => {
+    let connections = 0;
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open() {
+          connections++;
+        },
+        data(socket) {
+          socket.end();
+        },
+      },
+    });
+    try {
+      const program = startInPty([
+        "bun",
+        "scripts/06-chat-client.ts",
+        "--port",
+        String(server.port),
+        "--name",
+        "ann",
+      ]);
+      expect(await program.exited).toBe(1);
+      const rows = await program.waitFor((rows) => rows.some((row) => row.startsWith("error:")), "the error");
+      expect(rows.join("")).toContain(
+        `error: 127.0.0.1:${server.port} closed the connection without answering CONNECT`,
+      );
+      expect(connections).toBe(1);
+    } finally {
+      server.stop(true);
+    }
+  }, 30_000);
+
   test("a 200 KB line is shown cut with a note, the next line still arrives, and the last line is shown inert", async () => {
     let sendLast: () => void = () => {};
     const server = hostileServer(null, (socket) => {

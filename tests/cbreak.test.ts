@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Key, KeyDecoder } from "../lib/cbreak.ts";
+import { type Key, KeyDecoder, MAX_PASTE_CHARS } from "../lib/cbreak.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -55,6 +55,26 @@ describe("KeyDecoder", () => {
       ]);
     });
   }
+
+  test("keeps the first MAX_PASTE_CHARS of a longer paste, whatever the chunks, and reads on after it", () => {
+    const input = `\x1b[200~${"p".repeat(3 * MAX_PASTE_CHARS)}\x1b[201~z`;
+    for (const size of [Number.POSITIVE_INFINITY, 64 * 1024 + 3, MAX_PASTE_CHARS - 1]) {
+      const keys = keysOf(input, size);
+      expect(keys).toHaveLength(2);
+      expect(keys[0]!.kind).toBe("paste");
+      expect((keys[0] as { text: string }).text).toBe("p".repeat(MAX_PASTE_CHARS));
+      expect(keys[1]).toEqual({ kind: "text", text: "z" });
+    }
+  });
+
+  test("a paste end marker split across reads still ends the paste", () => {
+    const decoder = new KeyDecoder();
+    expect(decoder.push(bytes("\x1b[200~ab\x1b[2"))).toEqual([]);
+    expect(decoder.push(bytes("01~c"))).toEqual([
+      { kind: "paste", text: "ab" },
+      { kind: "text", text: "c" },
+    ]);
+  });
 
   test("ignores unknown escape sequences and other control bytes", () => {
     expect(keysOf("a\x1b[99zb\x02\tc")).toEqual([
