@@ -234,8 +234,15 @@ async function sendLines(lines: SubmittedLines, writer: StreamWriter): Promise<E
 }
 
 /** What the others are told when this client, which runs the server, leaves. */
-export function hostLeavingNotice(name: string): string {
-  return `* server stopping: ${name}'s client (which was hosting it) quit`;
+export function hostLeavingNotice(name: string, why: "quit" | "was disconnected"): string {
+  return `* server stopping: ${name}'s client (which was hosting it) ${why}`;
+}
+
+/** Stops the server running in this client, telling everyone on it why first. */
+async function stopHostedServer(server: ChatServer, notice: string): Promise<void> {
+  server.room.broadcast(notice);
+  await new Promise((resolve) => setImmediate(resolve)); // broadcasts leave at the end of the turn
+  await server.close();
 }
 
 async function chat(connection: Connection, name: string, welcome: string, hosted?: ChatServer) {
@@ -269,11 +276,13 @@ async function chat(connection: Connection, name: string, welcome: string, hoste
     (lastLine): Ending => ({ by: "server", lastLine }),
   );
   const ending: Ending = await Promise.race([fromServer, sendLines(ui.lines, connection.writer)]);
-  if (ending.by === "user" && hosted) {
-    // The server lives in this process and ends with it: tell the others why before it stops.
-    hosted.room.broadcast(hostLeavingNotice(name));
-    await new Promise((resolve) => setImmediate(resolve)); // broadcasts leave at the end of the turn
-    await hosted.close();
+  if (hosted) {
+    // The server lives in this process and ends with it — also when it disconnected us (idle, say):
+    // tell the others why before it stops.
+    await stopHostedServer(
+      hosted,
+      hostLeavingNotice(name, ending.by === "user" ? "quit" : "was disconnected"),
+    );
   } else if (ending.by === "user") {
     // Tell the server, and give it a moment to see us off (it answers "* bye" and closes).
     connection.writer.write("/quit\n");
