@@ -351,7 +351,7 @@ export class ChatRoom {
     this.#awaitingJoin.set(name.toLowerCase(), member);
     this.#send(member, `OK welcome ${name}, ${online} user${online === 1 ? "" : "s"} online`);
     this.publish(`* ${name} joined`);
-    this.options.log(`+ ${name} joined from ${member.connection.peer} (${this.users.size} here)`);
+    this.options.log(`+ ${name} joined from ${member.connection.peer} (${this.users.size} online)`);
   }
 
   #command(member: ChatMember, line: string): void {
@@ -514,7 +514,7 @@ export class ChatRoom {
     this.#awaitingJoin.delete(key);
     this.names.release(member.name);
     if (!this.#shuttingDown || this.#announceShutdown) this.publish(DEPARTURE_NOTICES[why](member.name));
-    this.options.log(`- ${member.name} ${why} (${this.users.size} here)`);
+    this.options.log(`- ${member.name} ${why} (${this.users.size} online)`);
   }
 
   /** Lesson 05: registration and silence are both bounded by `--idle`. */

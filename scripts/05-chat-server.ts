@@ -38,7 +38,9 @@
  * Why callbacks here, where lesson 04 awaits: lesson 04's `startServer` gives each client an async function
  * that awaits `readLine()` — one promise per line. A chat room never needs to wait: a line arrives, the
  * rules run, replies are queued. So `startLineServer` calls `onLine(user, line)` straight from the socket's
- * `data` handler: no promise, no async frame per line (see the README for the measured difference).
+ * `data` handler: no promise, no async frame per line. Measured (`bun run bench echo`, the same echo both
+ * ways, side by side on a shared two-core machine): the awaiting server runs at 0.89–0.94× of the
+ * callback one. Small for an echo; a chat room pays it on every line of every user, and gains nothing.
  *
  *   asyncio (book)                          here
  *   asyncio.start_server(client_connected)  startLineServer({ onConnect, onLine, onEnd, onClose })
