@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join as joinPath } from "node:path";
 import { RedisClient } from "bun";
 import { startProxy } from "./helpers/proxy.ts";
+import { startInPty } from "./helpers/pty.ts";
 import { type RedisServer, redisAvailability, startRedisServer } from "./helpers/redis.ts";
 import { hasStackTrace, runScript } from "./helpers/run.ts";
 import { LineClient, type ServerProcess, startServerProcess } from "./helpers/servers.ts";
@@ -181,6 +182,41 @@ describe.skipIf(!hasRedis)("lesson 07: several nodes, one room", () => {
     ]);
     watcher.close();
   });
+});
+
+describe.skipIf(!hasRedis)("lesson 07 with lesson 06's client", () => {
+  test(
+    "two terminal clients on two different nodes chat, the client unchanged",
+    async () => {
+      const redis = await startRedisServer();
+      const nodes = await startNodes(redis.url, 2, ["--prefix", freshPrefix(), "--quiet"]);
+      const client = (node: ServerProcess, name: string) =>
+        startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(node.port), "--name", name]);
+      const clients = [client(nodes[0]!, "ann")];
+      try {
+        const ann = clients[0]!;
+        await ann.waitFor((rows) => rows.at(-1)!.startsWith("ann>"), "ann's input line", 8000);
+        const bob = client(nodes[1]!, "bob");
+        clients.push(bob);
+        await bob.waitFor((rows) => rows.at(-1)!.startsWith("bob>"), "bob's input line", 8000);
+        await ann.waitFor((rows) => rows.some((row) => row.includes("* bob joined")), "bob's join", 8000);
+        bob.type("hello from the other node\r");
+        await ann.waitFor(
+          (rows) => rows.some((row) => row.includes("bob: hello from the other node")),
+          "bob's line",
+          8000,
+        );
+        ann.type("/quit\r");
+        expect(await Promise.race([ann.exited, Bun.sleep(8000).then(() => "still running")])).toBe(0);
+        await bob.waitFor((rows) => rows.some((row) => row.includes("* ann left")), "ann's departure", 8000);
+      } finally {
+        for (const client of clients) client.kill();
+        await stop(nodes);
+        await redis.stop();
+      }
+    },
+    SLOW_TEST_MS,
+  );
 });
 
 describe.skipIf(!hasRedis)("lesson 07: when things fail", () => {
