@@ -283,13 +283,18 @@ async function runLauncher(flags: ParsedFlags): Promise<number> {
     console.log(
       `listening on ${flags.host}:${port} (${flags.nodes} node${flags.nodes === 1 ? "" : "s"}, ${where})`,
     );
-    const signal = await Promise.race([
-      waitForShutdownSignal(),
-      ...nodes.map(({ child }, index) =>
-        child.exited.then((code) => `node ${index + 1} exited with ${code}`),
-      ),
-    ]);
-    console.log(`${signal}: stopping ${nodes.length} node(s), then redis`);
+    console.log(
+      `node pids: ${nodes.map(({ child }) => child.pid).join(", ")} (kill -9 one: the others clean up after it)`,
+    );
+    // A node that dies is the others' to clean up after (that is the point); the launcher says so and
+    // carries on, until Ctrl+C — or until no node is left.
+    for (const [index, { child }] of nodes.entries()) {
+      void child.exited.then((code) => console.log(`node ${index + 1} (pid ${child.pid}) exited (${code})`));
+    }
+    const allGone = Promise.all(nodes.map(({ child }) => child.exited)).then(() => "every node exited");
+    const signal = await Promise.race([waitForShutdownSignal(), allGone]);
+    console.log(`${signal}: stopping the nodes, then redis`);
+    if (signal === "every node exited") exitCode = 1;
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
     exitCode = 1;

@@ -447,31 +447,39 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
   const redisFolders = () => readdirSync(tmpdir()).filter((name) => name.startsWith("lesson-redis-"));
 
   test(
-    "starts a private Redis and two nodes on one port, and Ctrl+C stops them all and cleans up",
+    "starts a private Redis and two nodes on one port, outlives a killed node, and Ctrl+C stops the rest and cleans up",
     async () => {
       const foldersBefore = new Set(redisFolders());
       // --port 0 (a free port for both nodes) rather than 8000, which another program may hold.
       const child = Bun.spawn(["bun", SCRIPT, "--port", "0"], { stdout: "pipe", stderr: "inherit" });
-      const reader = child.stdout.getReader();
-      let text = "";
-      while (!text.includes("\n")) text += new TextDecoder().decode((await reader.read()).value);
-      const first = text.slice(0, text.indexOf("\n"));
-      const match = /^listening on 127\.0\.0\.1:(\d+) \(2 nodes, redis at 127\.0\.0\.1:(\d+)\)$/.exec(first);
+      let output = "";
+      void (async () => {
+        for await (const chunk of child.stdout) output += new TextDecoder().decode(chunk);
+      })();
+      const printed = async (pattern: RegExp) => {
+        for (let tries = 0; tries < 200 && !pattern.test(output); tries++) await Bun.sleep(50);
+        return pattern.exec(output);
+      };
+      const first = await printed(/^(.*)\n/);
+      const match = /^listening on 127\.0\.0\.1:(\d+) \(2 nodes, redis at 127\.0\.0\.1:(\d+)\)$/.exec(
+        first![1]!,
+      );
       expect(match).not.toBe(null);
       const [port, redisPort] = [Number(match![1]), Number(match![2])];
-      void (async () => {
-        while (!(await reader.read()).done) {} // keep its stdout flowing
-      })();
       // Two users on the one port — through whichever nodes the kernel picked — chat.
-      const [ann, bob] = [
-        await join({ port } as ServerProcess, "ann"),
-        await join({ port } as ServerProcess, "bob"),
-      ];
+      const [ann, bob] = [await join(port, "ann"), await join(port, "bob")];
       expect(await ann.line()).toBe("* bob joined");
       bob.send("hi ann\n");
       expect(await ann.line()).toBe("bob: hi ann");
+      ann.close();
+      bob.close();
+      // A node killed outright: the launcher says so and carries on; the port still leads to the other.
+      const pids = (await printed(/^node pids: (\d+), (\d+)/m))!;
+      process.kill(Number(pids[1]), "SIGKILL");
+      expect(await printed(new RegExp(`^node 1 \\(pid ${pids[1]}\\) exited`, "m"))).not.toBe(null);
+      const cy = await join(port, "cy");
       child.kill("SIGINT");
-      expect(await ann.lineMatching("* server shutting down")).toBe("* server shutting down");
+      expect(await cy.lineMatching("* server shutting down")).toBe("* server shutting down");
       expect(await child.exited).toBe(0);
       // Every node and the redis-server are gone, and so is Redis's temporary folder.
       const leftovers = Bun.spawnSync(["ps", "-eo", "args"]).stdout.toString().split("\n");
@@ -480,8 +488,6 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
         leftovers.filter((args) => args.includes(`redis-server`) && args.includes(`:${redisPort}`)),
       ).toEqual([]);
       expect(redisFolders().filter((name) => !foldersBefore.has(name))).toEqual([]);
-      ann.close();
-      bob.close();
     },
     SLOW_TEST_MS,
   );
