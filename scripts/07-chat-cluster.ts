@@ -386,3 +386,29 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 }
 
 if (import.meta.main) process.exit(await main());
+
+/* A real session — the launcher, then ann and bob (as `nc 127.0.0.1 8000` would show it) on different
+   nodes, then `kill -9` of bob's node, then Ctrl+C:
+
+$ bun scripts/07-chat-cluster.ts
+listening on 127.0.0.1:8000 (2 nodes, redis at 127.0.0.1:33493)
+node pids: 528, 534 (kill -9 one: the others clean up after it)
+node 2: + ann joined from 127.0.0.1:60696 (1 online)
+node 1: + bob joined from 127.0.0.1:60712 (1 online)
+node 1 (pid 528) exited (137)
+node 2: cleaned up 1 user(s) of dead node(s)
+SIGINT: stopping the nodes, then redis
+node 2: SIGTERM: shutting down, telling 1 connection(s)
+node 2: - ann shutdown (0 online)
+node 2 (pid 534) exited (0)
+
+ann > CONNECT ann                        bob > CONNECT bob
+ann < OK welcome ann, 1 user online      bob < OK welcome bob, 2 users online
+ann < * bob joined                       bob > hi ann, I am on the other node
+ann < bob: hi ann, I am on the other node
+ann > /who                               bob < bob: hi ann, I am on the other node
+ann < * online (2): ann, bob
+      (kill -9 528 — bob's node; 4.8 s later, within --node-timeout 5 s:)
+ann < * bob left (server lost)
+ann < * server shutting down
+*/
