@@ -4,14 +4,15 @@
  * port listed twice drives a single server with the same split). Prints one JSON line.
  *
  *   bun bench/cluster-loadgen.ts fanout  PORT,PORT USERS MESSAGES  → {"operations": deliveries, "seconds": …}
- *   bun bench/cluster-loadgen.ts latency PORT,PORT USERS RATE SECONDS
- *       → {"samples": …, "p50": ms, "p99": ms, "max": ms, "deliveries": …, "sent": …}
+ *   bun bench/cluster-loadgen.ts latency PORT,PORT USERS RATE SECONDS → {"bytes": received, "sent": lines}
+ *   bun bench/cluster-loadgen.ts observe PORT,PORT  → {"ready": true}, then at stdin's end
+ *       {"samples": …, "p50": ms, "p99": ms, "max": ms}
  *
  * fanout: every user sends MESSAGES lines, the next when its own copy comes back; deliveries are counted
  * by newline bytes and a user spots its own copy by searching for `\nuN: ` natively (Buffer.indexOf).
- * latency: RATE lines a second, in total, from users chosen in turn on every node, each carrying the time
- * it was sent; one observer per node reads every line, and the time from send to delivery of each line
- * sent on another node is a sample. Everyone else reads and counts.
+ * latency: RATE lines a second, in total, from every user in turn, each carrying the time it was sent;
+ * everyone reads, and counts bytes only. observe (another process, started first): one user per node reads
+ * every line, and the time from send to delivery of each line sent on another node is a sample.
  */
 import type { Socket } from "bun";
 
@@ -46,7 +47,12 @@ async function connectAll(
 }
 
 /** Every user sends CONNECT uN; resolves once all have their OK and the room has gone quiet. */
-async function joinAll(ports: number[], users: number, onMeasured: (index: number, chunk: Buffer) => void) {
+async function joinAll(
+  ports: number[],
+  users: number,
+  onMeasured: (index: number, chunk: Buffer) => void,
+  namePrefix = "u",
+) {
   let measuring = false;
   let oks = 0;
   let lastData = performance.now();
@@ -58,7 +64,7 @@ async function joinAll(ports: number[], users: number, onMeasured: (index: numbe
     // Each user's OK is the first line it gets, so it starts a chunk.
     if (chunk.subarray(0, ok.length).equals(ok) && ++oks === users) allJoined.resolve();
   });
-  for (const [index, socket] of sockets.entries()) socket.write(`CONNECT u${index}\n`);
+  for (const [index, socket] of sockets.entries()) socket.write(`CONNECT ${namePrefix}${index}\n`);
   await allJoined.promise;
   while (performance.now() - lastData < QUIET_MS) await Bun.sleep(50);
   measuring = true;
@@ -104,41 +110,31 @@ function quantile(sorted: number[], q: number): number {
 const LATENCY_WARMUP_MS = 1000;
 /** The pacing timer's period: 5 ms (RATE / 200 lines each tick, on average). */
 const PACE_MS = 5;
+/** Wall-clock milliseconds, fractional: comparable between the sender and observer processes. */
+const wallClock = () => performance.timeOrigin + performance.now();
 
+/**
+ * USERS readers and senders: RATE lines a second in total, from each user in turn, as
+ * `n<node> @<wall-clock ms>` (`w@` during the warm-up, which observers do not count). Reads and counts
+ * bytes only.
+ */
 async function latency(ports: number[], users: number, rate: number, seconds: number) {
   const nodes = ports.length;
-  const samples: number[] = [];
-  let deliveries = 0;
+  let received = 0;
   let sent = 0;
-  let sampling = false;
-  /** Observer k is user k: it sits on node k. */
-  const pending = Array.from({ length: nodes }, () => "");
-  const marker = " @";
-  const sockets = await joinAll(ports, users, (index, chunk) => {
-    for (let at = chunk.indexOf(NEWLINE); at !== -1; at = chunk.indexOf(NEWLINE, at + 1)) deliveries++;
-    if (index >= nodes) return;
-    const now = performance.now();
-    const text = pending[index] + chunk.toString("utf8");
-    const lines = text.split("\n");
-    pending[index] = lines.pop()!;
-    for (const line of lines) {
-      // `uN: n<node> @<ms>` — a sample when sent from a user on another node.
-      const at = line.indexOf(marker);
-      if (at === -1 || !sampling) continue;
-      const from = Number(line.slice(line.indexOf(": n") + 3, at));
-      if (from !== index) samples.push(now - Number(line.slice(at + marker.length)));
-    }
+  const sockets = await joinAll(ports, users, (_index, chunk) => {
+    received += chunk.length;
   });
   const started = performance.now();
-  let next = nodes; // senders: every user but the observers, in turn
+  let next = 0;
   const timer = setInterval(() => {
     const elapsed = performance.now() - started;
-    if (elapsed >= LATENCY_WARMUP_MS) sampling = true;
+    const tag = elapsed < LATENCY_WARMUP_MS ? "w@" : "@";
     const due = Math.floor((elapsed / 1000) * rate) - sent;
     for (let i = 0; i < due; i++) {
       const index = next;
-      next = next + 1 >= users ? nodes : next + 1;
-      sockets[index]!.write(`n${index % nodes} @${performance.now()}\n`);
+      next = (next + 1) % users;
+      sockets[index]!.write(`n${index % nodes} ${tag}${wallClock()}\n`);
       sent++;
     }
   }, PACE_MS);
@@ -146,14 +142,43 @@ async function latency(ports: number[], users: number, rate: number, seconds: nu
   clearInterval(timer);
   await Bun.sleep(200); // the last lines land
   for (const socket of sockets) socket.end();
+  return { bytes: received, sent };
+}
+
+/**
+ * One observer per node, in a process of its own — so that what is measured is the servers' latency, not
+ * this generator's backlog of a thousand sockets: prints `{"ready": true}` once joined, then times each
+ * line sent from another node, until its stdin closes; then prints the quantiles.
+ */
+async function observe(ports: number[]) {
+  const samples: number[] = [];
+  const pending = ports.map(() => "");
+  await joinAll(
+    ports,
+    ports.length,
+    (index, chunk) => {
+      const now = wallClock();
+      const lines = (pending[index] + chunk.toString("utf8")).split("\n");
+      pending[index] = lines.pop()!;
+      for (const line of lines) {
+        const at = line.indexOf(" @");
+        if (at === -1) continue;
+        const from = Number(line.slice(line.indexOf(": n") + 3, at));
+        if (from !== index) samples.push(now - Number(line.slice(at + 2)));
+      }
+    },
+    "observer",
+  );
+  console.log(JSON.stringify({ ready: true }));
+  for await (const _ of process.stdin) {
+    // until the benchmark closes our stdin
+  }
   samples.sort((a, b) => a - b);
   return {
     samples: samples.length,
     p50: quantile(samples, 0.5),
     p99: quantile(samples, 0.99),
     max: samples.at(-1) ?? Number.NaN,
-    deliveries,
-    sent,
   };
 }
 
@@ -163,8 +188,9 @@ if (import.meta.main) {
   const [users, a, b] = numbers.map(Number) as [number, number, number];
   if (mode === "fanout") console.log(JSON.stringify(await fanout(ports, users, a)));
   else if (mode === "latency") console.log(JSON.stringify(await latency(ports, users, a, b)));
+  else if (mode === "observe") console.log(JSON.stringify(await observe(ports)));
   else {
-    console.error("usage: bun bench/cluster-loadgen.ts fanout|latency PORT,PORT USERS …");
+    console.error("usage: bun bench/cluster-loadgen.ts fanout|latency|observe PORT,PORT [USERS …]");
     process.exit(2);
   }
   process.exit(0);

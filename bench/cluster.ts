@@ -108,13 +108,46 @@ export async function benchClusterFanout(rounds = 5): Promise<void> {
   }
 }
 
-interface LatencyResult {
+interface LatencySamples {
   samples: number;
   p50: number;
   p99: number;
   max: number;
-  deliveries: number;
-  sent: number;
+}
+
+/**
+ * One latency run: the observers (one user per node, in a process of their own, so that the figure is the
+ * servers' and not the generator's backlog) join first; then the generator's users join and send.
+ */
+async function latencyRun(ports: number[]): Promise<LatencySamples & { bytes: number }> {
+  const observer = Bun.spawn(["bun", `${ROOT}/bench/cluster-loadgen.ts`, "observe", ports.join(",")], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = observer.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the latency observer exited before joining");
+    text += decoder.decode(value, { stream: true });
+  }
+  const load = await loadgen<{ bytes: number }>(
+    "latency",
+    ports.join(","),
+    LATENCY_USERS - ports.length,
+    LATENCY_RATE,
+    LATENCY_SECONDS,
+  );
+  observer.stdin.end();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  await observer.exited;
+  return { ...(JSON.parse(text.split("\n")[1]!) as LatencySamples), bytes: load.bytes };
 }
 
 export async function benchClusterLatency(runs = 3): Promise<void> {
@@ -125,16 +158,10 @@ export async function benchClusterLatency(runs = 3): Promise<void> {
     );
     const p99s: number[] = [];
     for (let run = 1; run <= runs; run++) {
-      const result = await loadgen<LatencyResult>(
-        "latency",
-        cluster.ports.join(","),
-        LATENCY_USERS,
-        LATENCY_RATE,
-        LATENCY_SECONDS,
-      );
+      const result = await latencyRun(cluster.ports);
       p99s.push(result.p99);
       console.log(
-        `  run ${run}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms (${result.samples} samples; ${formatRate(result.deliveries / (LATENCY_SECONDS + 1))} deliveries/s)`,
+        `  run ${run}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms (${result.samples} samples; ${(result.bytes / (LATENCY_SECONDS + 1) / 1e6).toFixed(0)} MB/s to the users)`,
       );
     }
     const p99 = median(p99s);
