@@ -36,8 +36,16 @@ export {
   type QueryResult,
   quoteIdentifier,
 } from "./pg/client.ts";
-export { type ConnectOptions, ConnectOptionsError, redact, resolveOptions } from "./pg/options.ts";
+export {
+  type ChannelBinding,
+  type ConnectOptions,
+  ConnectOptionsError,
+  redact,
+  resolveOptions,
+  type SslMode,
+} from "./pg/options.ts";
 export { Pool, type PoolOptions } from "./pg/pool.ts";
+export { PgTlsError } from "./pg/transport.ts";
 export { TypeOid } from "./pg/types.ts";
 
 import { Client } from "./pg/client.ts";

@@ -16,24 +16,48 @@ export function md5PasswordResponse(user: string, password: string, salt: Uint8A
   return `md5${createHash("md5").update(inner).update(salt).digest("hex")}`;
 }
 
+/**
+ * SCRAM channel binding (RFC 5802 §6, RFC 5929): ties the login to the TLS session, so a man in the middle
+ * holding its own certificate cannot relay it.
+ * - `none`: no TLS, or binding turned off — gs2 header `n,,`.
+ * - `unused`: we could bind but the server did not offer SCRAM-SHA-256-PLUS — `y,,` (so a server that does
+ *   offer it knows the offer was stripped on the way).
+ * - `tls-server-end-point`: the hash of the server's certificate — `p=tls-server-end-point,,`.
+ */
+export type ScramChannelBinding =
+  | { kind: "none" }
+  | { kind: "unused" }
+  | { kind: "tls-server-end-point"; data: Uint8Array };
+
 /** A SCRAM-SHA-256 exchange from the client's side: first message, final message, then verification. */
 export class ScramClient {
-  readonly mechanism = "SCRAM-SHA-256";
+  /** `SCRAM-SHA-256`, or `SCRAM-SHA-256-PLUS` with channel binding. */
+  readonly mechanism: string;
   readonly #password: string;
   readonly #clientNonce: string;
+  readonly #gs2Header: string;
+  readonly #bindingData: Uint8Array;
   #clientFirstBare = "";
   #expectedServerSignature: Buffer | null = null;
 
-  constructor(password: string, clientNonce = randomBytes(18).toString("base64")) {
+  constructor(
+    password: string,
+    clientNonce = randomBytes(18).toString("base64"),
+    binding: ScramChannelBinding = { kind: "none" },
+  ) {
     // PostgreSQL applies SASLprep where it can; NFKC is its core, and plain ASCII is unchanged by both.
     this.#password = password.normalize("NFKC");
     this.#clientNonce = clientNonce;
+    const bound = binding.kind === "tls-server-end-point";
+    this.mechanism = bound ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
+    this.#gs2Header = bound ? "p=tls-server-end-point,," : binding.kind === "unused" ? "y,," : "n,,";
+    this.#bindingData = bound ? binding.data : new Uint8Array(0);
   }
 
-  /** client-first-message: no channel binding (`n,,`); the user name is empty — the startup message has it. */
+  /** client-first-message: the gs2 header, then the user name — empty, the startup message has it. */
   clientFirstMessage(): string {
     this.#clientFirstBare = `n=,r=${this.#clientNonce}`;
-    return `n,,${this.#clientFirstBare}`;
+    return `${this.#gs2Header}${this.#clientFirstBare}`;
   }
 
   /** Given server-first-message (`r=…,s=…,i=…`), returns client-final-message with our proof. */
@@ -51,7 +75,11 @@ export class ScramClient {
     const saltedPassword = pbkdf2Sync(this.#password, Buffer.from(salt, "base64"), iterations, 32, "sha256");
     const clientKey = hmac(saltedPassword, "Client Key");
     const storedKey = createHash("sha256").update(clientKey).digest();
-    const clientFinalWithoutProof = `c=biws,r=${nonce}`; // biws = base64("n,,")
+    // c= is the gs2 header and the binding data, in base64 (`biws` for a plain `n,,`).
+    const channelBinding = Buffer.concat([Buffer.from(this.#gs2Header), this.#bindingData]).toString(
+      "base64",
+    );
+    const clientFinalWithoutProof = `c=${channelBinding},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
     const clientSignature = hmac(storedKey, authMessage);
     const proof = Buffer.alloc(clientKey.length);

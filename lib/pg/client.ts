@@ -7,8 +7,9 @@
  * *pipelined* — they travel in one write, the server answers them in order, and each Sync's ReadyForQuery
  * tells us one query is done and the next answer begins.
  */
-import { ConnectionLostError, openConnection, type StreamReader, type StreamWriter } from "../streams.ts";
-import { md5PasswordResponse, ScramClient } from "./auth.ts";
+import { createHash } from "node:crypto";
+import { ConnectionLostError, type StreamReader, type StreamWriter } from "../streams.ts";
+import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
 import { errorFields, PgConnectionError, PgError, type PgNotice } from "./errors.ts";
 import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import {
@@ -41,6 +42,7 @@ import {
   writeSync,
   writeTerminate,
 } from "./protocol.ts";
+import { describeAddress, endPointHashAlgorithm, openTransport, type Transport } from "./transport.ts";
 import { type Parser, parserFor, serializeParameter, TypeOid } from "./types.ts";
 
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
@@ -155,11 +157,14 @@ export class Client {
   readonly #startup = Promise.withResolvers<void>();
   #scram: ScramClient | null = null;
   #lastQuery: Promise<unknown> = Promise.resolve();
+  /** The server's certificate (DER) when the connection is TLS. */
+  readonly #peerCertificate: Uint8Array | null;
 
-  private constructor(options: ResolvedOptions, reader: StreamReader, writer: StreamWriter) {
+  private constructor(options: ResolvedOptions, transport: Transport) {
     this.#options = options;
-    this.#reader = reader;
-    this.#writer = writer;
+    this.#reader = transport.reader;
+    this.#writer = transport.writer;
+    this.#peerCertificate = transport.peerCertificate;
   }
 
   /**
@@ -169,7 +174,8 @@ export class Client {
    */
   static async connect(urlOrOptions?: string | ConnectOptions): Promise<Client> {
     const options = resolveOptions(urlOrOptions);
-    const where = `${options.host}:${options.port}`;
+    const where = describeAddress(options);
+    const abort = new AbortController();
     let client: Client | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -177,21 +183,15 @@ export class Client {
         const error = new PgConnectionError(
           `timed out after ${options.connectTimeoutMs / 1000} s connecting to ${where}`,
         );
+        abort.abort(error);
         if (client) client.#fail(error);
         reject(error);
       }, options.connectTimeoutMs);
     });
     try {
-      const opened = openConnection(options.host, options.port).catch((error: Error) => {
-        throw new PgConnectionError(
-          error.message.replace(/^cannot connect to/, "cannot connect to PostgreSQL at"),
-          {
-            cause: error,
-          },
-        );
-      });
-      const [reader, writer] = await Promise.race([opened, timeout]);
-      client = new Client(options, reader, writer);
+      const opening = openTransport(options, abort.signal);
+      opening.catch(() => {}); // when the timeout wins, its rejection is the timeout's
+      client = new Client(options, await Promise.race([opening, timeout]));
       client.#start();
       await Promise.race([client.#startup.promise, timeout]);
       return client;
@@ -201,6 +201,16 @@ export class Client {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** True when the connection is encrypted with TLS. */
+  get tls(): boolean {
+    return this.#peerCertificate !== null;
+  }
+
+  /** The SASL mechanism the login used (`SCRAM-SHA-256-PLUS` when bound to the TLS session), else null. */
+  get saslMechanism(): string | null {
+    return this.#scram?.mechanism ?? null;
   }
 
   /** The backend's process ID (what `pg_backend_pid()` returns; what `cancel()` names). */
@@ -284,7 +294,7 @@ export class Client {
   async cancel(): Promise<void> {
     const key = this.#backendKey;
     if (!key || this.#lost) return;
-    const [reader, writer] = await openConnection(this.#options.host, this.#options.port);
+    const { reader, writer } = await openTransport(this.#options, new AbortController().signal);
     const out = new MessageBuilder();
     writeCancelRequest(out, key.processId, key.secretKey);
     writer.writeShared(out.take());
@@ -324,21 +334,24 @@ export class Client {
     const { code, data } = parseAuthentication(body);
     switch (code) {
       case Auth.Ok:
-        return;
+        return this.#refuseUnboundLogin("no authentication at all");
       case Auth.CleartextPassword:
+        this.#refuseUnboundLogin("a cleartext password");
         return this.#sendPassword(this.#requirePassword("password"));
       case Auth.MD5Password:
+        this.#refuseUnboundLogin("an MD5 password");
         return this.#sendPassword(
           md5PasswordResponse(this.#options.user, this.#requirePassword("md5"), data.subarray(0, 4)),
         );
       case Auth.SASL: {
         const mechanisms = parseSASLMechanisms(data);
-        if (!mechanisms.includes("SCRAM-SHA-256")) {
+        const binding = this.#channelBinding(mechanisms);
+        if (binding.kind !== "tls-server-end-point" && !mechanisms.includes("SCRAM-SHA-256")) {
           throw new PgConnectionError(
             `the server offers only SASL mechanisms this client lacks: ${mechanisms.join(", ")}`,
           );
         }
-        this.#scram = new ScramClient(this.#requirePassword("scram-sha-256"));
+        this.#scram = new ScramClient(this.#requirePassword("scram-sha-256"), undefined, binding);
         writeSASLInitialResponse(this.#out, this.#scram.mechanism, this.#scram.clientFirstMessage());
         return this.#flush();
       }
@@ -352,6 +365,33 @@ export class Client {
           `the server asks for an authentication method this client lacks (code ${code})`,
         );
     }
+  }
+
+  /**
+   * Binds SCRAM to the TLS session when we can (a TLS connection, a certificate whose hash is defined) and
+   * the server offers SCRAM-SHA-256-PLUS; `channel_binding=require` refuses to log in without it.
+   */
+  #channelBinding(mechanisms: string[]): ScramChannelBinding {
+    const certificate = this.#peerCertificate;
+    const mode = this.#options.channelBinding;
+    const hash = certificate && mode !== "disable" ? endPointHashAlgorithm(certificate) : null;
+    if (hash && mechanisms.includes("SCRAM-SHA-256-PLUS")) {
+      return { kind: "tls-server-end-point", data: createHash(hash).update(certificate!).digest() };
+    }
+    if (mode === "require") {
+      throw new PgConnectionError(
+        certificate
+          ? `channel_binding=require, but the server offers no SCRAM-SHA-256-PLUS (${mechanisms.join(", ")})`
+          : "channel_binding=require needs TLS (sslmode=require or stronger)",
+      );
+    }
+    return hash ? { kind: "unused" } : { kind: "none" };
+  }
+
+  /** With `channel_binding=require`, a login that is not SCRAM-SHA-256-PLUS is refused (as libpq does). */
+  #refuseUnboundLogin(method: string): void {
+    if (this.#options.channelBinding !== "require" || this.#scram?.mechanism === "SCRAM-SHA-256-PLUS") return;
+    throw new PgConnectionError(`channel_binding=require, but the server asked for ${method}`);
   }
 
   #requirePassword(method: string): string {

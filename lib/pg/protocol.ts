@@ -15,6 +15,11 @@
 export const PROTOCOL_VERSION_3 = 196_608;
 /** The "version" a CancelRequest carries instead: 1234 << 16 | 5678. */
 export const CANCEL_REQUEST_CODE = 80_877_102;
+/** The "version" an SSLRequest carries: 1234 << 16 | 5679. */
+export const SSL_REQUEST_CODE = 80_877_103;
+/** The one-byte answers to an SSLRequest: go ahead with the TLS handshake, or TLS is not available. */
+export const SSL_ACCEPTED = 0x53; // 'S'
+export const SSL_REFUSED = 0x4e; // 'N'
 /** Bytes of the type byte plus the length field that start every typed message. */
 export const HEADER_BYTES = 5;
 /** Largest message we accept from the server: 1 GiB, PostgreSQL's own limit for one field. */
@@ -161,6 +166,11 @@ export function writeStartupMessage(out: MessageBuilder, parameters: Record<stri
 /** CancelRequest: sent on a new connection to stop what the backend `processId` is doing. */
 export function writeCancelRequest(out: MessageBuilder, processId: number, secretKey: number): void {
   out.begin(null).int32(CANCEL_REQUEST_CODE).int32(processId).int32(secretKey).end();
+}
+
+/** SSLRequest: asks the server to switch this connection to TLS before the startup; it answers one byte. */
+export function writeSSLRequest(out: MessageBuilder): void {
+  out.begin(null).int32(SSL_REQUEST_CODE).end();
 }
 
 /** PasswordMessage: a cleartext or MD5-hashed password. */
