@@ -12,6 +12,7 @@ import { ConnectionLostError, type StreamReader, type StreamWriter } from "../st
 import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
 import { errorFields, PgConnectionError, PgError, type PgNotice } from "./errors.ts";
 import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import { encodeParameters } from "./parameters.ts";
 import {
   Auth,
   Backend,
@@ -24,12 +25,16 @@ import {
   parseCommandComplete,
   parseErrorFields,
   parseNotificationResponse,
+  parseParameterDescription,
   parseParameterStatus,
   parseRowDescription,
   parseSASLMechanisms,
+  TransactionStatus,
   writeBind,
   writeCancelRequest,
   writeClose,
+  writeCopyData,
+  writeCopyDone,
   writeCopyFail,
   writeDescribe,
   writeExecute,
@@ -43,7 +48,7 @@ import {
   writeTerminate,
 } from "./protocol.ts";
 import { describeAddress, endPointHashAlgorithm, openTransport, type Transport } from "./transport.ts";
-import { type Parser, parserFor, serializeParameter, TypeOid } from "./types.ts";
+import { type Parser, parserFor, TypeOid } from "./types.ts";
 
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
 const READ_BYTES = 4 * 1024 * 1024;
@@ -75,11 +80,18 @@ export interface Notification {
 /** A prepared statement: parsed once by the server, then only bound and executed. */
 interface Statement {
   name: string;
+  text: string;
+  /** The type the server gave each `$n` (ParameterDescription); null until it has answered. */
+  paramTypes: number[] | null;
   fields: FieldDescription[] | null;
   parsers: Parser[];
   publicFields: Field[];
-  /** Set when its Parse failed: later queries that used it report this error. */
-  parseError: PgError | null;
+  /** Parse has been written (alone, or ahead of a Bind). */
+  parseSent: boolean;
+  /** The server has answered ParseComplete: it holds the statement. */
+  parsed: boolean;
+  /** Dropped from the cache: a query waiting on it prepares afresh. */
+  forgotten: boolean;
 }
 
 /** Rows and fields of the result set being received. */
@@ -88,6 +100,15 @@ interface ResultSet {
   parsers: Parser[];
   publicFields: Field[];
   rows: Record<string, unknown>[];
+}
+
+/**
+ * A query not yet written: `send()` writes its messages and returns true, or returns false when it must
+ * wait (its statement's parameter types are not known yet). Jobs are written strictly in call order.
+ */
+interface Job {
+  send(): boolean;
+  reject(error: Error): void;
 }
 
 /** What the responses at the head of the queue belong to. */
@@ -101,6 +122,8 @@ interface PendingExtended extends PendingBase {
   statement: Statement;
   rows: Record<string, unknown>[];
   tag: { command: string; rowCount: number | null } | null;
+  /** Written again once if the statement turns out stale (see #onReadyForQuery). */
+  retry: (() => void) | null;
   resolve(result: QueryResult): void;
 }
 
@@ -111,7 +134,131 @@ interface PendingSimple extends PendingBase {
   resolve(results: QueryResult[]): void;
 }
 
-type Pending = PendingExtended | PendingSimple;
+/** Parse + Describe + Sync of a statement whose parameter types we need before we can encode a Bind. */
+interface PendingDescribe extends PendingBase {
+  kind: "describe";
+  statement: Statement;
+  resolve(): void;
+}
+
+/** Close of statements we no longer use, with a Sync of its own so that nothing else can fail with it. */
+interface PendingClose extends PendingBase {
+  kind: "close";
+  resolve(): void;
+}
+
+/** COPY … FROM STDIN: rows go up while the server is in copy-in mode. */
+interface PendingCopyIn extends PendingBase {
+  kind: "copyIn";
+  /** Called on CopyInResponse: start sending. */
+  start(): void;
+  tag: { command: string; rowCount: number | null } | null;
+  resolve(rowCount: number): void;
+}
+
+/** COPY … TO STDOUT: chunks come down into a bounded queue the consumer drains. */
+interface PendingCopyOut extends PendingBase {
+  kind: "copyOut";
+  stream: CopyOutStream;
+  resolve(): void;
+}
+
+type Pending =
+  | PendingExtended
+  | PendingSimple
+  | PendingDescribe
+  | PendingClose
+  | PendingCopyIn
+  | PendingCopyOut;
+
+/** Bytes of COPY data gathered into one CopyData message. */
+const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
+/** Bytes of COPY TO data queued for a slow consumer before we stop reading the socket. */
+const COPY_OUT_HIGH_WATER = 4 * 1024 * 1024; // 4 MiB
+
+/** The chunks of a COPY TO in flight, and whoever waits for them. */
+class CopyOutStream {
+  readonly chunks: Uint8Array[] = [];
+  head = 0;
+  queuedBytes = 0;
+  done = false;
+  discarding = false;
+  error: Error | null = null;
+  /** The consumer waits for a chunk; the read loop waits for room. */
+  consumer: (() => void) | null = null;
+  room: PromiseWithResolvers<void> | null = null;
+
+  /** The consumer is gone: drop what is queued and whatever still comes. */
+  discard(): void {
+    this.discarding = true;
+    this.chunks.length = 0;
+    this.head = 0;
+    this.queuedBytes = 0;
+    this.room?.resolve();
+    this.room = null;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.discarding) return;
+    this.chunks.push(chunk);
+    this.queuedBytes += chunk.length;
+    this.#wakeConsumer();
+  }
+
+  finish(error: Error | null): void {
+    this.done = true;
+    this.error = error;
+    this.#wakeConsumer();
+    this.room?.resolve();
+    this.room = null;
+  }
+
+  /** The next chunk, or null at the end. Throws the COPY's error. */
+  async next(): Promise<Uint8Array | null> {
+    while (this.head === this.chunks.length) {
+      if (this.done) {
+        if (this.error) throw this.error;
+        return null;
+      }
+      await new Promise<void>((resolve) => {
+        this.consumer = resolve;
+      });
+    }
+    const chunk = this.chunks[this.head]!;
+    this.chunks[this.head++] = EMPTY;
+    if (this.head === this.chunks.length) {
+      this.chunks.length = 0;
+      this.head = 0;
+    }
+    this.queuedBytes -= chunk.length;
+    if (this.room && this.queuedBytes <= COPY_OUT_HIGH_WATER / 2) {
+      this.room.resolve();
+      this.room = null;
+    }
+    return chunk;
+  }
+
+  /** For the read loop: a promise to wait on while the queue is over its high-water mark. */
+  full(): Promise<void> | null {
+    if (this.queuedBytes <= COPY_OUT_HIGH_WATER || this.done) return null;
+    this.room ??= Promise.withResolvers<void>();
+    return this.room.promise;
+  }
+
+  #wakeConsumer(): void {
+    const consumer = this.consumer;
+    this.consumer = null;
+    consumer?.();
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** What `copyFrom()` reads: bytes or strings (UTF-8), from an async iterable or a ReadableStream. */
+export type CopySource =
+  | AsyncIterable<Uint8Array | string>
+  | Iterable<Uint8Array | string>
+  | ReadableStream<Uint8Array | string>;
 
 const NO_FIELDS: FieldDescription[] = [];
 
@@ -157,6 +304,12 @@ export class Client {
   readonly #startup = Promise.withResolvers<void>();
   #scram: ScramClient | null = null;
   #lastQuery: Promise<unknown> = Promise.resolve();
+  /** Jobs that cannot be written yet, in call order (see {@link Job}). */
+  #waiting: Job[] = [];
+  /** A COPY FROM in progress: nothing else is written until its data is. */
+  #gate: PendingCopyIn | null = null;
+  /** Names of statements the server may hold that we no longer use: closed before the next write. */
+  #abandoned: string[] = [];
   /** The server's certificate (DER) when the connection is TLS. */
   readonly #peerCertificate: Uint8Array | null;
 
@@ -224,28 +377,63 @@ export class Client {
   }
 
   /**
-   * Runs one statement with the extended protocol; `$1`, `$2`, … are replaced by `params` (sent as text,
-   * never spliced into the SQL). The statement is prepared once per connection and reused.
-   * Rejects with {@link PgError} (the connection stays usable) or {@link PgConnectionError}.
+   * Runs one statement with the extended protocol; `$1`, `$2`, … are replaced by `params` (never spliced
+   * into the SQL), each encoded for the type the server declared for it (lib/pg/parameters.ts). The
+   * statement is prepared once per connection and reused; its first run with parameters waits one round
+   * trip for their types. A cached statement the server no longer accepts (its table was altered,
+   * `DISCARD ALL`, another `search_path`) is prepared again and run once more — outside a transaction.
+   * Rejects with {@link ParameterTypeError} before sending anything, {@link PgError} (the connection stays
+   * usable) or {@link PgConnectionError}.
    */
   query<Row = Record<string, unknown>>(
     text: string,
     params: readonly unknown[] = [],
   ): Promise<QueryResult<Row>> {
     if (this.#lost) return Promise.reject(this.#lost);
-    let values: (Uint8Array | null)[];
-    try {
-      values = params.map(serializeParameter);
-    } catch (error) {
-      return Promise.reject(new TypeError(`cannot send a parameter: ${(error as Error).message}`));
-    }
-    const out = this.#out;
-    const statement = this.#prepare(text, out);
-    writeBind(out, "", statement.name, values);
-    writeExecute(out, "");
-    writeSync(out);
     const { promise, resolve, reject } = Promise.withResolvers<QueryResult>();
-    this.#enqueue({ kind: "extended", statement, rows: [], tag: null, error: null, resolve, reject });
+    let retried = false;
+    let current: Statement | null = null; // kept while the job waits for its statement's Describe
+    const job: Job = {
+      reject,
+      send: () => {
+        if (current?.forgotten) current = null;
+        current ??= this.#statementFor(text);
+        const statement = current;
+        if (params.length > 0 && statement.paramTypes === null) {
+          if (!statement.parseSent) this.#describe(statement);
+          return false;
+        }
+        let values: (Uint8Array | null)[];
+        try {
+          values = statement.paramTypes ? encodeParameters(params, statement.paramTypes) : [];
+        } catch (error) {
+          reject(error as Error);
+          return true;
+        }
+        const out = this.#out;
+        if (!statement.parseSent) this.#writeParse(statement);
+        writeBind(out, "", statement.name, values);
+        writeExecute(out, "");
+        writeSync(out);
+        const retry = () => {
+          retried = true;
+          current = null;
+          this.#submit(job);
+        };
+        this.#enqueue({
+          kind: "extended",
+          statement,
+          rows: [],
+          tag: null,
+          error: null,
+          retry: retried ? null : retry,
+          resolve,
+          reject,
+        });
+        return true;
+      },
+    };
+    this.#submit(job);
     this.#lastQuery = promise;
     return promise as Promise<QueryResult<Row>>;
   }
@@ -256,11 +444,87 @@ export class Client {
    */
   simpleQuery(text: string): Promise<QueryResult[]> {
     if (this.#lost) return Promise.reject(this.#lost);
-    writeQuery(this.#out, text);
     const { promise, resolve, reject } = Promise.withResolvers<QueryResult[]>();
-    this.#enqueue({ kind: "simple", current: null, results: [], error: null, resolve, reject });
+    this.#submit({
+      reject,
+      send: () => {
+        writeQuery(this.#out, text);
+        this.#enqueue({ kind: "simple", current: null, results: [], error: null, resolve, reject });
+        return true;
+      },
+    });
     this.#lastQuery = promise;
     return promise;
+  }
+
+  /**
+   * Runs `COPY … FROM STDIN` and sends `source` as its data: bytes or strings in COPY's text (or CSV, or
+   * binary) format, exactly as the statement says. Reads the source only as fast as the server takes it
+   * (awaits the socket's drain), so a source of any size holds a bounded amount of memory. Resolves with the
+   * number of rows copied. If the source throws, the COPY is cancelled with CopyFail and the promise
+   * rejects with the server's error (57014, its message naming the source's); a bad row rejects with the
+   * server's error (22P02, …). Either way the connection stays usable. Other queries wait their turn.
+   */
+  copyFrom(sql: string, source: CopySource): Promise<number> {
+    if (this.#lost) return Promise.reject(this.#lost);
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    const pending: PendingCopyIn = {
+      kind: "copyIn",
+      tag: null,
+      error: null,
+      resolve,
+      reject,
+      start: () => void this.#pumpCopyData(pending, source),
+    };
+    this.#submit({
+      reject,
+      send: () => {
+        writeQuery(this.#out, sql);
+        this.#enqueue(pending);
+        // Nothing else may be written until CopyDone/CopyFail: the server is reading COPY data.
+        this.#gate = pending;
+        return true;
+      },
+    });
+    this.#lastQuery = promise;
+    return promise;
+  }
+
+  /**
+   * Runs `COPY … TO STDOUT` and yields its data as it arrives: chunks of bytes (one or more rows each, in
+   * the statement's format). While the consumer is slow, the socket is not read (at most ~4 MiB wait in
+   * between). A failure in the middle (say, an error raised by row 500,000) throws the server's PgError
+   * from the loop; stopping the loop early reads and drops the rest. Either way the connection stays usable.
+   */
+  async *copyTo(sql: string): AsyncGenerator<Uint8Array, void, undefined> {
+    if (this.#lost) throw this.#lost;
+    const stream = new CopyOutStream();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    promise.catch(() => {}); // the stream carries the error to the consumer
+    this.#submit({
+      reject: (error) => {
+        stream.finish(error);
+        reject(error);
+      },
+      send: () => {
+        writeQuery(this.#out, sql);
+        this.#enqueue({ kind: "copyOut", stream, error: null, resolve, reject });
+        return true;
+      },
+    });
+    this.#lastQuery = promise;
+    let finished = false;
+    try {
+      for (let chunk = await stream.next(); chunk; chunk = await stream.next()) yield chunk;
+      finished = true;
+    } finally {
+      if (!finished && !stream.done) {
+        // The consumer stopped early. A CancelRequest could hit the next query instead if the server has
+        // already finished this one, so the rest is read and dropped: the connection stays in step.
+        stream.discard();
+        await promise.catch(() => {});
+      }
+    }
   }
 
   /**
@@ -324,6 +588,8 @@ export class Client {
       database: this.#options.database,
       application_name: this.#options.applicationName,
       client_encoding: "UTF8",
+      // The date format lib/pg/types.ts reads (the server's default, but a role or database may change it).
+      DateStyle: "ISO, MDY",
     };
     writeStartupMessage(this.#out, parameters);
     this.#flush();
@@ -416,8 +682,8 @@ export class Client {
 
   // ── Writing ──
 
-  /** Finds or prepares `text`: a cached statement, or Parse + Describe written into `out` now. */
-  #prepare(text: string, out: MessageBuilder): Statement {
+  /** The cached statement for `text`, or a new one (cached, unless the cache is off), not yet parsed. */
+  #statementFor(text: string): Statement {
     const capacity = this.#options.statementCacheSize;
     const cached = this.#statements.get(text);
     if (cached) {
@@ -427,23 +693,77 @@ export class Client {
       return cached;
     }
     const statement: Statement = {
-      name: capacity > 0 ? `${this.#statementPrefix}${++this.#statementCounter}` : "",
+      // Without a cache, statements are still named, so a Bind can follow its Describe's answer safely;
+      // each is closed right after use.
+      name: `${this.#statementPrefix}${++this.#statementCounter}`,
+      text,
+      paramTypes: null,
       fields: null,
       parsers: [],
       publicFields: [],
-      parseError: null,
+      parseSent: false,
+      parsed: false,
+      forgotten: false,
     };
     if (capacity > 0) {
       if (this.#statements.size >= capacity) {
         const [oldestText, oldest] = this.#statements.entries().next().value!;
         this.#statements.delete(oldestText);
-        writeClose(out, "S", oldest.name); // its CloseComplete arrives among this query's answers
+        if (oldest.parseSent) this.#abandoned.push(oldest.name);
       }
       this.#statements.set(text, statement);
     }
-    writeParse(out, statement.name, text);
-    writeDescribe(out, "S", statement.name);
     return statement;
+  }
+
+  #writeParse(statement: Statement): void {
+    writeParse(this.#out, statement.name, statement.text);
+    writeDescribe(this.#out, "S", statement.name);
+    statement.parseSent = true;
+  }
+
+  /** Parse + Describe + Sync alone: the parameter types come back before any Bind is encoded. */
+  #describe(statement: Statement): void {
+    this.#writeParse(statement);
+    writeSync(this.#out);
+    this.#enqueue({ kind: "describe", statement, error: null, resolve: () => {}, reject: () => {} });
+  }
+
+  /** Forgets a statement; one the server may still hold is closed before the next query. */
+  #forgetStatement(statement: Statement): void {
+    if (statement.forgotten) return;
+    statement.forgotten = true;
+    if (this.#statements.get(statement.text) === statement) this.#statements.delete(statement.text);
+    if (statement.parsed) this.#abandoned.push(statement.name);
+  }
+
+  /** Writes `job` now, or after the jobs already waiting (order is kept: answers come back in order). */
+  #submit(job: Job): void {
+    if (this.#waiting.length > 0 || this.#gate) {
+      this.#waiting.push(job);
+      return;
+    }
+    this.#closeAbandoned();
+    if (!job.send()) this.#waiting.push(job);
+  }
+
+  /** Writes the waiting jobs in order, up to the first that must wait again. */
+  #sendWaiting(): void {
+    if (this.#lost || this.#gate) return;
+    this.#closeAbandoned();
+    while (this.#waiting.length > 0 && !this.#gate) {
+      if (!this.#waiting[0]!.send()) return;
+      this.#waiting.shift();
+    }
+  }
+
+  /** Close for each statement we let go of, and a Sync of their own: their answers fail nothing else. */
+  #closeAbandoned(): void {
+    if (this.#abandoned.length === 0) return;
+    for (const name of this.#abandoned) writeClose(this.#out, "S", name);
+    this.#abandoned = [];
+    writeSync(this.#out);
+    this.#enqueue({ kind: "close", error: null, resolve: () => {}, reject: () => {} });
   }
 
   #enqueue(pending: Pending): void {
@@ -459,6 +779,44 @@ export class Client {
     this.#writer.writeShared(this.#out.take());
   }
 
+  /**
+   * Sends a COPY FROM's data: the source's chunks gathered into CopyData messages of ~64 KiB, waiting for
+   * the socket to drain whenever more than the writer's high-water mark is queued. Then CopyDone — or
+   * CopyFail if the source throws. Stops at once if the server reported an error (it ignores the rest).
+   */
+  async #pumpCopyData(pending: PendingCopyIn, source: CopySource): Promise<void> {
+    const out = this.#out;
+    let failure: string | null = null;
+    try {
+      const iterable: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> =
+        source instanceof ReadableStream ? (source as AsyncIterable<Uint8Array | string>) : source;
+      let gathered = 0;
+      for await (const chunk of iterable) {
+        if (pending.error || this.#lost) break;
+        gathered += writeCopyData(out, chunk);
+        if (gathered >= COPY_MESSAGE_BYTES) {
+          gathered = 0;
+          this.#flush();
+          if (this.#writer.bufferedBytes > 0) await this.#writer.drain();
+        }
+      }
+    } catch (error) {
+      failure = `the COPY source failed: ${(error as Error).message ?? String(error)}`;
+    }
+    if (!this.#lost) {
+      if (pending.error)
+        out.take(); // the server is no longer in copy-in mode: drop what was gathered
+      else if (failure !== null) {
+        out.take();
+        writeCopyFail(out, failure);
+      } else writeCopyDone(out);
+      this.#flush();
+      this.#writer.flushNow();
+    }
+    this.#gate = null;
+    this.#sendWaiting();
+  }
+
   // ── Reading ──
 
   async #readLoop(): Promise<void> {
@@ -467,6 +825,10 @@ export class Client {
         const chunk = await this.#reader.read(READ_BYTES);
         if (chunk.length === 0) break;
         this.#framer.push(chunk);
+        // A COPY TO consumer that is behind: stop reading (the socket pauses once the reader is full).
+        const copyOut = this.#pending[this.#head];
+        const full = copyOut?.kind === "copyOut" ? copyOut.stream.full() : null;
+        if (full) await full;
       }
       this.#fail(new PgConnectionError("the server closed the connection"));
     } catch (error) {
@@ -488,13 +850,19 @@ export class Client {
       case Backend.CommandComplete: // 'C'
         return this.#onCommandComplete(pending, body);
       case Backend.ReadyForQuery: // 'Z'
-        return this.#onReadyForQuery();
+        return this.#onReadyForQuery(body[0] ?? TransactionStatus.Idle);
       case Backend.ParseComplete: // '1'
+        if (pending && (pending.kind === "extended" || pending.kind === "describe"))
+          pending.statement.parsed = true;
+        return;
       case Backend.BindComplete: // '2'
       case Backend.CloseComplete: // '3'
-      case Backend.ParameterDescription: // 't'
       case Backend.CopyDone: // 'c'
       case Backend.PortalSuspended: // 's'
+        return;
+      case Backend.ParameterDescription: // 't'
+        if (pending && (pending.kind === "extended" || pending.kind === "describe"))
+          pending.statement.paramTypes = parseParameterDescription(body);
         return;
       case Backend.RowDescription: // 'T'
         return this.#onRowDescription(pending, parseRowDescription(body));
@@ -520,15 +888,15 @@ export class Client {
       case Backend.Authentication: // 'R'
         return this.#onAuthentication(body);
       case Backend.CopyInResponse: // 'G'
-        writeCopyFail(this.#out, "COPY FROM STDIN is not supported by this client");
+        if (pending?.kind === "copyIn") return pending.start();
+        // COPY … FROM STDIN through query()/simpleQuery(): there is no data to send.
+        writeCopyFail(this.#out, "COPY FROM STDIN needs copyFrom(sql, source)");
         return this.#flush();
       case Backend.CopyOutResponse: // 'H'
+        if (pending?.kind === "copyOut") return;
         return this.#onRowDescription(pending, [copyField()]);
       case Backend.CopyData: // 'd'
-        if (pending?.kind === "simple" && pending.current) {
-          pending.current.rows.push({ copy: body.toString("utf8").replace(/\n$/, "") });
-        }
-        return;
+        return this.#onCopyData(pending, body);
       default:
         throw new ProtocolError(
           `unexpected message type ${JSON.stringify(String.fromCharCode(type))} from the server`,
@@ -536,18 +904,27 @@ export class Client {
     }
   }
 
+  #onCopyData(pending: Pending | undefined, body: Buffer): void {
+    if (pending?.kind === "copyOut") {
+      pending.stream.push(Uint8Array.prototype.slice.call(body)); // the body is only a view into the framer
+    } else if (pending?.kind === "simple" && pending.current) {
+      pending.current.rows.push({ copy: body.toString("utf8").replace(/\n$/, "") });
+    }
+  }
+
   #onRowDescription(pending: Pending | undefined, fields: FieldDescription[]): void {
     if (!pending) throw new ProtocolError("a row description with no query waiting");
     const described = describeFields(fields);
-    if (pending.kind === "extended") {
+    if (pending.kind === "extended" || pending.kind === "describe") {
       Object.assign(pending.statement, { fields }, described);
-    } else {
+    } else if (pending.kind === "simple") {
       pending.current = { fields, ...described, rows: [] };
     }
   }
 
   #onDataRow(pending: Pending | undefined, body: Buffer): void {
-    if (!pending) throw new ProtocolError("a data row with no query waiting");
+    if (pending?.kind !== "extended" && pending?.kind !== "simple")
+      throw new ProtocolError("a data row with no query waiting");
     const target = pending.kind === "extended" ? pending.statement : pending.current;
     if (!target?.fields) throw new ProtocolError("a data row before its row description");
     if (pending.error) return; // a value already failed to parse: skip the rest
@@ -563,10 +940,12 @@ export class Client {
   #onCommandComplete(pending: Pending | undefined, body: Buffer): void {
     if (!pending) throw new ProtocolError("a command completion with no query waiting");
     const tag = parseCommandComplete(body);
-    if (pending.kind === "extended") {
+    if (tag.command === "DISCARD ALL" || tag.command === "DEALLOCATE ALL") this.#forgetPrepared();
+    if (pending.kind === "extended" || pending.kind === "copyIn") {
       pending.tag = tag;
       return;
     }
+    if (pending.kind !== "simple") return;
     const current = pending.current;
     pending.results.push({
       ...tag,
@@ -576,35 +955,30 @@ export class Client {
     pending.current = null;
   }
 
+  /**
+   * The server dropped every prepared statement: forget those it had parsed when it did (a statement whose
+   * ParseComplete is still to come was parsed after, and stays).
+   */
+  #forgetPrepared(): void {
+    for (const [text, statement] of this.#statements) {
+      if (statement.parsed) this.#statements.delete(text);
+    }
+  }
+
   #onEmptyQuery(pending: Pending | undefined): void {
     if (pending?.kind === "simple")
       pending.results.push({ command: "", rowCount: null, fields: [], rows: [] });
-    else if (pending) pending.tag = { command: "", rowCount: null };
+    else if (pending?.kind === "extended") pending.tag = { command: "", rowCount: null };
   }
 
   #onErrorResponse(pending: Pending | undefined, error: PgError): void {
     if (error.severity === "FATAL" || error.severity === "PANIC" || !pending) throw error;
-    if (pending.kind === "extended") {
-      const statement = pending.statement;
-      if (statement.fields === null) {
-        // Its Parse failed: the statement does not exist on the server. Forget it.
-        statement.parseError = error;
-        this.#forgetStatement(statement);
-      } else if (error.code === "26000" || error.code === "0A000") {
-        // Gone (DISCARD ALL) or stale (the table changed under a cached plan): prepare afresh next time.
-        this.#forgetStatement(statement);
-      }
-    }
+    if (pending.kind === "copyOut") pending.stream.finish(error);
     pending.error ??= error;
   }
 
-  #forgetStatement(statement: Statement): void {
-    for (const [text, cached] of this.#statements) {
-      if (cached === statement) this.#statements.delete(text);
-    }
-  }
-
-  #onReadyForQuery(): void {
+  /** The end of one query's answers: settle it, and write what was waiting for it. */
+  #onReadyForQuery(status: number): void {
     if (this.#head === this.#pending.length) {
       this.#startup.resolve(); // the first one ends the startup
       return;
@@ -615,11 +989,55 @@ export class Client {
       this.#pending = [];
       this.#head = 0;
     }
-    if (pending.error) {
-      const parseError = pending.kind === "extended" ? pending.statement.parseError : null;
-      const error = pending.error;
-      pending.reject(parseError && error instanceof PgError && error.code === "26000" ? parseError : error);
-    } else if (pending.kind === "extended") {
+    switch (pending.kind) {
+      case "extended":
+        this.#settleExtended(pending, status);
+        break;
+      case "describe":
+        if (pending.error) {
+          // The Parse failed (or the Describe): the query that asked for it gets the error.
+          this.#forgetStatement(pending.statement);
+          const job = this.#waiting.shift();
+          job?.reject(pending.error);
+        }
+        this.#sendWaiting();
+        break;
+      case "simple":
+        if (pending.error) pending.reject(pending.error);
+        else pending.resolve(pending.results);
+        break;
+      case "close":
+        break; // closing a statement the server no longer has is no error; nothing else to do
+      case "copyIn":
+        if (this.#gate === pending && pending.error) {
+          // Refused before any data was asked for (no such table, …): nothing more will be sent.
+          this.#gate = null;
+          this.#sendWaiting();
+        }
+        if (pending.error) pending.reject(pending.error);
+        else pending.resolve(pending.tag?.rowCount ?? 0);
+        break;
+      case "copyOut":
+        pending.stream.finish(pending.error);
+        if (pending.error) pending.reject(pending.error);
+        else pending.resolve();
+        break;
+    }
+    // A query may have been waiting for this one's ParameterDescription (or failure).
+    if (this.#waiting.length > 0) this.#sendWaiting();
+  }
+
+  /**
+   * A statement the server no longer accepts — 26000 (it does not exist: DISCARD ALL, DEALLOCATE, or its
+   * Parse failed earlier in this pipeline) or 0A000 (cached plan must not change result type: its table was
+   * altered, or search_path now finds another) — is forgotten and closed. Outside a transaction the query
+   * is written again once, with a fresh Parse: it gets its own real answer. Inside a transaction the server
+   * has failed the transaction anyway, so the error is the answer.
+   */
+  #settleExtended(pending: PendingExtended, status: number): void {
+    const error = pending.error;
+    if (!this.#options.statementCacheSize) this.#forgetStatement(pending.statement);
+    if (!error) {
       const tag = pending.tag;
       pending.resolve({
         command: tag?.command ?? "",
@@ -627,9 +1045,12 @@ export class Client {
         fields: pending.statement.publicFields,
         rows: pending.rows,
       });
-    } else {
-      pending.resolve(pending.results);
+      return;
     }
+    const stale = error instanceof PgError && (error.code === "26000" || error.code === "0A000");
+    if (stale || !pending.statement.parsed) this.#forgetStatement(pending.statement);
+    if (stale && status === TransactionStatus.Idle && pending.retry) pending.retry();
+    else pending.reject(error);
   }
 
   #onNotification(notification: Notification): void {
@@ -654,7 +1075,13 @@ export class Client {
     const pending = this.#pending.slice(this.#head);
     this.#pending = [];
     this.#head = 0;
-    for (const query of pending) query.reject(error instanceof PgError ? error : this.#lost);
+    const reason = error instanceof PgError ? error : this.#lost;
+    for (const query of pending) {
+      if (query.kind === "copyOut") query.stream.finish(reason);
+      query.reject(reason);
+    }
+    for (const job of this.#waiting.splice(0)) job.reject(reason);
+    this.#gate = null;
     this.#listeners.clear();
     this.#writer.abort();
   }

@@ -54,6 +54,8 @@ export const Backend = {
 const Frontend = {
   Bind: 0x42, // 'B'
   Close: 0x43, // 'C'
+  CopyData: 0x64, // 'd'
+  CopyDone: 0x63, // 'c'
   CopyFail: 0x66, // 'f'
   Describe: 0x44, // 'D'
   Execute: 0x45, // 'E'
@@ -138,6 +140,14 @@ export class MessageBuilder {
     const { written } = utf8.encodeInto(value, this.#bytes.subarray(this.#length));
     this.#length += written;
     return this.byte(0);
+  }
+
+  /** A UTF-8 string without a terminator; returns the bytes written. */
+  utf8(value: string): number {
+    this.#reserve(value.length * 3);
+    const { written } = utf8.encodeInto(value, this.#bytes.subarray(this.#length));
+    this.#length += written;
+    return written;
   }
 
   /** The bytes built so far (a fresh buffer the caller owns); the builder is empty again. */
@@ -234,6 +244,19 @@ export function writeClose(out: MessageBuilder, kind: "S" | "P", name: string): 
 /** Sync: end of one extended-protocol exchange; the server answers ReadyForQuery. */
 export function writeSync(out: MessageBuilder): void {
   out.begin(Frontend.Sync).end();
+}
+
+/** CopyData: a piece of COPY data — any split will do, rows may span messages. Returns its length. */
+export function writeCopyData(out: MessageBuilder, data: Uint8Array | string): number {
+  out.begin(Frontend.CopyData);
+  const length = typeof data === "string" ? out.utf8(data) : out.bytes(data) && data.length;
+  out.end();
+  return length;
+}
+
+/** CopyDone: the end of a COPY … FROM STDIN's data. */
+export function writeCopyDone(out: MessageBuilder): void {
+  out.begin(Frontend.CopyDone).end();
 }
 
 /** CopyFail: refuse a COPY … FROM STDIN the server asked data for. */
@@ -396,6 +419,22 @@ export function parseParameterStatus(body: Buffer): [name: string, value: string
   const reader = new BodyReader(body);
   return [reader.cstring(), reader.cstring()];
 }
+
+/** ParameterDescription ('t'): Int16 count, then the type OID the server gave each parameter. */
+export function parseParameterDescription(body: Buffer): number[] {
+  const reader = new BodyReader(body);
+  const count = reader.int16();
+  const types: number[] = new Array(count);
+  for (let i = 0; i < count; i++) types[i] = reader.int32() >>> 0; // OIDs are unsigned
+  return types;
+}
+
+/** Transaction status in ReadyForQuery ('Z'): idle, in a transaction block, or in a failed one. */
+export const TransactionStatus = {
+  Idle: 0x49, // 'I'
+  InTransaction: 0x54, // 'T'
+  Failed: 0x45, // 'E'
+} as const;
 
 /** BackendKeyData ('K'): what a CancelRequest must quote. */
 export function parseBackendKeyData(body: Buffer): { processId: number; secretKey: number } {
