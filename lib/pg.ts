@@ -44,6 +44,7 @@ export {
   resolveOptions,
   type SslMode,
 } from "./pg/options.ts";
+export { ParameterTypeError } from "./pg/parameters.ts";
 export { Pool, type PoolOptions } from "./pg/pool.ts";
 export { PgTlsError } from "./pg/transport.ts";
 export { TypeOid } from "./pg/types.ts";
