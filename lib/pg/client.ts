@@ -709,7 +709,9 @@ export class Client {
       if (this.#statements.size >= capacity) {
         const [oldestText, oldest] = this.#statements.entries().next().value!;
         this.#statements.delete(oldestText);
-        if (oldest.parseSent) this.#abandoned.push(oldest.name);
+        oldest.forgotten = true;
+        // Its CloseComplete arrives among this query's answers; closing is never an error.
+        if (oldest.parseSent) writeClose(this.#out, "S", oldest.name);
       }
       this.#statements.set(text, statement);
     }
