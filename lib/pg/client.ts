@@ -308,6 +308,9 @@ export class Client {
   #waiting: Job[] = [];
   /** A COPY FROM in progress: nothing else is written until its data is. */
   #gate: PendingCopyIn | null = null;
+  /** COPY TO data of the current read, not yet handed to its stream. */
+  #copyParts: Buffer[] = [];
+  #copyPartsStream: CopyOutStream | null = null;
   /** Names of statements the server may hold that we no longer use: closed before the next write. */
   #abandoned: string[] = [];
   /** The server's certificate (DER) when the connection is TLS. */
@@ -827,6 +830,7 @@ export class Client {
         const chunk = await this.#reader.read(READ_BYTES);
         if (chunk.length === 0) break;
         this.#framer.push(chunk);
+        if (this.#copyParts.length > 0) this.#deliverCopyParts();
         // A COPY TO consumer that is behind: stop reading (the socket pauses once the reader is full).
         const copyOut = this.#pending[this.#head];
         const full = copyOut?.kind === "copyOut" ? copyOut.stream.full() : null;
@@ -891,8 +895,10 @@ export class Client {
         return this.#onAuthentication(body);
       case Backend.CopyInResponse: // 'G'
         if (pending?.kind === "copyIn") return pending.start();
-        // COPY … FROM STDIN through query()/simpleQuery(): there is no data to send.
+        // COPY … FROM STDIN through query()/simpleQuery(): there is no data to send. In copy-in mode the
+        // server ignored the query's own Sync, so an extended query needs another to end its error.
         writeCopyFail(this.#out, "COPY FROM STDIN needs copyFrom(sql, source)");
+        if (pending?.kind === "extended") writeSync(this.#out);
         return this.#flush();
       case Backend.CopyOutResponse: // 'H'
         if (pending?.kind === "copyOut") return;
@@ -908,10 +914,19 @@ export class Client {
 
   #onCopyData(pending: Pending | undefined, body: Buffer): void {
     if (pending?.kind === "copyOut") {
-      pending.stream.push(Uint8Array.prototype.slice.call(body)); // the body is only a view into the framer
+      // One CopyData per row: gathered, and handed over as one chunk per read (see #deliverCopyParts).
+      this.#copyParts.push(body);
+      this.#copyPartsStream = pending.stream;
     } else if (pending?.kind === "simple" && pending.current) {
       pending.current.rows.push({ copy: body.toString("utf8").replace(/\n$/, "") });
     }
+  }
+
+  /** The CopyData bodies of one read, copied into one chunk (they are views into the framer's buffer). */
+  #deliverCopyParts(): void {
+    const chunk = Buffer.concat(this.#copyParts);
+    this.#copyParts = [];
+    this.#copyPartsStream?.push(chunk);
   }
 
   #onRowDescription(pending: Pending | undefined, fields: FieldDescription[]): void {
@@ -975,7 +990,10 @@ export class Client {
 
   #onErrorResponse(pending: Pending | undefined, error: PgError): void {
     if (error.severity === "FATAL" || error.severity === "PANIC" || !pending) throw error;
-    if (pending.kind === "copyOut") pending.stream.finish(error);
+    if (pending.kind === "copyOut") {
+      if (this.#copyParts.length > 0) this.#deliverCopyParts();
+      pending.stream.finish(error);
+    }
     pending.error ??= error;
   }
 
@@ -1020,6 +1038,7 @@ export class Client {
         else pending.resolve(pending.tag?.rowCount ?? 0);
         break;
       case "copyOut":
+        if (this.#copyParts.length > 0) this.#deliverCopyParts();
         pending.stream.finish(pending.error);
         if (pending.error) pending.reject(pending.error);
         else pending.resolve();

@@ -76,7 +76,8 @@ const rawHandlers = {
     state.reader.feedData(chunk);
   },
   drain(socket: Socket<Connection>) {
-    if (socket.data.phase !== "upgraded") socket.data.writer?.onDrain();
+    // Once upgraded, Bun reports the TLS socket's room to write here, on the raw socket: pass it on.
+    socket.data.writer?.onDrain();
   },
   end(socket: Socket<Connection>) {
     if (socket.data.phase === "upgraded") return;
@@ -252,7 +253,17 @@ async function upgrade(
   state.handshake = null;
   const writer = new StreamWriter(tls);
   state.writer = writer;
-  state.reader.setTransport(tls);
+  // Pausing the TLS socket alone does not stop Bun reading the raw one beneath: pause both.
+  state.reader.setTransport({
+    pause() {
+      raw.pause();
+      tls.pause();
+    },
+    resume() {
+      raw.resume();
+      tls.resume();
+    },
+  });
   const certificate = tls.getPeerCertificate() as { raw?: Uint8Array } | undefined;
   return { reader: state.reader, writer, peerCertificate: certificate?.raw ?? null };
 }
