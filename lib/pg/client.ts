@@ -117,14 +117,24 @@ interface PendingBase {
   reject(error: Error): void;
 }
 
-interface PendingExtended extends PendingBase {
+/** A `query()` call: kept until answered, so that it can be written again once (see #settleExtended). */
+interface ExtendedRequest {
+  text: string;
+  params: readonly unknown[];
+  /** The statement it runs; kept while it waits for the statement's Describe. */
+  statement: Statement | null;
+  retried: boolean;
+  resolve(result: QueryResult): void;
+  reject(error: Error): void;
+}
+
+interface PendingExtended {
   kind: "extended";
+  request: ExtendedRequest;
   statement: Statement;
   rows: Record<string, unknown>[];
   tag: { command: string; rowCount: number | null } | null;
-  /** Written again once if the statement turns out stale (see #onReadyForQuery). */
-  retry: (() => void) | null;
-  resolve(result: QueryResult): void;
+  error: Error | null;
 }
 
 interface PendingSimple extends PendingBase {
@@ -261,6 +271,7 @@ export type CopySource =
   | ReadableStream<Uint8Array | string>;
 
 const NO_FIELDS: FieldDescription[] = [];
+const NO_VALUES: (Uint8Array | null)[] = [];
 
 function describeFields(fields: FieldDescription[]): Pick<ResultSet, "parsers" | "publicFields"> {
   return {
@@ -394,51 +405,49 @@ export class Client {
   ): Promise<QueryResult<Row>> {
     if (this.#lost) return Promise.reject(this.#lost);
     const { promise, resolve, reject } = Promise.withResolvers<QueryResult>();
-    let retried = false;
-    let current: Statement | null = null; // kept while the job waits for its statement's Describe
-    const job: Job = {
-      reject,
-      send: () => {
-        if (current?.forgotten) current = null;
-        current ??= this.#statementFor(text);
-        const statement = current;
-        if (params.length > 0 && statement.paramTypes === null) {
-          if (!statement.parseSent) this.#describe(statement);
-          return false;
-        }
-        let values: (Uint8Array | null)[];
-        try {
-          values = statement.paramTypes ? encodeParameters(params, statement.paramTypes) : [];
-        } catch (error) {
-          reject(error as Error);
-          return true;
-        }
-        const out = this.#out;
-        if (!statement.parseSent) this.#writeParse(statement);
-        writeBind(out, "", statement.name, values);
-        writeExecute(out, "");
-        writeSync(out);
-        const retry = () => {
-          retried = true;
-          current = null;
-          this.#submit(job);
-        };
-        this.#enqueue({
-          kind: "extended",
-          statement,
-          rows: [],
-          tag: null,
-          error: null,
-          retry: retried ? null : retry,
-          resolve,
-          reject,
-        });
-        return true;
-      },
-    };
-    this.#submit(job);
     this.#lastQuery = promise;
+    this.#submitExtended({ text, params, statement: null, retried: false, resolve, reject });
     return promise as Promise<QueryResult<Row>>;
+  }
+
+  /** Writes `request` now if nothing waits before it (no job, no closure: the common path), else queues it. */
+  #submitExtended(request: ExtendedRequest): void {
+    if (this.#waiting.length === 0 && !this.#gate) {
+      this.#closeAbandoned();
+      if (this.#sendExtended(request)) return;
+    }
+    this.#waiting.push({ send: () => this.#sendExtended(request), reject: request.reject });
+  }
+
+  /**
+   * Bind + Execute + Sync for `request` (after Parse + Describe for a statement new and without
+   * parameters), or false when the statement's parameter types must be asked for first (Describe sent).
+   */
+  #sendExtended(request: ExtendedRequest): boolean {
+    if (request.statement?.forgotten) request.statement = null;
+    request.statement ??= this.#statementFor(request.text);
+    const statement = request.statement;
+    const params = request.params;
+    if (params.length > 0 && statement.paramTypes === null) {
+      if (!statement.parseSent) this.#describe(statement);
+      return false;
+    }
+    let values: (Uint8Array | null)[] = NO_VALUES;
+    if (params.length > 0) {
+      try {
+        values = encodeParameters(params, statement.paramTypes!);
+      } catch (error) {
+        request.reject(error as Error);
+        return true;
+      }
+    }
+    const out = this.#out;
+    if (!statement.parseSent) this.#writeParse(statement);
+    writeBind(out, "", statement.name, values);
+    writeExecute(out, "");
+    writeSync(out);
+    this.#enqueue({ kind: "extended", request, statement, rows: [], tag: null, error: null });
+    return true;
   }
 
   /**
@@ -1058,9 +1067,10 @@ export class Client {
   #settleExtended(pending: PendingExtended, status: number): void {
     const error = pending.error;
     if (!this.#options.statementCacheSize) this.#forgetStatement(pending.statement);
+    const request = pending.request;
     if (!error) {
       const tag = pending.tag;
-      pending.resolve({
+      request.resolve({
         command: tag?.command ?? "",
         rowCount: tag?.rowCount ?? null,
         fields: pending.statement.publicFields,
@@ -1070,8 +1080,11 @@ export class Client {
     }
     const stale = error instanceof PgError && (error.code === "26000" || error.code === "0A000");
     if (stale || !pending.statement.parsed) this.#forgetStatement(pending.statement);
-    if (stale && status === TransactionStatus.Idle && pending.retry) pending.retry();
-    else pending.reject(error);
+    if (stale && status === TransactionStatus.Idle && !request.retried) {
+      request.retried = true;
+      request.statement = null;
+      this.#submitExtended(request);
+    } else request.reject(error);
   }
 
   #onNotification(notification: Notification): void {
@@ -1099,7 +1112,8 @@ export class Client {
     const reason = error instanceof PgError ? error : this.#lost;
     for (const query of pending) {
       if (query.kind === "copyOut") query.stream.finish(reason);
-      query.reject(reason);
+      if (query.kind === "extended") query.request.reject(reason);
+      else query.reject(reason);
     }
     for (const job of this.#waiting.splice(0)) job.reject(reason);
     this.#gate = null;
