@@ -8,7 +8,13 @@
  * tells us one query is done and the next answer begins.
  */
 import { createHash } from "node:crypto";
-import { ConnectionLostError, type StreamReader, type StreamWriter } from "../streams.ts";
+import {
+  atEndOfTurn,
+  ConnectionLostError,
+  type StreamReader,
+  type StreamWriter,
+  WRITE_HIGH_WATER,
+} from "../streams.ts";
 import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
 import { errorFields, PgConnectionError, PgError, type PgNotice } from "./errors.ts";
 import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
@@ -34,6 +40,7 @@ import {
   writeCancelRequest,
   writeClose,
   writeCopyData,
+  writeCopyDataHeader,
   writeCopyDone,
   writeCopyFail,
   writeDescribe,
@@ -49,6 +56,8 @@ import {
 } from "./protocol.ts";
 import { describeAddress, endPointHashAlgorithm, openTransport, type Transport } from "./transport.ts";
 import { type Parser, parserFor, TypeOid } from "./types.ts";
+
+const utf8 = new TextEncoder();
 
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
 const READ_BYTES = 4 * 1024 * 1024;
@@ -317,6 +326,7 @@ export class Client {
   #lastQuery: Promise<unknown> = Promise.resolve();
   /** Jobs that cannot be written yet, in call order (see {@link Job}). */
   #waiting: Job[] = [];
+  #handoverScheduled = false;
   /** A COPY FROM in progress: nothing else is written until its data is. */
   #gate: PendingCopyIn | null = null;
   /** COPY TO data of the current read, not yet handed to its stream. */
@@ -782,11 +792,22 @@ export class Client {
 
   #enqueue(pending: Pending): void {
     this.#pending.push(pending);
-    this.#flush();
-    // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
-    // (Queries issued together still leave in one write: only the first goes early.)
-    if (this.#pending.length - this.#head === 1) this.#writer.flushNow();
+    if (this.#pending.length - this.#head === 1) {
+      // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
+      // (Queries issued together still leave in one write: only the first goes early.)
+      this.#flush();
+      this.#writer.flushNow();
+    } else if (!this.#handoverScheduled) {
+      // The rest of this turn's messages are handed to the writer in one piece, at the end of the turn.
+      this.#handoverScheduled = true;
+      atEndOfTurn(this.#handover);
+    }
   }
+
+  readonly #handover = (): void => {
+    this.#handoverScheduled = false;
+    if (!this.#lost && !this.#closing) this.#flush();
+  };
 
   /** Hands what was built to the writer, which sends it at the end of this turn with whatever follows. */
   #flush(): void {
@@ -807,11 +828,22 @@ export class Client {
       let gathered = 0;
       for await (const chunk of iterable) {
         if (pending.error || this.#lost) break;
-        gathered += writeCopyData(out, chunk);
+        if (chunk.length >= COPY_MESSAGE_BYTES / 4) {
+          // A big chunk travels as it is, behind a header: no copy into the message buffer.
+          const bytes = typeof chunk === "string" ? utf8.encode(chunk) : chunk.slice(); // theirs to reuse
+          writeCopyDataHeader(out, bytes.length);
+          this.#flush();
+          this.#writer.writeShared(bytes);
+          gathered = COPY_MESSAGE_BYTES;
+        } else gathered += writeCopyData(out, chunk);
         if (gathered >= COPY_MESSAGE_BYTES) {
           gathered = 0;
           this.#flush();
-          if (this.#writer.bufferedBytes > 0) await this.#writer.drain();
+          if (this.#writer.bufferedBytes > WRITE_HIGH_WATER) {
+            // Send now rather than at the end of the turn; wait only if the kernel cannot take it.
+            this.#writer.flushNow();
+            await this.#writer.drain();
+          }
         }
       }
     } catch (error) {

@@ -254,6 +254,11 @@ export function writeCopyData(out: MessageBuilder, data: Uint8Array | string): n
   return length;
 }
 
+/** The header of a CopyData of `length` bytes whose data the caller sends itself (no copy into here). */
+export function writeCopyDataHeader(out: MessageBuilder, length: number): void {
+  out.byte(Frontend.CopyData).int32(length + 4);
+}
+
 /** CopyDone: the end of a COPY … FROM STDIN's data. */
 export function writeCopyDone(out: MessageBuilder): void {
   out.begin(Frontend.CopyDone).end();
