@@ -9,12 +9,21 @@
  */
 import { ConnectionLostError, openConnection, type StreamReader, type StreamWriter } from "../streams.ts";
 import { md5PasswordResponse, ScramClient } from "./auth.ts";
-import { errorFields, PgConnectionError, PgError, type PgNotice } from "./errors.ts";
-import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import {
+  errorFields,
+  PgAuthenticationRefusedError,
+  PgConnectionError,
+  PgError,
+  type PgNotice,
+  PgQueryTimeoutError,
+} from "./errors.ts";
+import { type AuthMethod, type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import {
   Auth,
   Backend,
+  ByteaParameter,
   type FieldDescription,
+  MAX_BIND_PARAMETERS,
   MessageBuilder,
   MessageFramer,
   ProtocolError,
@@ -45,8 +54,20 @@ import { type Parser, parserFor, serializeParameter, TypeOid } from "./types.ts"
 
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
 const READ_BYTES = 4 * 1024 * 1024;
+/**
+ * How long a server has to answer a CancelRequest (by ending the cancelled query) before the connection is
+ * taken for dead and closed: 2 s. A live server cancels in milliseconds.
+ */
+export const CANCEL_GRACE_MS = 2_000;
 
-export { PgConnectionError, PgError, type PgErrorFields, type PgNotice } from "./errors.ts";
+export {
+  PgAuthenticationRefusedError,
+  PgConnectionError,
+  PgError,
+  type PgErrorFields,
+  type PgNotice,
+  PgQueryTimeoutError,
+} from "./errors.ts";
 
 // ── Results ───────────────────────────────────────────────────────────────────────────────────────────
 
@@ -92,6 +113,10 @@ interface ResultSet {
 interface PendingBase {
   error: Error | null;
   reject(error: Error): void;
+  /** The `queryTimeoutMs` timer, then the cancel's grace timer. */
+  timer?: ReturnType<typeof setTimeout>;
+  /** It ran past `queryTimeoutMs` and a cancel was sent. */
+  timedOut?: boolean;
 }
 
 interface PendingExtended extends PendingBase {
@@ -154,6 +179,8 @@ export class Client {
   /** Settles when the startup ends: the first ReadyForQuery, or an error. */
   readonly #startup = Promise.withResolvers<void>();
   #scram: ScramClient | null = null;
+  /** The server asked for a password or SASL: the startup was not `trust` ("none"). */
+  #authChallenged = false;
   #lastQuery: Promise<unknown> = Promise.resolve();
 
   private constructor(options: ResolvedOptions, reader: StreamReader, writer: StreamWriter) {
@@ -182,7 +209,8 @@ export class Client {
       }, options.connectTimeoutMs);
     });
     try {
-      const opened = openConnection(options.host, options.port).catch((error: Error) => {
+      const keepAlive = options.keepAlive ? { keepAliveMs: options.keepAliveIdleMs } : {};
+      const opened = openConnection(options.host, options.port, keepAlive).catch((error: Error) => {
         throw new PgConnectionError(
           error.message.replace(/^cannot connect to/, "cannot connect to PostgreSQL at"),
           {
@@ -223,9 +251,17 @@ export class Client {
     params: readonly unknown[] = [],
   ): Promise<QueryResult<Row>> {
     if (this.#lost) return Promise.reject(this.#lost);
-    let values: (Uint8Array | null)[];
+    if (params.length > MAX_BIND_PARAMETERS) {
+      // Bind counts them in 16 bits: 65,536 would be sent as 0 and the server would blame the protocol.
+      return Promise.reject(
+        new RangeError(
+          `a query takes at most ${MAX_BIND_PARAMETERS.toLocaleString("en-US")} parameters; this one has ${params.length.toLocaleString("en-US")}`,
+        ),
+      );
+    }
+    let values: (Uint8Array | ByteaParameter | null)[];
     try {
-      values = params.map(serializeParameter);
+      values = params.map(bindValue);
     } catch (error) {
       return Promise.reject(new TypeError(`cannot send a parameter: ${(error as Error).message}`));
     }
@@ -289,8 +325,16 @@ export class Client {
     writeCancelRequest(out, key.processId, key.secretKey);
     writer.writeShared(out.take());
     writer.writeEof();
-    await reader.read(); // the server closes the connection once it has read the request
-    writer.close();
+    // The server closes the connection once it has read the request; a silent one gets CANCEL_GRACE_MS.
+    const timer = setTimeout(() => writer.abort(), CANCEL_GRACE_MS);
+    try {
+      await reader.read();
+    } catch {
+      // aborted, or reset by the server: the request was sent either way
+    } finally {
+      clearTimeout(timer);
+      writer.close();
+    }
   }
 
   /** Waits for the queries under way, says Terminate, and closes. Later queries reject. */
@@ -324,14 +368,17 @@ export class Client {
     const { code, data } = parseAuthentication(body);
     switch (code) {
       case Auth.Ok:
-        return;
+        return this.#onAuthenticationOk();
       case Auth.CleartextPassword:
+        this.#allowAuthentication("password");
         return this.#sendPassword(this.#requirePassword("password"));
       case Auth.MD5Password:
+        this.#allowAuthentication("md5");
         return this.#sendPassword(
           md5PasswordResponse(this.#options.user, this.#requirePassword("md5"), data.subarray(0, 4)),
         );
       case Auth.SASL: {
+        this.#allowAuthentication("scram-sha-256");
         const mechanisms = parseSASLMechanisms(data);
         if (!mechanisms.includes("SCRAM-SHA-256")) {
           throw new PgConnectionError(
@@ -343,8 +390,7 @@ export class Client {
         return this.#flush();
       }
       case Auth.SASLContinue:
-        writeSASLResponse(this.#out, this.#scramClient().clientFinalMessage(data.toString("utf8")));
-        return this.#flush();
+        return this.#continueScram(data.toString("utf8"));
       case Auth.SASLFinal:
         return this.#scramClient().verifyServerFinal(data.toString("utf8"));
       default:
@@ -352,6 +398,41 @@ export class Client {
           `the server asks for an authentication method this client lacks (code ${code})`,
         );
     }
+  }
+
+  /** AuthenticationOk: refused if a SCRAM exchange began and the server never proved its signature. */
+  #onAuthenticationOk(): void {
+    if (this.#scram && !this.#scram.verified) {
+      throw new PgConnectionError(
+        "the server ended SCRAM-SHA-256 authentication without proving it knows the password (no valid server-final-message); refusing it",
+      );
+    }
+    if (!this.#authChallenged) this.#allowAuthentication("none");
+    this.#framer.authenticated = true; // from now on, messages up to MAX_MESSAGE_BYTES
+  }
+
+  /** Throws before anything is sent if `requireAuth` does not allow the method the server chose. */
+  #allowAuthentication(method: AuthMethod): void {
+    this.#authChallenged = true;
+    const allowed = this.#options.allowedAuth;
+    if (allowed && !allowed.has(method)) {
+      throw new PgAuthenticationRefusedError(method, this.#options.requireAuth);
+    }
+  }
+
+  /** client-final-message: its PBKDF2 runs off the event loop; the server waits for it. */
+  #continueScram(serverFirst: string): void {
+    this.#scramClient()
+      .clientFinalMessage(serverFirst)
+      .then(
+        (message) => {
+          if (this.#lost) return;
+          writeSASLResponse(this.#out, message);
+          this.#flush();
+        },
+        (error: Error) =>
+          this.#fail(new PgConnectionError(`connection failed: ${error.message}`, { cause: error })),
+      );
   }
 
   #requirePassword(method: string): string {
@@ -411,7 +492,36 @@ export class Client {
     this.#flush();
     // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
     // (Queries issued together still leave in one write: only the first goes early.)
-    if (this.#pending.length - this.#head === 1) this.#writer.flushNow();
+    if (this.#pending.length - this.#head === 1) {
+      this.#writer.flushNow();
+      this.#startTimeout(pending);
+    }
+  }
+
+  /** Arms `queryTimeoutMs` for the query the server is now working on (the head of the queue). */
+  #startTimeout(pending: Pending | undefined): void {
+    const timeoutMs = this.#options.queryTimeoutMs;
+    if (!pending || timeoutMs === 0) return;
+    pending.timer = setTimeout(() => this.#onQueryTimeout(pending), timeoutMs);
+  }
+
+  /**
+   * The query ran too long: ask the server to cancel it. A live server ends it (SQLSTATE 57014) and the
+   * connection goes on; one that stays silent for CANCEL_GRACE_MS more is taken for dead.
+   */
+  #onQueryTimeout(pending: Pending): void {
+    if (this.#lost) return;
+    pending.timedOut = true;
+    pending.timer = setTimeout(
+      () =>
+        this.#fail(
+          new PgConnectionError(
+            `the server did not answer a cancel within ${CANCEL_GRACE_MS / 1000} s; connection closed`,
+          ),
+        ),
+      CANCEL_GRACE_MS,
+    );
+    this.cancel().catch(() => {}); // a refused cancel connection: the grace timer decides
   }
 
   /** Hands what was built to the writer, which sends it at the end of this turn with whatever follows. */
@@ -575,7 +685,11 @@ export class Client {
       this.#pending = [];
       this.#head = 0;
     }
-    if (pending.error) {
+    clearTimeout(pending.timer);
+    this.#startTimeout(this.#pending[this.#head]);
+    if (pending.timedOut && pending.error) {
+      pending.reject(new PgQueryTimeoutError(this.#options.queryTimeoutMs, false, { cause: pending.error }));
+    } else if (pending.error) {
       const parseError = pending.kind === "extended" ? pending.statement.parseError : null;
       const error = pending.error;
       pending.reject(parseError && error instanceof PgError && error.code === "26000" ? parseError : error);
@@ -614,10 +728,20 @@ export class Client {
     const pending = this.#pending.slice(this.#head);
     this.#pending = [];
     this.#head = 0;
-    for (const query of pending) query.reject(error instanceof PgError ? error : this.#lost);
+    for (const query of pending) {
+      clearTimeout(query.timer);
+      if (query.timedOut) {
+        query.reject(new PgQueryTimeoutError(this.#options.queryTimeoutMs, true, { cause: this.#lost }));
+      } else query.reject(error instanceof PgError ? error : this.#lost);
+    }
     this.#listeners.clear();
     this.#writer.abort();
   }
+}
+
+/** A parameter as Bind carries it: bytea is hex-encoded straight into the message, the rest as text. */
+function bindValue(value: unknown): Uint8Array | ByteaParameter | null {
+  return value instanceof Uint8Array ? new ByteaParameter(value) : serializeParameter(value);
 }
 
 function copyField(): FieldDescription {
