@@ -51,20 +51,14 @@ export class ScramClient {
   readonly mechanism = "SCRAM-SHA-256";
   readonly #password: string;
   readonly #clientNonce: string;
-  readonly #maxIterations: number;
   #clientFirstBare = "";
   #expectedServerSignature: Buffer | null = null;
   #verified = false;
 
-  constructor(
-    password: string,
-    clientNonce = randomBytes(18).toString("base64"),
-    maxIterations = MAX_SCRAM_ITERATIONS,
-  ) {
+  constructor(password: string, clientNonce = randomBytes(18).toString("base64")) {
     // PostgreSQL applies SASLprep where it can; NFKC is its core, and plain ASCII is unchanged by both.
     this.#password = password.normalize("NFKC");
     this.#clientNonce = clientNonce;
-    this.#maxIterations = maxIterations;
   }
 
   /** True once the server's final message proved it knows the password. */
@@ -94,7 +88,7 @@ export class ScramClient {
     if (!nonce.startsWith(this.#clientNonce) || nonce.length === this.#clientNonce.length) {
       throw new Error("SCRAM: the server's nonce does not extend ours");
     }
-    if (iterations > this.#maxIterations) throw new ScramIterationsError(iterations, this.#maxIterations);
+    if (iterations > MAX_SCRAM_ITERATIONS) throw new ScramIterationsError(iterations, MAX_SCRAM_ITERATIONS);
     const saltedPassword = await saltPassword(this.#password, Buffer.from(salt, "base64"), iterations);
     const clientKey = hmac(saltedPassword, "Client Key");
     const storedKey = createHash("sha256").update(clientKey).digest();
