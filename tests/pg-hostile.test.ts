@@ -92,7 +92,7 @@ describe("authentication the server cannot bypass or stall", () => {
       await connection.nextOfType("p"); // client-final-message, with the proof
       connection.acceptWithoutPassword(); // no SASLFinal: the server never proves it knows the password
     });
-    await expect(connect({ ...resolveOptions(server.url()), password: "pw" })).rejects.toThrow(
+    await expect(connect(server.options({ password: "pw" }))).rejects.toThrow(
       "the server ended SCRAM-SHA-256 authentication without proving it knows the password",
     );
   });
@@ -104,7 +104,7 @@ describe("authentication the server cannot bypass or stall", () => {
       await connection.nextOfType("p");
       connection.acceptWithoutPassword();
     });
-    await expect(connect({ ...resolveOptions(server.url()), password: "pw" })).rejects.toThrow(
+    await expect(connect(server.options({ password: "pw" }))).rejects.toThrow(
       "without proving it knows the password",
     );
   });
@@ -116,7 +116,7 @@ describe("authentication the server cannot bypass or stall", () => {
       finalSent = (await connection.next()) !== null;
     });
     const started = performance.now();
-    const error = await connect({ ...resolveOptions(server.url()), password: "pw" }).catch((e) => e);
+    const error = await connect(server.options({ password: "pw" })).catch((e) => e);
     const elapsed = performance.now() - started;
     expect(error).toBeInstanceOf(PgConnectionError);
     expect(error.message).toBe(
@@ -180,10 +180,9 @@ describe("requireAuth: libpq's require_auth", () => {
       connection.send(authentication(CLEARTEXT));
       answer = (await connection.next())?.type ?? null;
     });
-    const error = await connect({
-      ...resolveOptions(server.url("require_auth=scram-sha-256")),
-      password: "secret",
-    }).catch((e) => e);
+    const error = await connect(server.options({ requireAuth: "scram-sha-256", password: "secret" })).catch(
+      (e) => e,
+    );
     expect(error).toBeInstanceOf(PgAuthenticationRefusedError);
     expect(error.message).toBe(
       "the server asks for password authentication, but require_auth=scram-sha-256 does not allow it; no password was sent",
@@ -255,7 +254,7 @@ describe("a server that goes silent", () => {
       }
       connection.acceptWithoutPassword(); // then silence
     });
-    const client = await connect({ ...resolveOptions(server.url()), queryTimeoutMs: 300 });
+    const client = await connect(server.options({ queryTimeoutMs: 300 }));
     const started = performance.now();
     const first = client.query("SELECT 1").catch((e) => e);
     const second = client.query("SELECT 2").catch((e) => e);
@@ -291,7 +290,7 @@ describe("a server that goes silent", () => {
         if (message.type === "S") connection.send(commandComplete("SELECT 0"), readyForQuery());
       }
     });
-    const client = await connect({ ...resolveOptions(server.url()), queryTimeoutMs: 200 });
+    const client = await connect(server.options({ queryTimeoutMs: 200 }));
     const error = await client.query("SELECT pg_sleep(60)").catch((e) => e);
     expect(error).toBeInstanceOf(PgQueryTimeoutError);
     expect(error.message).toBe("the query ran longer than 200 ms and was cancelled");
@@ -418,7 +417,13 @@ if ("skipReason" in availability) {
     });
 
     test("queryTimeoutMs cancels pg_sleep(60) with 57014 and the connection goes on", async () => {
-      const client: Client = await connect({ ...resolveOptions(cluster.url("trust")), queryTimeoutMs: 300 });
+      const client: Client = await connect({
+        host: cluster.host,
+        port: cluster.port,
+        user: USERS.trust.user,
+        database: "postgres",
+        queryTimeoutMs: 300,
+      });
       try {
         const started = performance.now();
         const error = await client.query("SELECT pg_sleep(60)").catch((e) => e);

@@ -8,6 +8,7 @@
  * through a small queue sent from the `drain` handler.
  */
 import type { Socket, TCPSocketListener } from "bun";
+import type { ConnectOptions } from "../../lib/pg.ts";
 
 const PROTOCOL_VERSION_3 = 196_608;
 const CANCEL_REQUEST_CODE = 80_877_102;
@@ -195,8 +196,10 @@ export interface FakePostgres {
   port: number;
   /** Every connection so far, cancel requests included. */
   connections: FakeConnection[];
-  /** `postgres://user@127.0.0.1:PORT/db`, plus `?query` if given. */
+  /** `postgres://ann@127.0.0.1:PORT/shop`, plus `?query` if given. */
   url(query?: string): string;
+  /** Connect options for the fake (user ann, database shop) with `extra` on top. */
+  options(extra?: ConnectOptions): ConnectOptions;
   stop(): void;
 }
 
@@ -256,6 +259,13 @@ export function startFakePostgres(
     port: listener.port,
     connections,
     url: (query) => `postgres://ann@127.0.0.1:${listener.port}/shop${query ? `?${query}` : ""}`,
+    options: (extra = {}) => ({
+      host: "127.0.0.1",
+      port: listener.port,
+      user: "ann",
+      database: "shop",
+      ...extra,
+    }),
     stop: () => listener.stop(true),
   };
 }
