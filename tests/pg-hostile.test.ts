@@ -109,6 +109,30 @@ describe("authentication the server cannot bypass or stall", () => {
     );
   });
 
+  test("an authentication request after AuthenticationOk is refused: no password goes out", async () => {
+    let answer: string | null | undefined;
+    const server = fakeServer(async (connection) => {
+      await connection.opening;
+      connection.send(authentication(0), authentication(CLEARTEXT));
+      answer = (await connection.next())?.type ?? null;
+    });
+    await expect(connect(server.options({ password: "secret" }))).rejects.toThrow(
+      "an authentication request (code 3) after authentication completed",
+    );
+    await server.connections[0]!.waitClosed();
+    expect(answer).toBeNull();
+  });
+
+  test("a second server-first-message is refused", async () => {
+    const scram = new ScramClient("pw", "abc");
+    scram.clientFirstMessage();
+    const first = scram.clientFinalMessage("r=abcdef,s=AA==,i=4096");
+    await expect(scram.clientFinalMessage("r=abcdef,s=AA==,i=4096")).rejects.toThrow(
+      "SCRAM: a second server-first-message",
+    );
+    await first;
+  });
+
   test("a server that demands 10^8 PBKDF2 iterations is refused at once, naming the count and the cap", async () => {
     let finalSent = false;
     const server = fakeServer(async (connection) => {

@@ -53,6 +53,7 @@ export class ScramClient {
   readonly #clientNonce: string;
   #clientFirstBare = "";
   #expectedServerSignature: Buffer | null = null;
+  #serverFirstSeen = false;
   #verified = false;
 
   constructor(password: string, clientNonce = randomBytes(18).toString("base64")) {
@@ -77,7 +78,8 @@ export class ScramClient {
    * derivation runs off the event loop. Rejects with {@link ScramIterationsError} past the iteration cap.
    */
   async clientFinalMessage(serverFirst: string): Promise<string> {
-    if (this.#expectedServerSignature) throw new Error("SCRAM: a second server-first-message");
+    if (this.#serverFirstSeen) throw new Error("SCRAM: a second server-first-message");
+    this.#serverFirstSeen = true;
     const attributes = parseAttributes(serverFirst);
     const nonce = attributes.get("r");
     const salt = attributes.get("s");

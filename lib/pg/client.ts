@@ -366,6 +366,10 @@ export class Client {
 
   #onAuthentication(body: Buffer): void {
     const { code, data } = parseAuthentication(body);
+    if (this.#framer.authenticated) {
+      // Authentication happens once, before the first ReadyForQuery: a later request is not PostgreSQL's.
+      throw new ProtocolError(`an authentication request (code ${code}) after authentication completed`);
+    }
     switch (code) {
       case Auth.Ok:
         return this.#onAuthenticationOk();
