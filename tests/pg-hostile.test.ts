@@ -247,6 +247,18 @@ describe("memory the server cannot make us spend", () => {
     expect(server.connections[0]!.sent).toBeLessThan(64 * MiB); // it stopped reading at once
   });
 
+  test("an ErrorResponse of exactly libpq's 30,000 bytes before authentication is still read and reported", async () => {
+    const server = fakeServer(async (connection) => {
+      await connection.opening;
+      const fields = "SFATAL\0C28000\0M\0\0"; // the message text is filled to reach the limit
+      const text = "x".repeat(30_000 - 4 - Buffer.byteLength(fields));
+      connection.send(errorResponse("FATAL", "28000", text));
+    });
+    const error = await connect(server.options()).catch((e) => e);
+    expect(error.code).toBe("28000");
+    expect(error.message).toHaveLength(30_000 - 4 - "SFATAL\0C28000\0M\0\0".length);
+  });
+
   test("an authentication request over libpq's 2,000 bytes is refused", async () => {
     const server = fakeServer(async (connection) => {
       await connection.opening;

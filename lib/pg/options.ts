@@ -27,7 +27,9 @@ export interface ConnectOptions {
   /**
    * Fail a query that has run this long (milliseconds; default 0 = never): a CancelRequest is sent, and the
    * query rejects with PgQueryTimeoutError. If the server does not answer the cancel within
-   * CANCEL_GRACE_MS, the connection is closed. Timed from when the server starts on the query.
+   * CANCEL_GRACE_MS, the connection is closed. Timed from when the server starts on the query. (A
+   * CancelRequest names the backend, not the query: one that arrives just as the query ends may cancel the
+   * next pipelined one — the manual says as much of CancelRequest.)
    */
   queryTimeoutMs?: number;
   /** TCP keepalive probes on the connection (default true, like libpq's `keepalives=1`). */
