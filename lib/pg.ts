@@ -25,21 +25,25 @@
  *   const { rows } = await db.query("SELECT name FROM products WHERE price < $1", [10]);
  *   await db.close();
  */
-export { md5PasswordResponse, ScramClient } from "./pg/auth.ts";
+export { MAX_SCRAM_ITERATIONS, md5PasswordResponse, ScramClient, ScramIterationsError } from "./pg/auth.ts";
 export {
   Client,
   type Field,
   type Notification,
+  PgAuthenticationRefusedError,
   PgConnectionError,
   PgError,
   type PgNotice,
+  PgQueryTimeoutError,
   type QueryResult,
   quoteIdentifier,
 } from "./pg/client.ts";
 export {
+  type AuthMethod,
   type ChannelBinding,
   type ConnectOptions,
   ConnectOptionsError,
+  parseRequireAuth,
   redact,
   resolveOptions,
   type SslMode,

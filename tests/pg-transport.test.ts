@@ -64,31 +64,6 @@ describe.skipIf(!("bin" in availability))("PostgreSQL with ssl=on and a Unix-dom
       });
     });
 
-    test("prefer goes on in plain text with a server that answers N (PGlite)", async () => {
-      const pglite = await startPglite();
-      try {
-        await using(pglite.url, async (client) => {
-          expect(client.tls).toBe(false);
-          expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
-        });
-      } finally {
-        await pglite.stop();
-      }
-    });
-
-    test("require against a server without TLS is one clear error", async () => {
-      const pglite = await startPglite();
-      try {
-        const failure = connect(`${pglite.url}?sslmode=require`);
-        await expect(failure).rejects.toBeInstanceOf(PgTlsError);
-        await expect(failure).rejects.toThrow(
-          `the server at 127.0.0.1:${pglite.port} does not offer TLS, and sslmode=require requires it`,
-        );
-      } finally {
-        await pglite.stop();
-      }
-    });
-
     test("require takes the server's certificate unchecked, and queries run over TLS", async () => {
       await using(scramUrl("sslmode=require"), async (client) => {
         expect((await serverView(client)).ssl).toBe(true);
@@ -229,6 +204,29 @@ describe.skipIf(!("bin" in availability))("PostgreSQL with ssl=on and a Unix-dom
         `cannot connect to PostgreSQL at /nonexistent/.s.PGSQL.${cluster.port}: no such socket`,
       );
     });
+  });
+});
+
+describe("a server without TLS (PGlite answers N)", () => {
+  let pglite: Awaited<ReturnType<typeof startPglite>>;
+  beforeAll(async () => {
+    pglite = await startPglite();
+  }, 60_000);
+  afterAll(() => pglite?.stop());
+
+  test("prefer goes on in plain text", async () => {
+    await using(pglite.url, async (client) => {
+      expect(client.tls).toBe(false);
+      expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    });
+  });
+
+  test("require is one clear error", async () => {
+    const failure = connect(`${pglite.url}?sslmode=require`);
+    await expect(failure).rejects.toBeInstanceOf(PgTlsError);
+    await expect(failure).rejects.toThrow(
+      `the server at 127.0.0.1:${pglite.port} does not offer TLS, and sslmode=require requires it`,
+    );
   });
 });
 

@@ -16,13 +16,22 @@ import {
   WRITE_HIGH_WATER,
 } from "../streams.ts";
 import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
-import { errorFields, PgConnectionError, PgError, type PgNotice } from "./errors.ts";
-import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import {
+  errorFields,
+  PgAuthenticationRefusedError,
+  PgConnectionError,
+  PgError,
+  type PgNotice,
+  PgQueryTimeoutError,
+} from "./errors.ts";
+import { type AuthMethod, type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { encodeParameters } from "./parameters.ts";
 import {
   Auth,
   Backend,
+  type ByteaParameter,
   type FieldDescription,
+  MAX_BIND_PARAMETERS,
   MessageBuilder,
   MessageFramer,
   ProtocolError,
@@ -61,8 +70,20 @@ const utf8 = new TextEncoder();
 
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
 const READ_BYTES = 4 * 1024 * 1024;
+/**
+ * How long a server has to answer a CancelRequest (by ending the cancelled query) before the connection is
+ * taken for dead and closed: 2 s. A live server cancels in milliseconds.
+ */
+export const CANCEL_GRACE_MS = 2_000;
 
-export { PgConnectionError, PgError, type PgErrorFields, type PgNotice } from "./errors.ts";
+export {
+  PgAuthenticationRefusedError,
+  PgConnectionError,
+  PgError,
+  type PgErrorFields,
+  type PgNotice,
+  PgQueryTimeoutError,
+} from "./errors.ts";
 
 // ── Results ───────────────────────────────────────────────────────────────────────────────────────────
 
@@ -124,6 +145,10 @@ interface Job {
 interface PendingBase {
   error: Error | null;
   reject(error: Error): void;
+  /** The `queryTimeoutMs` timer, then the cancel's grace timer. */
+  timer?: ReturnType<typeof setTimeout>;
+  /** It ran past `queryTimeoutMs` and a cancel was sent. */
+  timedOut?: boolean;
 }
 
 /** A `query()` call: kept until answered, so that it can be written again once (see #settleExtended). */
@@ -137,13 +162,12 @@ interface ExtendedRequest {
   reject(error: Error): void;
 }
 
-interface PendingExtended {
+interface PendingExtended extends PendingBase {
   kind: "extended";
   request: ExtendedRequest;
   statement: Statement;
   rows: Record<string, unknown>[];
   tag: { command: string; rowCount: number | null } | null;
-  error: Error | null;
 }
 
 interface PendingSimple extends PendingBase {
@@ -323,6 +347,8 @@ export class Client {
   /** Settles when the startup ends: the first ReadyForQuery, or an error. */
   readonly #startup = Promise.withResolvers<void>();
   #scram: ScramClient | null = null;
+  /** The server asked for a password or SASL: the startup was not `trust` ("none"). */
+  #authChallenged = false;
   #lastQuery: Promise<unknown> = Promise.resolve();
   /** Jobs that cannot be written yet, in call order (see {@link Job}). */
   #waiting: Job[] = [];
@@ -414,6 +440,14 @@ export class Client {
     params: readonly unknown[] = [],
   ): Promise<QueryResult<Row>> {
     if (this.#lost) return Promise.reject(this.#lost);
+    if (params.length > MAX_BIND_PARAMETERS) {
+      // Bind counts them in 16 bits: 65,536 would be sent as 0 and the server would blame the protocol.
+      return Promise.reject(
+        new RangeError(
+          `a query takes at most ${MAX_BIND_PARAMETERS.toLocaleString("en-US")} parameters; this one has ${params.length.toLocaleString("en-US")}`,
+        ),
+      );
+    }
     const { promise, resolve, reject } = Promise.withResolvers<QueryResult>();
     this.#lastQuery = promise;
     this.#submitExtended({ text, params, statement: null, retried: false, resolve, reject });
@@ -442,7 +476,7 @@ export class Client {
       if (!statement.parseSent) this.#describe(statement);
       return false;
     }
-    let values: (Uint8Array | null)[] = NO_VALUES;
+    let values: (Uint8Array | ByteaParameter | null)[] = NO_VALUES;
     if (params.length > 0) {
       try {
         values = encodeParameters(params, statement.paramTypes!);
@@ -456,7 +490,15 @@ export class Client {
     writeBind(out, "", statement.name, values);
     writeExecute(out, "");
     writeSync(out);
-    this.#enqueue({ kind: "extended", request, statement, rows: [], tag: null, error: null });
+    this.#enqueue({
+      kind: "extended",
+      request,
+      statement,
+      rows: [],
+      tag: null,
+      error: null,
+      reject: request.reject,
+    });
     return true;
   }
 
@@ -585,8 +627,16 @@ export class Client {
     writeCancelRequest(out, key.processId, key.secretKey);
     writer.writeShared(out.take());
     writer.writeEof();
-    await reader.read(); // the server closes the connection once it has read the request
-    writer.close();
+    // The server closes the connection once it has read the request; a silent one gets CANCEL_GRACE_MS.
+    const timer = setTimeout(() => writer.abort(), CANCEL_GRACE_MS);
+    try {
+      await reader.read();
+    } catch {
+      // aborted, or reset by the server: the request was sent either way
+    } finally {
+      clearTimeout(timer);
+      writer.close();
+    }
   }
 
   /** Waits for the queries under way, says Terminate, and closes. Later queries reject. */
@@ -620,18 +670,26 @@ export class Client {
 
   #onAuthentication(body: Buffer): void {
     const { code, data } = parseAuthentication(body);
+    if (this.#framer.authenticated) {
+      // Authentication happens once, before the first ReadyForQuery: a later request is not PostgreSQL's.
+      throw new ProtocolError(`an authentication request (code ${code}) after authentication completed`);
+    }
     switch (code) {
       case Auth.Ok:
-        return this.#refuseUnboundLogin("no authentication at all");
+        this.#refuseUnboundLogin("no authentication at all");
+        return this.#onAuthenticationOk();
       case Auth.CleartextPassword:
+        this.#allowAuthentication("password");
         this.#refuseUnboundLogin("a cleartext password");
         return this.#sendPassword(this.#requirePassword("password"));
       case Auth.MD5Password:
+        this.#allowAuthentication("md5");
         this.#refuseUnboundLogin("an MD5 password");
         return this.#sendPassword(
           md5PasswordResponse(this.#options.user, this.#requirePassword("md5"), data.subarray(0, 4)),
         );
       case Auth.SASL: {
+        this.#allowAuthentication("scram-sha-256");
         const mechanisms = parseSASLMechanisms(data);
         const binding = this.#channelBinding(mechanisms);
         if (binding.kind !== "tls-server-end-point" && !mechanisms.includes("SCRAM-SHA-256")) {
@@ -644,8 +702,7 @@ export class Client {
         return this.#flush();
       }
       case Auth.SASLContinue:
-        writeSASLResponse(this.#out, this.#scramClient().clientFinalMessage(data.toString("utf8")));
-        return this.#flush();
+        return this.#continueScram(data.toString("utf8"));
       case Auth.SASLFinal:
         return this.#scramClient().verifyServerFinal(data.toString("utf8"));
       default:
@@ -680,6 +737,41 @@ export class Client {
   #refuseUnboundLogin(method: string): void {
     if (this.#options.channelBinding !== "require" || this.#scram?.mechanism === "SCRAM-SHA-256-PLUS") return;
     throw new PgConnectionError(`channel_binding=require, but the server asked for ${method}`);
+  }
+
+  /** AuthenticationOk: refused if a SCRAM exchange began and the server never proved its signature. */
+  #onAuthenticationOk(): void {
+    if (this.#scram && !this.#scram.verified) {
+      throw new PgConnectionError(
+        "the server ended SCRAM-SHA-256 authentication without proving it knows the password (no valid server-final-message); refusing it",
+      );
+    }
+    if (!this.#authChallenged) this.#allowAuthentication("none");
+    this.#framer.authenticated = true; // from now on, messages up to MAX_MESSAGE_BYTES
+  }
+
+  /** Throws before anything is sent if `requireAuth` does not allow the method the server chose. */
+  #allowAuthentication(method: AuthMethod): void {
+    this.#authChallenged = true;
+    const allowed = this.#options.allowedAuth;
+    if (allowed && !allowed.has(method)) {
+      throw new PgAuthenticationRefusedError(method, this.#options.requireAuth);
+    }
+  }
+
+  /** client-final-message: its PBKDF2 runs off the event loop; the server waits for it. */
+  #continueScram(serverFirst: string): void {
+    this.#scramClient()
+      .clientFinalMessage(serverFirst)
+      .then(
+        (message) => {
+          if (this.#lost) return;
+          writeSASLResponse(this.#out, message);
+          this.#flush();
+        },
+        (error: Error) =>
+          this.#fail(new PgConnectionError(`connection failed: ${error.message}`, { cause: error })),
+      );
   }
 
   #requirePassword(method: string): string {
@@ -797,11 +889,38 @@ export class Client {
       // (Queries issued together still leave in one write: only the first goes early.)
       this.#flush();
       this.#writer.flushNow();
+      this.#startTimeout(pending);
     } else if (!this.#handoverScheduled) {
       // The rest of this turn's messages are handed to the writer in one piece, at the end of the turn.
       this.#handoverScheduled = true;
       atEndOfTurn(this.#handover);
     }
+  }
+
+  /** Arms `queryTimeoutMs` for the query the server is now working on (the head of the queue). */
+  #startTimeout(pending: Pending | undefined): void {
+    const timeoutMs = this.#options.queryTimeoutMs;
+    if (!pending || timeoutMs === 0) return;
+    pending.timer = setTimeout(() => this.#onQueryTimeout(pending), timeoutMs);
+  }
+
+  /**
+   * The query ran too long: ask the server to cancel it. A live server ends it (SQLSTATE 57014) and the
+   * connection goes on; one that stays silent for CANCEL_GRACE_MS more is taken for dead.
+   */
+  #onQueryTimeout(pending: Pending): void {
+    if (this.#lost) return;
+    pending.timedOut = true;
+    pending.timer = setTimeout(
+      () =>
+        this.#fail(
+          new PgConnectionError(
+            `the server did not answer a cancel within ${CANCEL_GRACE_MS / 1000} s; connection closed`,
+          ),
+        ),
+      CANCEL_GRACE_MS,
+    );
+    this.cancel().catch(() => {}); // a refused cancel connection: the grace timer decides
   }
 
   readonly #handover = (): void => {
@@ -1050,6 +1169,11 @@ export class Client {
       this.#pending = [];
       this.#head = 0;
     }
+    clearTimeout(pending.timer);
+    this.#startTimeout(this.#pending[this.#head]);
+    if (pending.timedOut && pending.error) {
+      pending.error = new PgQueryTimeoutError(this.#options.queryTimeoutMs, false, { cause: pending.error });
+    }
     switch (pending.kind) {
       case "extended":
         this.#settleExtended(pending, status);
@@ -1141,13 +1265,17 @@ export class Client {
     const pending = this.#pending.slice(this.#head);
     this.#pending = [];
     this.#head = 0;
-    const reason = error instanceof PgError ? error : this.#lost;
     for (const query of pending) {
+      clearTimeout(query.timer);
+      const reason = query.timedOut
+        ? new PgQueryTimeoutError(this.#options.queryTimeoutMs, true, { cause: this.#lost })
+        : error instanceof PgError
+          ? error
+          : this.#lost;
       if (query.kind === "copyOut") query.stream.finish(reason);
-      if (query.kind === "extended") query.request.reject(reason);
-      else query.reject(reason);
+      query.reject(reason);
     }
-    for (const job of this.#waiting.splice(0)) job.reject(reason);
+    for (const job of this.#waiting.splice(0)) job.reject(error instanceof PgError ? error : this.#lost);
     this.#gate = null;
     this.#listeners.clear();
     this.#writer.abort();

@@ -1,7 +1,7 @@
 /**
  * lib/pg/options.ts — where to connect and as whom: a `postgres://` URL or an options object, with libpq's
  * environment variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT,
- * PGCHANNELBINDING) filling what is not given.
+ * PGCHANNELBINDING, PGREQUIREAUTH) filling what is not given.
  */
 import { existsSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
@@ -46,18 +46,44 @@ export interface ConnectOptions {
   sslrootcert?: string;
   /** SCRAM channel binding over TLS (default `prefer`). */
   channelBinding?: ChannelBinding;
+  /**
+   * The authentication methods the server may use, in libpq's `require_auth` syntax: a comma list of
+   * `password`, `md5`, `scram-sha-256`, `none` (no authentication at all), or the same names each with `!`
+   * to forbid them. `scram-sha-256` refuses a trust or cleartext server before a password is sent.
+   * Default: any method.
+   */
+  requireAuth?: string;
+  /**
+   * Fail a query that has run this long (milliseconds; default 0 = never): a CancelRequest is sent, and the
+   * query rejects with PgQueryTimeoutError. If the server does not answer the cancel within
+   * CANCEL_GRACE_MS, the connection is closed. Timed from when the server starts on the query. (A
+   * CancelRequest names the backend, not the query: one that arrives just as the query ends may cancel the
+   * next pipelined one — the manual says as much of CancelRequest.)
+   */
+  queryTimeoutMs?: number;
+  /** TCP keepalive probes on the connection (default true, like libpq's `keepalives=1`). */
+  keepAlive?: boolean;
+  /** Idle time before the first keepalive probe (default 60 s; libpq's `keepalives_idle`, in seconds there). */
+  keepAliveIdleMs?: number;
 }
+
+/** An authentication method `requireAuth` can name (libpq's names). */
+export type AuthMethod = "password" | "md5" | "scram-sha-256" | "none";
+const AUTH_METHODS: readonly AuthMethod[] = ["password", "md5", "scram-sha-256", "none"];
 
 export type ResolvedOptions = Required<Omit<ConnectOptions, "password" | "sslrootcert">> & {
   password: string | undefined;
   /** The Unix-domain socket to connect to (`<dir>/.s.PGSQL.<port>`), or null for TCP to `host`. */
   socketPath: string | null;
   sslrootcert: string | undefined;
+  /** The methods `requireAuth` allows; null when it allows any. */
+  allowedAuth: ReadonlySet<AuthMethod> | null;
 };
 
 export const DEFAULT_PORT = 5432;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_STATEMENT_CACHE_SIZE = 100;
+export const DEFAULT_KEEPALIVE_IDLE_MS = 60_000;
 
 /** A mistake in the connection settings; its message is one line for the user. */
 export class ConnectOptionsError extends Error {
@@ -87,7 +113,8 @@ export function resolveOptions(
     given.channelBinding ?? env.PGCHANNELBINDING ?? "prefer",
     CHANNEL_BINDINGS,
   );
-  return {
+  const requireAuth = given.requireAuth ?? env.PGREQUIREAUTH ?? "";
+  const resolved: ResolvedOptions = {
     host,
     port,
     socketPath,
@@ -101,7 +128,18 @@ export function resolveOptions(
     connectTimeoutMs: given.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     applicationName: given.applicationName ?? "bun-async-lessons",
     statementCacheSize: given.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE,
+    requireAuth,
+    allowedAuth: parseRequireAuth(requireAuth),
+    queryTimeoutMs: given.queryTimeoutMs ?? 0,
+    keepAlive: given.keepAlive ?? true,
+    keepAliveIdleMs: given.keepAliveIdleMs ?? DEFAULT_KEEPALIVE_IDLE_MS,
   };
+  for (const name of ["queryTimeoutMs", "keepAliveIdleMs"] as const) {
+    const value = resolved[name];
+    if (!Number.isFinite(value) || value < 0) throw new ConnectOptionsError(`invalid ${name}: ${value}`);
+  }
+  refuseNulBytes(resolved);
+  return resolved;
 }
 
 /** `<dir>/.s.PGSQL.<port>`: the name PostgreSQL gives its Unix-domain socket. */
@@ -135,8 +173,61 @@ function rootCertificate(sslmode: SslMode, given: string | undefined): string | 
 }
 
 /**
- * `postgres://user:password@host:port/database?sslmode=require&connect_timeout=5&application_name=x`
- * (or `postgresql://`). A Unix-domain socket: `postgres://user@/database?host=/var/run/postgresql`.
+ * The startup message is a list of C strings: a NUL byte inside a user or database name would end it early,
+ * and what follows would be read as further parameters (`?user=ann%00search_path%00evil`). So is a password
+ * in a PasswordMessage. Such a value is refused, not truncated.
+ */
+function refuseNulBytes(options: ResolvedOptions): void {
+  const strings = {
+    user: options.user,
+    database: options.database,
+    "application name": options.applicationName,
+    password: options.password ?? "",
+  };
+  for (const [name, value] of Object.entries(strings)) {
+    if (value.includes("\0")) {
+      throw new ConnectOptionsError(
+        `the ${name} contains a NUL byte (%00 in a URL); PostgreSQL's startup strings cannot hold one`,
+      );
+    }
+  }
+}
+
+/**
+ * libpq's `require_auth` value: `scram-sha-256`, `md5,scram-sha-256` (any of these), `!password,!none` (any
+ * but these). An empty value allows any method. Throws {@link ConnectOptionsError} for unknown names, a
+ * name given twice, or negated and plain names mixed (libpq refuses the same).
+ */
+export function parseRequireAuth(value: string): ReadonlySet<AuthMethod> | null {
+  if (value === "") return null;
+  const names = value.split(",");
+  const negated = names[0]!.startsWith("!");
+  const listed = new Set<AuthMethod>();
+  for (const item of names) {
+    if (item.startsWith("!") !== negated) {
+      throw new ConnectOptionsError(
+        `require_auth=${value}: negated and plain methods cannot be mixed (write "scram-sha-256" or "!password,!none")`,
+      );
+    }
+    const name = negated ? item.slice(1) : item;
+    if (!AUTH_METHODS.includes(name as AuthMethod)) {
+      throw new ConnectOptionsError(
+        `require_auth=${value}: unknown method "${name}" (this client knows ${AUTH_METHODS.join(", ")})`,
+      );
+    }
+    if (listed.has(name as AuthMethod)) {
+      throw new ConnectOptionsError(`require_auth=${value}: "${name}" is listed twice`);
+    }
+    listed.add(name as AuthMethod);
+  }
+  return negated ? new Set(AUTH_METHODS.filter((method) => !listed.has(method))) : listed;
+}
+
+/**
+ * `postgres://user:password@host:port/database?sslmode=require&connect_timeout=5&application_name=x` (or
+ * `postgresql://`); also `sslrootcert`, `channel_binding`, `require_auth`, `keepalives` (0 or 1) and
+ * `keepalives_idle` (seconds), as in libpq. A Unix-domain socket:
+ * `postgres://user@/database?host=/var/run/postgresql`.
  */
 export function parseUrl(url: string): ConnectOptions {
   let parsed: URL;
@@ -166,6 +257,17 @@ export function parseUrl(url: string): ConnectOptions {
   if (timeout !== null) options.connectTimeoutMs = Number(timeout) * 1000;
   const application = parsed.searchParams.get("application_name");
   if (application !== null) options.applicationName = application;
+  const requireAuth = parsed.searchParams.get("require_auth");
+  if (requireAuth !== null) options.requireAuth = requireAuth;
+  const keepalives = parsed.searchParams.get("keepalives");
+  if (keepalives !== null) {
+    if (keepalives !== "0" && keepalives !== "1") {
+      throw new ConnectOptionsError(`keepalives=${keepalives}: use 1 (on) or 0 (off)`);
+    }
+    options.keepAlive = keepalives === "1";
+  }
+  const keepalivesIdle = parsed.searchParams.get("keepalives_idle");
+  if (keepalivesIdle !== null) options.keepAliveIdleMs = Number(keepalivesIdle) * 1000;
   const sslmode = parsed.searchParams.get("sslmode");
   if (sslmode !== null) options.sslmode = oneOf("sslmode", sslmode, SSL_MODES);
   const sslrootcert = parsed.searchParams.get("sslrootcert");

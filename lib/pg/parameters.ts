@@ -23,6 +23,7 @@
  * pass the string `'null'` with `$1::text::json` for that). A value that fits none of these is a
  * {@link ParameterTypeError}, thrown before anything is sent.
  */
+import { ByteaParameter } from "./protocol.ts";
 import { ARRAY_ELEMENTS as ARRAY_ELEMENT_TYPES, serializeParameter, TypeOid } from "./types.ts";
 
 /** A parameter value the declared type cannot take; names the parameter (`$2`) and the type. */
@@ -60,30 +61,26 @@ const utf8 = new TextEncoder();
 /** JSON.rawJSON (ES2026; in Bun): a bigint goes into JSON as its exact digits. */
 const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
 
-/** Every parameter encoded for its declared type (`types[i]`), or NULL. Throws {@link ParameterTypeError}. */
+/**
+ * Every parameter encoded for its declared type (`types[i]`), or NULL. A Uint8Array for bytea (or an
+ * unknown type) stays a {@link ByteaParameter}: Bind writes its hex straight into the message. Throws
+ * {@link ParameterTypeError}.
+ */
 export function encodeParameters(
   values: readonly unknown[],
   types: readonly number[],
-): (Uint8Array | null)[] {
-  const encoded: (Uint8Array | null)[] = new Array(values.length);
+): (Uint8Array | ByteaParameter | null)[] {
+  const encoded: (Uint8Array | ByteaParameter | null)[] = new Array(values.length);
   for (let index = 0; index < values.length; index++) {
     const value = values[index];
     const type = types[index] ?? 0;
     if (value === null || value === undefined) encoded[index] = null;
+    else if (value instanceof Uint8Array && (type === TypeOid.bytea || !(type in TYPE_NAMES)))
+      encoded[index] = new ByteaParameter(value);
     else if (!(type in TYPE_NAMES)) encoded[index] = serializeParameter(value);
-    else if (value instanceof Uint8Array && type === TypeOid.bytea) encoded[index] = byteaHex(value);
     else encoded[index] = utf8.encode(parameterText(value, type, index + 1));
   }
   return encoded;
-}
-
-/** `\x` and two hex digits per byte, written straight into bytes (a 16 MB bytea makes no 32 MB string). */
-function byteaHex(bytes: Uint8Array): Uint8Array {
-  const out = Buffer.allocUnsafe(2 + bytes.length * 2);
-  out[0] = 0x5c; // '\'
-  out[1] = 0x78; // 'x'
-  out.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex"), 2, "latin1");
-  return out;
 }
 
 /** One value as the text `type` takes. */

@@ -194,6 +194,8 @@ export async function openTransport(options: ResolvedOptions, signal: AbortSigna
       { cause: error },
     );
   }
+  // TCP keepalive (libpq's `keepalives`): a server that vanished without a FIN is noticed.
+  if (options.keepAlive && !options.socketPath) raw.setKeepAlive(true, options.keepAliveIdleMs);
   const onAbort = () => raw.terminate();
   signal.addEventListener("abort", onAbort, { once: true });
   try {

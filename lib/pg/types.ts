@@ -220,12 +220,15 @@ export function parserFor(oid: number): Parser {
 
 /**
  * A one-dimensional array literal: `{1,2,NULL}`, `{"a b","quote \" and \\ backslash"}`. Unquoted NULL is
- * null; quoted "NULL" is the string. (Multi-dimensional literals come back as nested arrays.)
+ * null; quoted "NULL" is the string. (Multi-dimensional literals come back as nested arrays.) Throws
+ * "malformed array literal" for anything else — an unterminated quote or brace included: every step
+ * moves forward or stops at the end of the text.
  */
 export function parseArray(text: string, parseElement: Parser): unknown[] {
   let position = 0;
+  const malformed = () => new Error(`malformed array literal: ${text.slice(0, 40)}`);
   const parseLevel = (): unknown[] => {
-    if (text[position] !== "{") throw new Error(`malformed array literal: ${text.slice(0, 40)}`);
+    if (text[position] !== "{") throw malformed();
     position++;
     const items: unknown[] = [];
     if (text[position] === "}") {
@@ -239,12 +242,14 @@ export function parseArray(text: string, parseElement: Parser): unknown[] {
         position++;
         while (text[position] !== '"') {
           if (text[position] === "\\") position++;
+          if (position >= text.length) throw malformed(); // the quote (or an escape) never ends
           value += text[position++];
         }
         position++;
         items.push(parseElement(value));
       } else {
         const end = text.slice(position).search(/[,}]/);
+        if (end === -1) throw malformed(); // the element never ends
         const raw = text.slice(position, position + end);
         position += end;
         items.push(raw === "NULL" ? null : parseElement(raw));
@@ -253,12 +258,14 @@ export function parseArray(text: string, parseElement: Parser): unknown[] {
       else if (text[position] === "}") {
         position++;
         return items;
-      } else throw new Error(`malformed array literal: ${text.slice(0, 40)}`);
+      } else throw malformed();
     }
   };
   // Arrays with explicit bounds start `[1:3]={…}`: skip the bounds.
   if (text[0] === "[") position = text.indexOf("=") + 1;
-  return parseLevel();
+  const items = parseLevel();
+  if (position !== text.length) throw malformed();
+  return items;
 }
 
 // ── Parameters: JavaScript → text ────────────────────────────────────────────────────────────────────
