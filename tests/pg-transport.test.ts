@@ -15,6 +15,7 @@ import {
   startPostgres,
   USERS,
 } from "./helpers/postgres.ts";
+import { startInPty } from "./helpers/pty.ts";
 
 // What the server itself says about the connection: TLS or not (pg_stat_ssl), and over which socket
 // (inet_server_addr() is NULL on a Unix-domain socket).
@@ -166,6 +167,39 @@ describe.skipIf(!("bin" in availability))("PostgreSQL with ssl=on and a Unix-dom
         "channel_binding=require, but the server asked for a cleartext password",
       );
     });
+  });
+
+  describe("lesson 03's --url", () => {
+    test("takes sslmode and sslrootcert: verify-full connects by the certificate's name", async () => {
+      const url = scramUrl(`sslmode=verify-full&sslrootcert=${cluster.tls.caFile}`, "localhost");
+      const lesson = startInPty(["bun", "scripts/03-sql-client.ts", "--url", url]);
+      try {
+        await lesson.waitFor((rows) => rows.join("\n").includes("Connected to"), "the connected banner");
+        lesson.type("select ssl from pg_stat_ssl where pid = pg_backend_pid()\r");
+        await lesson.waitFor((rows) => rows.some((row) => row.trim() === "true"), "ssl = true");
+        lesson.type("\\q\r");
+        expect(await lesson.exited).toBe(0);
+      } finally {
+        lesson.kill();
+      }
+    }, 30_000);
+
+    test("and refuses a certificate for another name with one line", async () => {
+      const url = scramUrl(`sslmode=verify-full&sslrootcert=${cluster.tls.caFile}`);
+      const lesson = startInPty(["bun", "scripts/03-sql-client.ts", "--url", url]);
+      try {
+        const rows = await lesson.waitFor(
+          (rows) => rows.join("\n").includes("Cannot connect"),
+          "the refusal",
+        );
+        expect(rows.join("\n")).toContain(
+          "Cannot connect: the server's certificate is refused (verify-full)",
+        );
+        expect(await lesson.exited).toBe(1);
+      } finally {
+        lesson.kill();
+      }
+    }, 30_000);
   });
 
   describe("Unix-domain socket", () => {
