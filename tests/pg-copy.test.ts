@@ -165,6 +165,14 @@ describe.skipIf(!("bin" in availability))("COPY, both ways", () => {
     expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
   });
 
+  test("a source that yields something other than bytes or strings is cancelled with a clear reason", async () => {
+    const source = ["1\tone\n", 42 as unknown as string];
+    const error = await rejection(client.copyFrom("COPY small FROM STDIN", source));
+    expect(error).toMatchObject({ code: "57014" });
+    expect(error.message).toContain("the COPY source failed: it yielded number, not bytes or a string");
+    expect((await client.query("SELECT 7 AS seven")).rows).toEqual([{ seven: 7 }]);
+  });
+
   test("a bad row in the middle is the server's error, the rest is not sent, and the connection goes on", async () => {
     await client.simpleQuery("CREATE TABLE typed (n int)");
     async function* rows() {

@@ -947,6 +947,9 @@ export class Client {
       let gathered = 0;
       for await (const chunk of iterable) {
         if (pending.error || this.#lost) break;
+        if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
+          throw new TypeError(`it yielded ${chunk === null ? "null" : typeof chunk}, not bytes or a string`);
+        }
         if (chunk.length >= COPY_MESSAGE_BYTES / 4) {
           // A big chunk travels as it is, behind a header: no copy into the message buffer.
           const bytes = typeof chunk === "string" ? utf8.encode(chunk) : chunk.slice(); // theirs to reuse
