@@ -9,14 +9,16 @@
  *   (ISIG is off) — no SIGINT.
  * - cbreak: like raw, but the driver still turns Ctrl+C into SIGINT.
  *
- * Bun offers raw mode (`process.stdin.setRawMode(true)`); we use it and play the driver's part ourselves:
- * Ctrl+C becomes an `interrupt` key that the program answers as SIGINT would (restore, exit 130). The
- * learning plan's "read(1) one char at a time" becomes {@link KeyDecoder}: bytes → keys, with UTF-8
- * characters kept whole even when they arrive split across reads, escape sequences (arrows, Home/End) and
- * bracketed paste (the terminal wraps pasted text in ESC[200~ … ESC[201~, so a pasted newline is text,
- * not Enter).
+ * The book calls `tty.setcbreak`, so the lessons say cbreak; but what {@link enterCbreak} really sets is
+ * raw mode, because that is what Bun offers (`process.stdin.setRawMode(true)`: no ICANON, no ECHO, no ISIG,
+ * no IXON, no ICRNL; `stty -a` shows it). It then plays the driver's part for the one difference that
+ * matters: Ctrl+C arrives as the byte 0x03, is decoded as an `interrupt` key, and the program answers it as
+ * SIGINT would — restore the terminal, exit 130. The book's "read(1) one char at a time" becomes
+ * {@link KeyDecoder}: bytes → keys, with UTF-8 characters kept whole even when they arrive split across
+ * reads, escape sequences (arrows, Home/End) and bracketed paste (the terminal wraps pasted text in
+ * ESC[200~ … ESC[201~, so a pasted newline is text, not Enter).
  *
- * The terminal is always restored — on a normal exit, Ctrl+C, SIGTERM, SIGHUP, an uncaught exception — by
+ * The terminal is always restored — on a normal exit, SIGTERM, SIGHUP, SIGINT, an uncaught exception — by
  * {@link enterCbreak}'s restore function, which every exit path calls (and calling it twice is harmless).
  */
 
@@ -67,8 +69,8 @@ const ESCAPE_KEYS: Record<string, Key> = {
 };
 const PASTE_START = "\x1b[200~";
 const PASTE_END = "\x1b[201~";
-/** Longest paste kept: 1 MiB of text. The rest is dropped rather than held without bound. */
-const MAX_PASTE_CHARS = 1024 * 1024;
+/** Longest paste kept: 1 Mi characters of text. The rest is dropped rather than held without bound. */
+export const MAX_PASTE_CHARS = 1024 * 1024;
 
 /**
  * Turns the bytes a terminal sends into keys. `push(bytes)` returns the keys those bytes complete; a
@@ -95,14 +97,13 @@ export class KeyDecoder {
     while (index < input.length) {
       if (this.#paste !== null) {
         const end = input.indexOf(PASTE_END, index);
-        const until = end === -1 ? input.length : end;
-        if (this.#paste.length < MAX_PASTE_CHARS)
-          this.#paste += input.slice(index, until).slice(0, MAX_PASTE_CHARS);
+        // Without the end marker, a possible start of it stays pending for the next push.
+        const keep = end === -1 ? Math.min(longestPrefixAtEnd(input, PASTE_END), input.length - index) : 0;
+        const until = end === -1 ? input.length - keep : end;
+        const room = MAX_PASTE_CHARS - this.#paste.length;
+        if (room > 0) this.#paste += input.slice(index, Math.min(until, index + room));
         if (end === -1) {
-          // Keep a possible start of PASTE_END for the next push.
-          const keep = longestPrefixAtEnd(input, PASTE_END);
-          this.#paste = this.#paste.slice(0, this.#paste.length - keep);
-          index = input.length - keep;
+          index = until;
           break;
         }
         keys.push({ kind: "paste", text: this.#paste.replaceAll("\r\n", "\n").replaceAll("\r", "\n") });
@@ -171,6 +172,11 @@ export class NotATerminalError extends Error {
   override name = "NotATerminalError";
 }
 
+/** Exit codes after a signal, as a shell reports them: 128 + the signal's number. */
+export const EXIT_INTERRUPTED = 128 + 2; // SIGINT, or Ctrl+C answered as SIGINT would be
+const EXIT_HANGUP = 128 + 1; // SIGHUP
+const EXIT_TERMINATED = 128 + 15; // SIGTERM
+
 /** Bracketed paste on / off (DEC private mode 2004). */
 const BRACKETED_PASTE_ON = "\x1b[?2004h";
 const BRACKETED_PASTE_OFF = "\x1b[?2004l";
@@ -190,8 +196,10 @@ export interface CbreakIo {
 }
 
 /**
- * Puts the terminal into character-at-a-time mode and returns its keys. Throws {@link NotATerminalError}
- * if stdin is not a terminal. Registers the restore on exit, SIGTERM, SIGHUP, SIGINT and uncaught errors.
+ * Puts the terminal into raw mode (see the top of this file for why the lessons call it cbreak), turns on
+ * bracketed paste, and returns its keys. Throws {@link NotATerminalError} if stdin is not a terminal.
+ * Until `restore()`, every way out restores the terminal first: `exit`; SIGTERM, SIGHUP and SIGINT, which
+ * then exit 143, 129 and 130; an uncaught exception or unhandled rejection, which is printed, then exit 1.
  */
 export function enterCbreak(io: CbreakIo = { input: process.stdin, output: process.stdout }): CbreakSession {
   const { input, output } = io;
@@ -230,9 +238,9 @@ export function enterCbreak(io: CbreakIo = { input: process.stdin, output: proce
   };
   const handlers: [string, (error: unknown) => void][] = [
     ["exit", restore],
-    ["SIGTERM", exitAfterRestore(143)],
-    ["SIGHUP", exitAfterRestore(129)],
-    ["SIGINT", exitAfterRestore(130)],
+    ["SIGTERM", exitAfterRestore(EXIT_TERMINATED)],
+    ["SIGHUP", exitAfterRestore(EXIT_HANGUP)],
+    ["SIGINT", exitAfterRestore(EXIT_INTERRUPTED)],
     ["uncaughtException", crashAfterRestore],
     ["unhandledRejection", crashAfterRestore],
   ];

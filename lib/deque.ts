@@ -1,7 +1,7 @@
 /**
  * lib/deque.ts — a double-ended queue with a maximum length: push at the back, and the oldest item falls
- * off the front when it is full. The learning plan's screen: "use a deque — max elements = number of
- * rows"; a ring buffer, so pushing never moves the items already there.
+ * off the front when it is full. The book's chat client keeps its messages in a deque whose maximum length
+ * is the number of rows; this one is a ring buffer, so pushing never moves the items already there.
  */
 export class Deque<T> implements Iterable<T> {
   #items: (T | undefined)[];

@@ -21,6 +21,8 @@
  * with string `indexOf` — no copies, no per-line decoder call. Only a line split across chunks is copied.
  */
 
+import { concat } from "./bytes.ts";
+
 /** Byte value of `\n`, the line terminator. */
 const NEWLINE = 0x0a;
 /** Byte value of `\r`, dropped when it stands just before `\n`. */
@@ -185,14 +187,7 @@ export class LineDecoder {
 
   /** Joins the pending pieces into one buffer. */
   #takePending(): Uint8Array {
-    if (this.#pending.length === 1) return this.#pending[0]!;
-    const joined = new Uint8Array(this.#pendingBytes);
-    let offset = 0;
-    for (const piece of this.#pending) {
-      joined.set(piece, offset);
-      offset += piece.length;
-    }
-    return joined;
+    return concat(this.#pending, this.#pendingBytes);
   }
 
   /** Decodes `bytes[start, end)` as UTF-8, without a trailing `\r`. */

@@ -5,10 +5,27 @@
  * (`readLine`, `readUntil`, `readExactly`, `read`). Flow control, as asyncio does it: when more than
  * 2 × `limit` bytes sit unread we `pause()` the socket — the kernel's receive window fills and the peer
  * slows down — and at ≤ `limit` we `resume()` it.
+ *
+ * Held against CPython's own tests (Lib/test/test_asyncio/test_streams.py, ported in
+ * tests/stream-reader.test.ts under the same names). Where we differ, on purpose:
+ * - One reader at a time is enforced for *every* read that consumes bytes, not only for one that must
+ *   wait (asyncio's rule): otherwise a `readLine()` served from the buffer steals bytes from a
+ *   `readExactly()` that is waiting for more. Zero-byte reads consume nothing and never conflict.
+ * - `readLine()` skips a line over the limit whole (see there); asyncio leaves its tail in the stream.
+ * - The memory of a buffer that grew for a big read is given back when it empties
+ *   ({@link RETAINED_BUFFER_BYTES}); asyncio's bytearray keeps its peak allocation.
+ * - Errors speak this project's one-line voice, not asyncio's wording.
  */
 
 /** Default reader limit: 64 KiB (asyncio's `_DEFAULT_LIMIT`). Longest line `readLine()` accepts. */
 export const DEFAULT_LIMIT = 64 * 1024;
+/**
+ * Largest buffer kept once every byte in it has been read: 16 KiB. A bigger one (grown for a 60 MB body,
+ * or while a peer flooded a paused reader) is let go, so an idle connection costs ≤ 16 KiB, not its peak.
+ */
+export const RETAINED_BUFFER_BYTES = 16 * 1024;
+/** Smallest buffer allocated: 4 KiB. */
+const MIN_BUFFER_BYTES = 4 * 1024;
 
 const NEWLINE = new Uint8Array([0x0a]);
 const EMPTY = new Uint8Array(0);
@@ -23,8 +40,21 @@ export class IncompleteReadError extends Error {
     readonly expected: number | null,
   ) {
     super(
-      `${partial.length} bytes read on a total of ${expected === null ? "undefined" : expected} expected bytes`,
+      expected === null
+        ? `stream ended after ${partial.length} bytes, before the separator`
+        : `stream ended after ${partial.length} of ${expected} bytes`,
     );
+  }
+}
+
+/** A read was started while another one was waiting on the same reader (one reader at a time). */
+export class ConcurrentReadError extends Error {
+  override name = "ConcurrentReadError";
+  constructor(
+    /** The read that was refused, e.g. `readLine`. */
+    readonly method: string,
+  ) {
+    super(`${method}() while another read is waiting on this stream: one reader at a time`);
   }
 }
 
@@ -49,9 +79,20 @@ export interface ReadFlowControl {
   resume(): void;
 }
 
+/** A separator for {@link StreamReader.readUntil}: bytes, or a string sent as UTF-8. */
+export type Separator = Uint8Array | string;
+
 /**
  * Buffered bytes from one connection, read with `await`. Fed by the socket handlers (`feedData`, `feedEof`,
- * `setException`); read by one task at a time — a second read while one is waiting throws.
+ * `setException`); read by one task at a time.
+ *
+ * The rules every read follows:
+ * - **One reader at a time.** A read that would consume bytes while another read is waiting rejects with
+ *   {@link ConcurrentReadError} (even when it could be served from the buffer). `read(0)` and
+ *   `readExactly(0)` consume nothing and never conflict.
+ * - **A failed stream fails every read.** After `setException(error)`, every read rejects with `error`,
+ *   bytes still buffered or not (asyncio's rule); so does the read that was waiting.
+ * - **EOF is final.** `feedData` after `feedEof` throws.
  *
  * Every method returns fresh copies: the caller may keep or modify what it gets.
  */
@@ -63,11 +104,17 @@ export class StreamReader {
   #eof = false;
   #exception: Error | null = null;
   #waiter: { resolve: () => void; reject: (error: Error) => void } | null = null;
-  /** A readLine() waiting for its line; `searched`: bytes already known to hold no newline. */
+  /**
+   * A readLine() or readUntil(one separator) waiting for its separator: feedData hands over the bytes the
+   * moment it arrives, with no task switch in between. `searched`: bytes already known to hold no match;
+   * `slowly`: the full rules, for anything unusual (over the limit, EOF).
+   */
   #lineWaiter: {
     resolve: (line: Uint8Array) => void;
     reject: (error: Error) => void;
+    separator: Uint8Array;
     searched: number;
+    slowly: () => Promise<Uint8Array>;
   } | null = null;
   #transport: ReadFlowControl | null = null;
   #paused = false;
@@ -83,13 +130,19 @@ export class StreamReader {
     return this.#end - this.#start;
   }
 
+  /** Bytes of memory the buffer holds (≥ {@link bufferedBytes}; ≤ {@link RETAINED_BUFFER_BYTES} once empty). */
+  get capacityBytes(): number {
+    return this.#buffer.length;
+  }
+
   /** Connects the reader to the transport it pauses when its buffer is full. */
   setTransport(transport: ReadFlowControl): void {
     this.#transport = transport;
   }
 
-  /** Appends bytes from the socket. Pauses the transport past 2 × limit. */
+  /** Appends bytes from the socket (copied). Pauses the transport past 2 × limit. Throws after EOF. */
   feedData(chunk: Uint8Array): void {
+    if (this.#eof) throw new Error("feedData() after feedEof(): the stream has ended");
     if (chunk.length === 0) return;
     this.#append(chunk);
     if (this.#lineWaiter) this.#serveLineWaiter();
@@ -107,7 +160,7 @@ export class StreamReader {
     else this.#wakeWaiter();
   }
 
-  /** Fails the stream: a waiting read and every later read throw `error` (buffered bytes stay readable). */
+  /** Fails the stream: the waiting read and every later read reject with `error`, bytes buffered or not. */
   setException(error: Error): void {
     this.#exception = error;
     const waiter = this.#waiter ?? this.#lineWaiter;
@@ -131,44 +184,55 @@ export class StreamReader {
    *
    * - At EOF, returns the partial last line (without `\n`), then an empty array on every later call.
    * - A line longer than `limit` is skipped whole — its bytes are discarded as they arrive, up to and
-   *   including its `\n` — and `LimitOverrunError` is thrown with `consumed` = bytes discarded. The next
-   *   `readLine()` returns the line after it. (asyncio instead leaves the rest of the long line in the
-   *   stream, where it is read as if it were the next line; we keep the stream in step.)
-   * - Throws the transport's error (e.g. {@link ConnectionLostError}) if the connection failed.
+   *   including its `\n` (or EOF) — and `LimitOverrunError` is thrown with `consumed` = bytes discarded.
+   *   The next `readLine()` returns the line after it. (asyncio throws as soon as the limit is passed and
+   *   leaves the rest of the long line in the stream, where it is read as if it were the next line; we
+   *   keep the stream in step. Memory stays bounded; to fail at the limit instead, use `readUntil`.)
+   * - Throws the transport's error (e.g. `ConnectionLostError`) if the connection failed.
    */
   readLine(): Promise<Uint8Array> {
-    if (this.#exception === null && this.#waiter === null && this.#lineWaiter === null) {
-      const buffered = this.bufferedBytes;
-      const newline = this.#find(NEWLINE, 0);
-      // The whole line is already here: the common case on a busy connection.
-      if (newline !== -1 && newline <= this.limit) return Promise.resolve(this.#take(newline + 1));
-      // Not yet: wait for the line itself — feedData hands it over the moment its newline arrives.
-      if (newline === -1 && buffered <= this.limit && !this.#eof) {
-        return new Promise((resolve, reject) => {
-          this.#lineWaiter = { resolve, reject, searched: buffered };
-        });
-      }
+    if (this.#exception !== null) return Promise.reject(this.#exception);
+    if (this.#waiter !== null || this.#lineWaiter !== null) {
+      return Promise.reject(new ConcurrentReadError("readLine"));
+    }
+    const buffered = this.bufferedBytes;
+    const newline = this.#find(NEWLINE, 0);
+    // The whole line is already here: the common case on a busy connection.
+    if (newline !== -1 && newline <= this.limit) return Promise.resolve(this.#take(newline + 1));
+    // Not yet: wait for the line itself — feedData hands it over the moment its newline arrives.
+    if (newline === -1 && buffered <= this.limit && !this.#eof) {
+      return this.#waitForSeparator(NEWLINE, buffered, () => this.#readLineSlowly());
     }
     return this.#readLineSlowly();
   }
 
-  /** Gives the waiting readLine() its line if it has arrived; hands anything unusual to the slow path. */
+  #waitForSeparator(
+    separator: Uint8Array,
+    searched: number,
+    slowly: () => Promise<Uint8Array>,
+  ): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      this.#lineWaiter = { resolve, reject, separator, searched, slowly };
+    });
+  }
+
+  /** Gives the waiting read its bytes if the separator has arrived; hands anything unusual to the slow path. */
   #serveLineWaiter(): void {
     const waiter = this.#lineWaiter!;
-    const newline = this.#find(NEWLINE, waiter.searched);
-    if (newline !== -1 && newline <= this.limit) {
+    const found = this.#find(waiter.separator, waiter.searched);
+    if (found !== -1 && found <= this.limit) {
       this.#lineWaiter = null;
-      waiter.resolve(this.#take(newline + 1));
-    } else if (newline !== -1 || this.bufferedBytes > this.limit || this.#eof) {
+      waiter.resolve(this.#take(found + waiter.separator.length));
+    } else if (found !== -1 || this.bufferedBytes > this.limit || this.#eof) {
       // Over the limit, or EOF: the general rules apply.
       this.#lineWaiter = null;
-      this.#readLineSlowly().then(waiter.resolve, waiter.reject);
+      waiter.slowly().then(waiter.resolve, waiter.reject);
     } else {
-      waiter.searched = this.bufferedBytes;
+      waiter.searched = Math.max(0, this.bufferedBytes + 1 - waiter.separator.length);
     }
   }
 
-  /** readUntil("\n") with readLine's rules, written out: a server awaits this once per line. */
+  /** readLine's rules written out in full, for the uncommon cases: a line over the limit, or EOF. */
   async #readLineSlowly(): Promise<Uint8Array> {
     let searched = 0; // bytes already searched for a newline
     for (;;) {
@@ -181,90 +245,117 @@ export class StreamReader {
       searched = this.bufferedBytes;
       if (searched > this.limit) throw await this.#skipLongLine();
       if (this.#eof) return this.#take(searched); // the partial last line; empty after it
-      await this.#waitForData("readLine");
+      await this.#waitForData();
     }
   }
 
   /**
-   * Reads up to and including `separator`.
+   * Reads up to and including a separator. Given several (an array), the earliest match wins — the one
+   * that *ends* first, the shortest on a tie (asyncio 3.13's tuple of separators).
    *
-   * - At EOF without the separator: throws `IncompleteReadError` whose `partial` is everything buffered
+   * - At EOF without a separator: throws `IncompleteReadError` whose `partial` is everything buffered
    *   (which is consumed).
-   * - If the separator is not found within `limit` bytes: throws `LimitOverrunError`; the data stays in
-   *   the buffer and `consumed` says how much can be read past.
+   * - If no separator is found within `limit` bytes, or the one found starts past `limit`: throws
+   *   `LimitOverrunError` at once; the data stays buffered and `consumed` says how much can be read past.
+   * - An empty separator, or an empty array, is a `RangeError`.
    */
-  async readUntil(separator: Uint8Array | string = NEWLINE): Promise<Uint8Array> {
+  readUntil(separator: Separator | readonly Separator[] = NEWLINE): Promise<Uint8Array> {
+    // The common case, served at once: one separator in bytes, already buffered within the limit.
+    if (separator instanceof Uint8Array && separator.length > 0 && this.#idle()) {
+      const found = this.#find(separator, 0);
+      if (found !== -1 && found <= this.limit) return Promise.resolve(this.#take(found + separator.length));
+      // Not here yet: wait for it — feedData hands it over the moment it arrives.
+      if (found === -1 && this.bufferedBytes <= this.limit && !this.#eof) {
+        const searched = Math.max(0, this.bufferedBytes + 1 - separator.length);
+        return this.#waitForSeparator(separator, searched, () => this.#readUntilSlowly(separator));
+      }
+    }
+    return this.#readUntilSlowly(separator);
+  }
+
+  async #readUntilSlowly(separator: Separator | readonly Separator[]): Promise<Uint8Array> {
+    const separators = separatorList(separator);
+    this.#throwIfFailed();
     this.#throwIfReading("readUntil");
-    const sep = typeof separator === "string" ? utf8.encode(separator) : separator;
-    if (sep.length === 0) throw new RangeError("separator must not be empty");
+    const shortest = separators[0]!.length;
+    const longest = separators[separators.length - 1]!.length;
     // Where to resume searching: the bytes before it were already searched.
     let offset = 0;
-    let found = -1;
+    let match: { start: number; end: number } | null = null;
     for (;;) {
-      this.#throwIfFailed();
       const buffered = this.bufferedBytes;
-      if (buffered - offset >= sep.length) {
-        found = this.#find(sep, offset);
-        if (found !== -1) break;
-        offset = buffered + 1 - sep.length;
+      if (buffered - offset >= shortest) {
+        match = this.#findEarliest(separators, offset);
+        if (match) break;
+        offset = Math.max(0, buffered + 1 - longest);
         if (offset > this.limit) {
-          throw new LimitOverrunError("separator is not found, and chunk exceeds the limit", offset);
+          throw new LimitOverrunError(
+            `no separator within the limit of ${this.limit} bytes (${offset} bytes searched)`,
+            offset,
+          );
         }
       }
       if (this.#eof) throw new IncompleteReadError(this.#take(buffered), null);
-      await this.#waitForData("readUntil");
+      await this.#waitForData();
+      this.#throwIfFailed();
     }
-    if (found > this.limit) {
-      throw new LimitOverrunError("separator is found, but chunk is longer than limit", found);
+    if (match.start > this.limit) {
+      throw new LimitOverrunError(
+        `separator found ${match.start} bytes in, past the limit of ${this.limit} bytes`,
+        match.start,
+      );
     }
-    return this.#take(found + sep.length);
+    return this.#take(match.end);
   }
 
   /**
    * Reads exactly `n` bytes. At EOF first: throws `IncompleteReadError` whose `partial` holds the bytes
-   * that did arrive (consumed). `n` may exceed `limit`: reading is resumed while we wait.
+   * that did arrive (consumed). `n` may exceed `limit`: reading is resumed while we wait. `n = 0` returns
+   * an empty array at once (or throws the stream's exception); a negative `n` is a `RangeError`.
    */
   readExactly(n: number): Promise<Uint8Array> {
-    const idle = this.#waiter === null && this.#lineWaiter === null;
-    if (idle && this.#exception === null && this.bufferedBytes >= n && Number.isInteger(n) && n >= 0) {
-      return Promise.resolve(this.#take(n));
+    if (!Number.isInteger(n) || n < 0) {
+      return Promise.reject(new RangeError(`readExactly size must be a non-negative integer, got ${n}`));
     }
+    if (this.#exception !== null) return Promise.reject(this.#exception);
+    if (n === 0) return Promise.resolve(EMPTY);
+    if (this.#waiter !== null || this.#lineWaiter !== null) {
+      return Promise.reject(new ConcurrentReadError("readExactly"));
+    }
+    if (this.bufferedBytes >= n) return Promise.resolve(this.#take(n));
     return this.#readExactlySlowly(n);
   }
 
   async #readExactlySlowly(n: number): Promise<Uint8Array> {
-    if (!Number.isInteger(n) || n < 0)
-      throw new RangeError(`readExactly size must be a non-negative integer`);
     while (this.bufferedBytes < n) {
-      this.#throwIfFailed();
       if (this.#eof) throw new IncompleteReadError(this.#take(this.bufferedBytes), n);
-      await this.#waitForData("readExactly");
+      await this.#waitForData();
+      this.#throwIfFailed();
     }
-    this.#throwIfFailed();
     return this.#take(n);
   }
 
   /**
    * Reads up to `n` bytes; with `n = -1` (the default), everything until EOF.
-   * Returns as soon as any bytes are buffered; returns an empty array at EOF.
+   * Returns as soon as any bytes are buffered; returns an empty array at EOF. `read(0)` returns an empty
+   * array at once (or throws the stream's exception).
    */
   async read(n = -1): Promise<Uint8Array> {
-    this.#throwIfReading("read");
+    this.#throwIfFailed();
     if (n === 0) return EMPTY;
+    this.#throwIfReading("read");
     if (n < 0) {
+      // Reading to EOF means buffering it all: #waitForData resumes a paused socket.
       while (!this.#eof) {
+        await this.#waitForData();
         this.#throwIfFailed();
-        // Resume the socket: reading to EOF means buffering it all.
-        await this.#waitForData("read");
       }
-      this.#throwIfFailed();
       return this.#take(this.bufferedBytes);
     }
     while (this.bufferedBytes === 0 && !this.#eof) {
+      await this.#waitForData();
       this.#throwIfFailed();
-      await this.#waitForData("read");
     }
-    if (this.bufferedBytes === 0) this.#throwIfFailed();
     return this.#take(Math.min(n, this.bufferedBytes));
   }
 
@@ -291,9 +382,17 @@ export class StreamReader {
       this.#skip(this.bufferedBytes);
       if (this.#eof) break;
       this.#throwIfFailed();
-      await this.#waitForData("readLine");
+      await this.#waitForData();
     }
-    return new LimitOverrunError(`line is longer than the limit of ${this.limit} bytes`, discarded);
+    return new LimitOverrunError(
+      `line of ${discarded} bytes is longer than the limit of ${this.limit} bytes`,
+      discarded,
+    );
+  }
+
+  /** No read waiting, no exception: a read may be served from the buffer at once. */
+  #idle(): boolean {
+    return this.#waiter === null && this.#lineWaiter === null && this.#exception === null;
   }
 
   #throwIfFailed(): void {
@@ -301,14 +400,12 @@ export class StreamReader {
   }
 
   /** Two reads at once on one reader would steal each other's bytes: the second one is an error. */
-  #throwIfReading(caller: string): void {
-    if (this.#waiter || this.#lineWaiter) {
-      throw new Error(`${caller}() called while another coroutine is already waiting for incoming data`);
-    }
+  #throwIfReading(method: string): void {
+    if (this.#waiter || this.#lineWaiter) throw new ConcurrentReadError(method);
   }
 
-  #waitForData(caller: string): Promise<void> {
-    this.#throwIfReading(caller);
+  /** Waits for the next feedData/feedEof/setException. Callers have checked that nobody else waits. */
+  #waitForData(): Promise<void> {
     // Waiting with a paused transport would wait forever (readExactly(n > 2 × limit), read(-1)).
     if (this.#paused) {
       this.#paused = false;
@@ -333,7 +430,7 @@ export class StreamReader {
         // Plenty of room once the consumed bytes at the front are dropped: slide the live bytes down.
         this.#buffer.copyWithin(0, this.#start, this.#end);
       } else {
-        const grown = new Uint8Array(Math.max(2 * (live + chunk.length), 4096));
+        const grown = new Uint8Array(Math.max(2 * (live + chunk.length), MIN_BUFFER_BYTES));
         grown.set(this.#buffer.subarray(this.#start, this.#end));
         this.#buffer = grown;
       }
@@ -361,8 +458,21 @@ export class StreamReader {
     return -1;
   }
 
+  /** The match that ends first among `separators` (sorted shortest first, so a tie goes to the shortest). */
+  #findEarliest(separators: Uint8Array[], from: number): { start: number; end: number } | null {
+    let best: { start: number; end: number } | null = null;
+    for (const separator of separators) {
+      const start = this.#find(separator, from);
+      if (start !== -1 && (best === null || start + separator.length < best.end)) {
+        best = { start, end: start + separator.length };
+      }
+    }
+    return best;
+  }
+
   /** Removes and returns (a copy of) the first `n` unread bytes. */
   #take(n: number): Uint8Array {
+    if (n === 0) return EMPTY;
     const bytes = this.#buffer.slice(this.#start, this.#start + n);
     this.#skip(n);
     return bytes;
@@ -373,10 +483,21 @@ export class StreamReader {
     if (this.#start === this.#end) {
       this.#start = 0;
       this.#end = 0;
+      // Empty: give a big buffer back rather than keep the peak of one large read for ever.
+      if (this.#buffer.length > RETAINED_BUFFER_BYTES) this.#buffer = EMPTY;
     }
     if (this.#paused && this.bufferedBytes <= this.limit) {
       this.#paused = false;
       this.#transport?.resume();
     }
   }
+}
+
+/** The separators as bytes, shortest first; a `RangeError` for an empty one or none. */
+function separatorList(separator: Separator | readonly Separator[]): Uint8Array[] {
+  const list = (Array.isArray(separator) ? separator : [separator]) as Separator[];
+  if (list.length === 0) throw new RangeError("readUntil needs at least one separator");
+  const bytes = list.map((one) => (typeof one === "string" ? utf8.encode(one) : one));
+  if (bytes.some((one) => one.length === 0)) throw new RangeError("a separator must not be empty");
+  return bytes.length === 1 ? bytes : bytes.sort((a, b) => a.length - b.length);
 }

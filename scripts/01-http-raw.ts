@@ -15,42 +15,61 @@
  * The socket itself plays asyncio's *transport*: `socket.write()` ↔ `transport.write()`, `socket.end()` ↔
  * `transport.close()`. One difference matters: asyncio's transport buffers what the kernel will not take
  * yet; Bun's `write()` does not — it returns how many bytes it sent, and the rest is ours to send from
- * `drain`. Step 2 does exactly that.
+ * `drain`. Step 1 does exactly that.
  *
- * The "buffer zone" of the learning plan: `data` hands us pieces, so we keep them until `end` says the
- * response is complete (we ask with `Connection: close`, so the server closes when done), then parse the
- * whole buffer: status line, headers, and the body — by Content-Length, chunked, or until EOF.
+ * The buffer zone: `data` hands us pieces, so we keep them until `end` says the response is complete (we
+ * ask with `Connection: close`, so the server closes when done), then parse the whole buffer: status line,
+ * headers, and the body — by Content-Length, chunked, or until EOF. One thing cannot wait for EOF: a peer
+ * that sends an endless header line. The head is watched as it arrives, and the exchange fails the moment
+ * a line passes 8 KiB — not at the 64 MiB buffer limit, nor at the deadline.
+ *
+ * Lines end in `
+`, but a bare `
+` is accepted too (RFC 9112 §2.2 allows it): that is what `nc` sends.
  *
  * Run it:
  *   bun scripts/01-http-raw.ts                    # starts a tiny local server and fetches from it (offline)
+ *   bun scripts/01-http-raw.ts --body             # …and prints the bodies too (the rule everywhere: --body)
  *   bun scripts/01-http-raw.ts http://example.com/ --timeout 5
- *   bun scripts/01-http-raw.ts https://example.com/ --body    # TLS works too; --body prints the body
- * Poke it: in a second terminal run `nc -l 9000`, then `bun scripts/01-http-raw.ts http://127.0.0.1:9000/`,
- * read the request in nc, type `HTTP/1.1 200 OK`, Enter, Enter, some text, then Ctrl+C nc.
+ *   bun scripts/01-http-raw.ts https://example.com/ --body    # TLS works too
+ *   bun scripts/01-http-raw.ts --help
+ * Poke it: in a second terminal run `nc -l 9000`, then `bun scripts/01-http-raw.ts http://127.0.0.1:9000/
+ * --body`, read the request in nc, type `HTTP/1.1 200 OK`, Enter, Enter, some text, then Ctrl+C nc.
  *
  * Builds on: nothing — this is the first lesson. Lesson 02 rebuilds it on StreamReader/StreamWriter.
  */
 import type { Socket } from "bun";
+import { parseCommandLine } from "../lib/args.ts";
+import { concat } from "../lib/bytes.ts";
 import {
   addHeaderLine,
   bodyFraming,
   buildGetRequest,
+  DEFAULT_TIMEOUT_MS,
   HttpError,
+  type HttpHeaders,
   type HttpResponse,
+  HttpTimeoutError,
+  headLineTooLong,
+  MAX_HEAD_LINE_BYTES,
+  MAX_HEADER_COUNT,
   NoResponseError,
+  newHeaders,
   parseChunkSize,
   parseStatusLine,
   parseTarget,
-  shortBodyError,
+  ShortBodyError,
+  tooManyHeaders,
 } from "../lib/http.ts";
+import { formatResponse, HTTP_CLIENT_FLAGS, URL_ARGUMENTS } from "../lib/http-cli.ts";
+import { startDemoServer } from "../lib/http-demo-server.ts";
 import { connectError } from "../lib/streams.ts";
 
 /** Most bytes one response may have: 64 MiB. We buffer until EOF, so the limit bounds our memory. */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
-/** Default give-up time for the whole exchange: 10 s. */
-export const DEFAULT_TIMEOUT_MS = 10_000;
 
-const CRLF = new Uint8Array([0x0d, 0x0a]);
+const CR = 0x0d;
+const LF = 0x0a;
 const utf8 = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
 
@@ -69,6 +88,7 @@ export class HttpGetProtocol {
   /** The buffer zone: every chunk received, kept until EOF. */
   #chunks: Uint8Array[] = [];
   #receivedBytes = 0;
+  readonly #head = new HeadWatch();
   #settled = false;
 
   constructor(request: string) {
@@ -87,8 +107,15 @@ export class HttpGetProtocol {
   /** data_received: keep the bytes (Bun gives each chunk its own memory, so no copy is needed). */
   dataReceived(socket: Socket<unknown>, chunk: Uint8Array): void {
     this.#receivedBytes += chunk.length;
-    if (this.#receivedBytes > MAX_RESPONSE_BYTES) {
-      this.fail(new HttpError(`response larger than ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB; giving up`));
+    const tooMuch =
+      this.#receivedBytes > MAX_RESPONSE_BYTES
+        ? new HttpError(
+            "too-large",
+            `response larger than ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB; giving up`,
+          )
+        : this.#head.check(chunk);
+    if (tooMuch) {
+      this.fail(tooMuch);
       socket.terminate();
       return;
     }
@@ -105,7 +132,7 @@ export class HttpGetProtocol {
     if (this.#settled) return;
     let response: HttpResponse;
     try {
-      response = parseResponse(joinChunks(this.#chunks, this.#receivedBytes));
+      response = parseResponse(concat(this.#chunks, this.#receivedBytes));
     } catch (error) {
       return this.fail(error as Error);
     }
@@ -114,7 +141,7 @@ export class HttpGetProtocol {
 
   /** connection_lost: if the response is not complete yet, it never will be. */
   connectionLost(error?: Error): void {
-    if (error) this.fail(new HttpError(`connection lost: ${error.message}`));
+    if (error) this.fail(new HttpError("truncated", `connection lost: ${error.message}`));
     else this.eofReceived();
   }
 
@@ -138,35 +165,80 @@ export class HttpGetProtocol {
   }
 }
 
-/** The chunks as one buffer of `totalBytes` (one chunk is returned as it is). */
-export function joinChunks(chunks: Uint8Array[], totalBytes: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const joined = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
+/** A status line of an interim response (`HTTP/1.1 100 Continue`): another head follows it. */
+const INTERIM_STATUS = /^HTTP\/\d\.\d 1\d\d/;
+/** Bytes of a status line kept to spot an interim one. */
+const STATUS_PREFIX_BYTES = 12;
+
+/**
+ * Watches the head while it arrives, line by line, without keeping it: the exchange fails as soon as a
+ * line passes {@link MAX_HEAD_LINE_BYTES} or the fields pass {@link MAX_HEADER_COUNT}. Once the head is
+ * over (and it was not a 1xx), the body is not looked at.
+ */
+class HeadWatch {
+  /** Bytes of the line being received so far. */
+  #lineBytes = 0;
+  /** Its last byte, to tell an empty `\r\n` line from a one-byte one. */
+  #lastByte = 0;
+  /** Lines of the current head so far (the status line included). */
+  #lines = 0;
+  /** The first bytes of the current status line. */
+  #status = "";
+  #over = false;
+
+  /** Looks at one chunk; returns the error to fail with, or null. */
+  check(chunk: Uint8Array): HttpError | null {
+    let from = 0;
+    while (!this.#over) {
+      const newline = chunk.indexOf(LF, from);
+      const end = newline === -1 ? chunk.length : newline;
+      if (this.#lines === 0 && this.#status.length < STATUS_PREFIX_BYTES)
+        this.#status += latin1.decode(
+          chunk.subarray(from, Math.min(end, from + STATUS_PREFIX_BYTES - this.#status.length)),
+        );
+      if (end > from) this.#lastByte = chunk[end - 1]!;
+      this.#lineBytes += end - from;
+      // One byte of grace for the `\r` of a `\r\n`.
+      if (this.#lineBytes > MAX_HEAD_LINE_BYTES + 1)
+        return headLineTooLong(this.#lines === 0 ? "status line" : "header line");
+      if (newline === -1) return null;
+      this.#endLine();
+      if (this.#lines > MAX_HEADER_COUNT + 1) return tooManyHeaders();
+      from = newline + 1;
+    }
+    return null;
   }
-  return joined;
+
+  #endLine(): void {
+    const empty = this.#lineBytes === 0 || (this.#lineBytes === 1 && this.#lastByte === CR);
+    if (empty && this.#lines > 0) {
+      // The end of a head: an interim response's is followed by another one.
+      if (INTERIM_STATUS.test(this.#status)) {
+        this.#lines = 0;
+        this.#status = "";
+      } else this.#over = true;
+    } else this.#lines++;
+    this.#lineBytes = 0;
+  }
 }
 
 // ── Step 2: parse the whole buffer ────────────────────────────────────────────────────────────────────
 
-/** Finds `needle` in `bytes` at or after `from`; -1 if absent. */
-function indexOfBytes(bytes: Uint8Array, needle: Uint8Array, from: number): number {
-  let index = bytes.indexOf(needle[0]!, from);
-  while (index !== -1) {
-    if (needle.every((byte, offset) => bytes[index + offset] === byte)) return index;
-    index = bytes.indexOf(needle[0]!, index + 1);
-  }
-  return -1;
-}
-
-/** Reads one CRLF-terminated line at `offset`; returns it and the offset after it, or throws if missing. */
+/**
+ * Reads one line at `offset`, ended by `\r\n` or a bare `\n` (RFC 9112 §2.2: a recipient may accept a lone
+ * LF, and `nc` sends one); returns it and the offset after it. Throws, saying what it saw, if it is cut off.
+ */
 function lineAt(bytes: Uint8Array, offset: number, what: string): { line: string; next: number } {
-  const end = indexOfBytes(bytes, CRLF, offset);
-  if (end === -1) throw new HttpError(`response ended inside the ${what}`);
-  return { line: latin1.decode(bytes.subarray(offset, end)), next: end + CRLF.length };
+  const newline = bytes.indexOf(LF, offset);
+  if (newline === -1) {
+    const seen = latin1.decode(bytes.subarray(offset, offset + 80));
+    throw new HttpError(
+      "truncated",
+      `response ended inside the ${what}, after ${bytes.length - offset} bytes: ${JSON.stringify(seen)}`,
+    );
+  }
+  const end = newline > offset && bytes[newline - 1] === CR ? newline - 1 : newline;
+  return { line: latin1.decode(bytes.subarray(offset, end)), next: newline + 1 };
 }
 
 /**
@@ -179,12 +251,13 @@ export function parseResponse(bytes: Uint8Array): HttpResponse {
   for (;;) {
     const status = lineAt(bytes, offset, "status line");
     const { version, status: code, reason } = parseStatusLine(status.line);
-    const headers: Record<string, string> = {};
+    const headers = newHeaders();
     offset = status.next;
-    for (;;) {
-      const header = lineAt(bytes, offset, "headers");
+    for (let count = 0; ; count++) {
+      const header = lineAt(bytes, offset, "header line");
       offset = header.next;
       if (header.line === "") break;
+      if (count === MAX_HEADER_COUNT) throw tooManyHeaders();
       addHeaderLine(headers, header.line);
     }
     if (code >= 100 && code < 200) continue;
@@ -192,7 +265,7 @@ export function parseResponse(bytes: Uint8Array): HttpResponse {
   }
 }
 
-function parseBody(rest: Uint8Array, status: number, headers: Record<string, string>): Uint8Array {
+function parseBody(rest: Uint8Array, status: number, headers: HttpHeaders): Uint8Array {
   const framing = bodyFraming(status, headers);
   switch (framing.kind) {
     case "none":
@@ -200,7 +273,7 @@ function parseBody(rest: Uint8Array, status: number, headers: Record<string, str
     case "eof":
       return rest;
     case "length":
-      if (rest.length < framing.length) throw shortBodyError(rest.length, framing.length);
+      if (rest.length < framing.length) throw new ShortBodyError(rest.length, framing.length);
       return rest.subarray(0, framing.length);
     case "chunked":
       return parseChunkedBody(rest);
@@ -213,39 +286,38 @@ function parseChunkedBody(rest: Uint8Array): Uint8Array {
   let total = 0;
   let offset = 0;
   for (;;) {
-    const sizeLine = lineAt(rest, offset, "chunked body");
+    const sizeLine = lineAt(rest, offset, "chunk size line");
     const size = parseChunkSize(sizeLine.line);
     offset = sizeLine.next;
     if (size === 0) break;
-    if (offset + size + CRLF.length > rest.length)
-      throw shortBodyError(total + rest.length - offset, "chunked");
+    if (offset + size + 2 > rest.length) throw new ShortBodyError(total + rest.length - offset, "chunked");
     pieces.push(rest.subarray(offset, offset + size));
     total += size;
     offset += size;
-    if (rest[offset] !== CRLF[0] || rest[offset + 1] !== CRLF[1])
-      throw new HttpError("chunk not followed by CRLF");
-    offset += CRLF.length;
+    if (rest[offset] !== CR || rest[offset + 1] !== LF)
+      throw new HttpError("malformed", "chunk not followed by CRLF");
+    offset += 2;
   }
   // Trailer fields, until the empty line; we read past them (lesson 02 keeps them).
-  for (let trailer = lineAt(rest, offset, "trailers"); trailer.line !== ""; ) {
+  for (let trailer = lineAt(rest, offset, "trailer"); trailer.line !== ""; ) {
     offset = trailer.next;
-    trailer = lineAt(rest, offset, "trailers");
+    trailer = lineAt(rest, offset, "trailer");
   }
-  return joinChunks(pieces, total);
+  return concat(pieces, total);
 }
 
 // ── Step 3: connect the protocol to a socket ──────────────────────────────────────────────────────────
 
 /**
  * GETs `url` with one connection and the callbacks above. Rejects with a one-line `Error` for a refused
- * connection, an unknown host, a timeout, or a malformed response.
+ * connection, an unknown host, a timeout (`HttpTimeoutError`), or a malformed response (`HttpError`).
  */
 export async function fetchRaw(url: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<HttpResponse> {
   const target = parseTarget(url);
   const protocol = new HttpGetProtocol(buildGetRequest(target, false));
   let socket: Socket<unknown> | undefined;
   const timer = setTimeout(() => {
-    protocol.fail(new HttpError(`timed out after ${timeoutMs / 1000} s`));
+    protocol.fail(new HttpTimeoutError(timeoutMs));
     socket?.terminate();
   }, timeoutMs);
   try {
@@ -260,7 +332,8 @@ export async function fetchRaw(url: string, timeoutMs = DEFAULT_TIMEOUT_MS): Pro
         },
         handshake: (socket, success, error) => {
           if (success) protocol.connectionMade(socket);
-          else protocol.fail(new HttpError(`TLS handshake failed: ${error?.message ?? "unknown error"}`));
+          else
+            protocol.fail(new HttpError("tls", `TLS handshake failed: ${error?.message ?? "unknown error"}`));
         },
         data: (socket, chunk) => protocol.dataReceived(socket, chunk),
         drain: (socket) => protocol.drain(socket),
@@ -281,88 +354,28 @@ export async function fetchRaw(url: string, timeoutMs = DEFAULT_TIMEOUT_MS): Pro
   }
 }
 
-// ── Step 4: a local server to talk to, so the lesson runs offline ─────────────────────────────────────
+// ── Step 4: the command line ──────────────────────────────────────────────────────────────────────────
 
-/** Starts a small HTTP server on a free loopback port (Bun.serve). Stop it with `server.stop()`. */
-export function startDemoServer() {
-  return Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(request) {
-      const { pathname } = new URL(request.url);
-      if (pathname === "/chunked") {
-        // A streamed body has no length up front: Bun sends it with Transfer-Encoding: chunked.
-        // (The pauses make Bun send each part as it comes instead of buffering the whole body.)
-        const parts = ["streamed ", "in ", "chunks\n"];
-        const body = new ReadableStream({
-          async pull(controller) {
-            await Bun.sleep(5);
-            const part = parts.shift();
-            if (part === undefined) controller.close();
-            else controller.enqueue(part);
-          },
-        });
-        return new Response(body, { headers: { "content-type": "text/plain; charset=utf-8" } });
-      }
-      return new Response(`hello from ${pathname} — served by Bun.serve on this machine\n`, {
-        headers: { "content-type": "text/plain; charset=utf-8" },
-      });
-    },
-  });
-}
-
-// ── Step 5: the command line ──────────────────────────────────────────────────────────────────────────
-
-export interface CliOptions {
-  urls: string[];
-  timeoutMs: number;
-  showBody: boolean;
-}
-
-/** Parses `[URL…] [--timeout SECONDS] [--body]`. Throws a one-line `Error` for a bad argument. */
-export function parseArgs(argv: string[]): CliOptions {
-  const options: CliOptions = { urls: [], timeoutMs: DEFAULT_TIMEOUT_MS, showBody: false };
-  for (let index = 0; index < argv.length; index++) {
-    const arg = argv[index]!;
-    if (arg === "--body") options.showBody = true;
-    else if (arg === "--timeout") {
-      const seconds = Number(argv[++index]);
-      if (!(seconds > 0)) throw new Error("--timeout needs a number of seconds greater than 0");
-      options.timeoutMs = seconds * 1000;
-    } else if (arg.startsWith("-"))
-      throw new Error(`unknown option ${arg} (try: [URL…] [--timeout SECONDS] [--body])`);
-    else options.urls.push(arg);
-  }
-  return options;
-}
-
-/** Prints the status line, the headers and (with --body, or for the demo) the body. */
-export function formatResponse(url: string, response: HttpResponse, showBody: boolean): string {
-  const lines = [`${url} → ${response.status} ${response.reason}`];
-  for (const [name, value] of Object.entries(response.headers)) lines.push(`  ${name}: ${value}`);
-  lines.push(`  (${response.body.length} bytes of body)`);
-  if (showBody) lines.push(new TextDecoder().decode(response.body).trimEnd());
-  return lines.join("\n");
-}
+const USAGE = "bun scripts/01-http-raw.ts [URL…] [--timeout SECONDS] [--body]";
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  let options: CliOptions;
-  try {
-    options = parseArgs(argv);
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
-    return 2;
-  }
-  const demo = options.urls.length === 0 ? startDemoServer() : undefined;
+  const parsed = parseCommandLine(argv, HTTP_CLIENT_FLAGS, USAGE, URL_ARGUMENTS);
+  if ("exitCode" in parsed) return parsed.exitCode;
+  const { flags } = parsed;
+  let urls = flags.positionals;
+  // The lesson runs offline: with no URL, a local server (lib/http-demo-server.ts) to fetch from.
+  const demo = urls.length === 0 ? startDemoServer() : undefined;
   if (demo) {
-    console.log(`no URL given: fetching from a local demo server at ${demo.url}`);
-    options.urls = [new URL("/hello", demo.url).href, new URL("/chunked", demo.url).href];
-    options.showBody = true;
+    console.log(
+      `no URL given: fetching from a local demo server at ${demo.url}` +
+        (flags.body ? "" : " (add --body to see the bodies)"),
+    );
+    urls = [new URL("/hello", demo.url).href, new URL("/chunked", demo.url).href];
   }
   let failures = 0;
-  for (const url of options.urls) {
+  for (const url of urls) {
     try {
-      console.log(formatResponse(url, await fetchRaw(url, options.timeoutMs), options.showBody));
+      console.log(formatResponse(url, await fetchRaw(url, flags.timeout * 1000), flags.body));
     } catch (error) {
       failures++;
       console.error(`${url}: ${(error as Error).message}`);
@@ -374,18 +387,18 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real run (bun scripts/01-http-raw.ts):
+/* A real run (bun scripts/01-http-raw.ts --body):
 
-no URL given: fetching from a local demo server at http://127.0.0.1:35313/
-http://127.0.0.1:35313/hello → 200 OK
+no URL given: fetching from a local demo server at http://127.0.0.1:36391/
+http://127.0.0.1:36391/hello → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Thu, 26 Nov 2026 18:13:23 GMT
+  date: Fri, 27 Nov 2026 05:15:38 GMT
   content-length: 58
   (58 bytes of body)
 hello from /hello — served by Bun.serve on this machine
-http://127.0.0.1:35313/chunked → 200 OK
+http://127.0.0.1:36391/chunked → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Thu, 26 Nov 2026 18:13:23 GMT
+  date: Fri, 27 Nov 2026 05:15:38 GMT
   transfer-encoding: chunked
   (19 bytes of body)
 streamed in chunks

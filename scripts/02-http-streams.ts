@@ -5,40 +5,69 @@
  * `lib/streams.ts` keeps the buffer, and we simply *await* what we need next, in the order the protocol
  * defines it:
  *
- *   await reader.readLine()        the status line, then each header line, until the empty line
+ *   await reader.readUntil("\n")   the status line, then each header line, until the empty line
  *   await reader.readExactly(n)    a body of Content-Length bytes
- *   await reader.readLine() + readExactly(size + 2)   each chunk of a chunked body
+ *   await reader.readUntil("\n") + readExactly(size + 2)   each chunk of a chunked body
  *   writer.write(request)          never blocks, never loses bytes (lib/streams queues what Bun's write() refuses)
  *
  * Because we read exactly one response and know where it ends, the connection can stay open for the next
- * request (keep-alive): `HttpClient` keeps one connection per origin and reuses it. And because nothing
- * blocks, several URLs are fetched at the same time — the asyncio `gather` of the book is `Promise.all`.
+ * request (keep-alive). And because nothing blocks, several URLs are fetched at the same time — the
+ * asyncio `gather` of the book is `Promise.all`. `HttpClient` keeps a small pool per origin (up to
+ * `maxConnectionsPerOrigin`, 6 as browsers and undici do): a request takes an idle connection or opens one
+ * up to the cap, else waits its turn — so a slow response holds one connection, not the whole origin.
+ *
+ * Never trust the peer: a head line is read with `readUntil`, which fails as soon as the line passes
+ * the limit (an endless header costs 8 KiB, not the whole deadline); a connection with bytes nobody asked
+ * for — left after a response, or arriving while it sat idle — is closed (when the pool next looks at
+ * it), never reused, so an unrequested response cannot pass for the answer to the next request.
  *
  * Run it:
  *   bun scripts/02-http-streams.ts                     # offline: two local servers, four URLs at once
  *   bun scripts/02-http-streams.ts http://example.com/ https://example.org/ --timeout 5 --body
+ *   bun scripts/02-http-streams.ts --help
  * Poke it: `nc -l 9000` in a second terminal, then `bun scripts/02-http-streams.ts http://127.0.0.1:9000/`;
  * answer `HTTP/1.1 200 OK`, `Content-Length: 3`, an empty line, `abc` — the client returns as soon as the
  * third byte arrives, without waiting for you to close nc (lesson 01 had to wait for EOF).
  *
- * Builds on: lesson 01 (same requests and parsing rules, from lib/http.ts; its demo server) and
- * lib/streams.ts (asyncio.open_connection ↔ openConnection; StreamReader.readline ↔ readLine).
+ * Builds on: lesson 01 (the same requests and parsing rules, from lib/http.ts) and lib/streams.ts
+ * (asyncio.open_connection ↔ openConnection; StreamReader.readline ↔ readLine, readuntil ↔ readUntil,
+ * readexactly ↔ readExactly). The pool is lib/connection-pool.ts; the demo server, the command line and
+ * the printout are shared with lesson 01 (lib/http-demo-server.ts, lib/args.ts, lib/http-cli.ts).
  */
+import { parseCommandLine } from "../lib/args.ts";
+import { concat } from "../lib/bytes.ts";
+import {
+  ConnectionPool,
+  DEFAULT_MAX_CONNECTIONS_PER_ORIGIN,
+  PoolClosedError,
+  PoolWaitTimeoutError,
+} from "../lib/connection-pool.ts";
+import { Deadline } from "../lib/deadline.ts";
+import { GetRequestCache } from "../lib/get-request-cache.ts";
 import {
   addHeaderLine,
   bodyFraming,
   buildGetRequest,
+  DEFAULT_TIMEOUT_MS,
   HttpError,
+  type HttpHeaders,
   type HttpResponse,
+  HttpTimeoutError,
+  headLineTooLong,
+  keepsAlive,
   MAX_HEAD_LINE_BYTES,
   MAX_HEADER_COUNT,
   NoResponseError,
+  newHeaders,
   parseChunkSize,
   parseStatusLine,
   parseTarget,
-  shortBodyError,
+  ShortBodyError,
   type Target,
+  tooManyHeaders,
 } from "../lib/http.ts";
+import { countUrls, formatResponse, HTTP_CLIENT_FLAGS, URL_ARGUMENTS } from "../lib/http-cli.ts";
+import { startDemoServer } from "../lib/http-demo-server.ts";
 import {
   ConnectionLostError,
   IncompleteReadError,
@@ -47,37 +76,45 @@ import {
   type StreamReader,
   type StreamWriter,
 } from "../lib/streams.ts";
-import { DEFAULT_TIMEOUT_MS, formatResponse, joinChunks, parseArgs, startDemoServer } from "./01-http-raw.ts";
 
 /** Largest body we accept: 64 MiB; a bigger one is an error, not an out-of-memory. */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 /** Read size while reading a body that ends at EOF: 64 KiB. */
 const READ_CHUNK_BYTES = 64 * 1024;
+/**
+ * The reader's limit: a head line's. `readUntil` fails the moment this many bytes sit buffered without a
+ * newline. (Bodies are read with `readExactly`/`read`, which the limit does not bound.)
+ */
+const READER_LIMIT = MAX_HEAD_LINE_BYTES;
 
 const latin1 = new TextDecoder("latin1");
+const CR = 0x0d;
+const LF = 0x0a;
+/** The separator head lines are read up to: `\n` (a `\r` before it is dropped afterwards). */
+const LINE_END = new Uint8Array([LF]);
 
 // ── Step 1: read one response from a StreamReader ─────────────────────────────────────────────────────
 
-/** Reads one CRLF (or LF) line of the head, without its terminator. */
+/**
+ * Reads one line of the head, without its `\r\n` (or bare `\n`, RFC 9112 §2.2). `readUntil` — not
+ * `readLine`, which would skip an over-long line to its end — so an endless line fails at the limit.
+ */
 async function readHeadLine(reader: StreamReader, what: string): Promise<string> {
   let line: Uint8Array;
   try {
-    line = await reader.readLine();
+    line = await reader.readUntil(LINE_END);
   } catch (error) {
-    if (error instanceof LimitOverrunError) throw new HttpError(`${what} longer than ${reader.limit} bytes`);
-    throw error;
+    if (error instanceof LimitOverrunError) throw headLineTooLong(what);
+    if (!(error instanceof IncompleteReadError)) throw error;
+    if (error.partial.length === 0 && what === "status line") throw new NoResponseError();
+    const seen = latin1.decode(error.partial.subarray(0, 80));
+    throw new HttpError(
+      "truncated",
+      `response ended inside the ${what}, after ${error.partial.length} bytes: ${JSON.stringify(seen)}`,
+    );
   }
-  if (line.length === 0 && what === "status line") throw new NoResponseError();
-  return headLineText(line, what);
-}
-
-function headLineText(line: Uint8Array, what: string): string {
-  if (line.length === 0 || line[line.length - 1] !== 0x0a)
-    throw new HttpError(`response ended inside the ${what}`);
-  if (line.length > MAX_HEAD_LINE_BYTES)
-    throw new HttpError(`${what} longer than ${MAX_HEAD_LINE_BYTES} bytes`);
   const text = latin1.decode(line);
-  return text.slice(0, text.endsWith("\r\n") ? -2 : -1);
+  return text.slice(0, line.length >= 2 && line[line.length - 2] === CR ? -2 : -1);
 }
 
 /**
@@ -88,11 +125,11 @@ function headLineText(line: Uint8Array, what: string): string {
 export async function readResponse(reader: StreamReader): Promise<HttpResponse> {
   for (;;) {
     const { version, status, reason } = parseStatusLine(await readHeadLine(reader, "status line"));
-    const headers: Record<string, string> = {};
+    const headers = newHeaders();
     for (let count = 0; ; count++) {
       const line = await readHeadLine(reader, "header line");
       if (line === "") break;
-      if (count === MAX_HEADER_COUNT) throw new HttpError(`more than ${MAX_HEADER_COUNT} header fields`);
+      if (count === MAX_HEADER_COUNT) throw tooManyHeaders();
       addHeaderLine(headers, line);
     }
     if (status >= 100 && status < 200) continue;
@@ -100,18 +137,14 @@ export async function readResponse(reader: StreamReader): Promise<HttpResponse> 
   }
 }
 
-async function readBody(
-  reader: StreamReader,
-  status: number,
-  headers: Record<string, string>,
-): Promise<Uint8Array> {
+async function readBody(reader: StreamReader, status: number, headers: HttpHeaders): Promise<Uint8Array> {
   const framing = bodyFraming(status, headers);
   switch (framing.kind) {
     case "none":
       return new Uint8Array(0);
     case "length":
       checkBodySize(framing.length);
-      return readExactlyOrShort(reader, framing.length, 0);
+      return readExactlyOrShort(reader, framing.length, 0, framing.length);
     case "chunked":
       return readChunkedBody(reader, headers);
     case "eof":
@@ -121,30 +154,36 @@ async function readBody(
 
 function checkBodySize(bytes: number): void {
   if (bytes > MAX_BODY_BYTES)
-    throw new HttpError(`body of ${bytes} bytes is over the limit of ${MAX_BODY_BYTES} bytes`);
+    throw new HttpError("too-large", `body of ${bytes} bytes is over the limit of ${MAX_BODY_BYTES} bytes`);
 }
 
 /** `readExactly`, with an early EOF turned into "body shorter than announced". */
-async function readExactlyOrShort(reader: StreamReader, n: number, alreadyRead: number): Promise<Uint8Array> {
+async function readExactlyOrShort(
+  reader: StreamReader,
+  n: number,
+  alreadyRead: number,
+  expected: number | "chunked",
+): Promise<Uint8Array> {
   try {
     return await reader.readExactly(n);
   } catch (error) {
     if (error instanceof IncompleteReadError)
-      throw shortBodyError(alreadyRead + error.partial.length, alreadyRead + n);
+      throw new ShortBodyError(alreadyRead + error.partial.length, expected);
     throw error;
   }
 }
 
 /** `size\r\n` data `\r\n` … `0\r\n`, then trailer fields (added to `headers`) and an empty line. */
-async function readChunkedBody(reader: StreamReader, headers: Record<string, string>): Promise<Uint8Array> {
+async function readChunkedBody(reader: StreamReader, headers: HttpHeaders): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
     const size = parseChunkSize(await readHeadLine(reader, "chunk size line"));
     if (size === 0) break;
     checkBodySize(total + size);
-    const chunk = await readExactlyOrShort(reader, size + 2, total);
-    if (chunk[size] !== 0x0d || chunk[size + 1] !== 0x0a) throw new HttpError("chunk not followed by CRLF");
+    const chunk = await readExactlyOrShort(reader, size + 2, total, "chunked");
+    if (chunk[size] !== CR || chunk[size + 1] !== LF)
+      throw new HttpError("malformed", "chunk not followed by CRLF");
     chunks.push(chunk.subarray(0, size));
     total += size;
   }
@@ -155,7 +194,7 @@ async function readChunkedBody(reader: StreamReader, headers: Record<string, str
   ) {
     addHeaderLine(headers, line);
   }
-  return joinChunks(chunks, total);
+  return concat(chunks, total);
 }
 
 async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
@@ -163,84 +202,52 @@ async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
   let total = 0;
   for (;;) {
     const chunk = await reader.read(READ_CHUNK_BYTES);
-    if (chunk.length === 0) return joinChunks(chunks, total);
+    if (chunk.length === 0) return concat(chunks, total);
     total += chunk.length;
     checkBodySize(total);
     chunks.push(chunk);
   }
 }
 
-/** Whether the connection may carry another request after this response (RFC 9112 §9.3). */
-function canReuse(response: HttpResponse): boolean {
-  const connection = (response.headers.connection ?? "").toLowerCase();
-  if (connection.includes("close")) return false;
-  if (bodyFraming(response.status, response.headers).kind === "eof") return false;
-  return response.version === "HTTP/1.1" || connection.includes("keep-alive");
-}
-
 // ── Step 2: one request on one connection, with a deadline ────────────────────────────────────────────
 
 export interface GetOptions {
-  /** Give up after this many milliseconds (default 10 s). */
+  /** Give up after this many milliseconds, waiting for a connection included (default 10 s). */
   timeoutMs?: number;
 }
 
+/** One connection: the stream pair, and the deadline of the request it is carrying. */
 interface Connection {
   reader: StreamReader;
   writer: StreamWriter;
-  /** The request deadline: one timer per connection, re-armed for each request (cheaper than a new one). */
-  deadline: ReturnType<typeof setTimeout> | null;
-  deadlineMs: number;
-  busy: boolean;
-  timedOut: boolean;
-}
-
-function timeoutError(timeoutMs: number): HttpError {
-  return new HttpError(`timed out after ${timeoutMs / 1000} s`);
+  /** Past it, the connection is aborted — which fails the pending read. */
+  deadline: Deadline;
 }
 
 /** Connects to the target; past `timeoutMs`, gives up with a timeout error. */
 async function connect(target: Target, timeoutMs: number): Promise<Connection> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timeoutError(timeoutMs)), timeoutMs);
+    timer = setTimeout(() => reject(new HttpTimeoutError(timeoutMs)), timeoutMs);
   });
   try {
     const [reader, writer] = await Promise.race([
-      openConnection(target.host, target.port, { tls: target.tls }),
+      openConnection(target.host, target.port, { tls: target.tls, limit: READER_LIMIT }),
       deadline,
     ]);
-    return { reader, writer, deadline: null, deadlineMs: 0, busy: false, timedOut: false };
+    return { reader, writer, deadline: new Deadline(() => writer.abort()) };
   } finally {
     clearTimeout(timer);
   }
 }
 
-/** Starts the request's deadline: past it, the connection is aborted (which fails the pending read). */
-function armDeadline(connection: Connection, timeoutMs: number): void {
-  connection.busy = true;
-  connection.timedOut = false;
-  if (connection.deadline && connection.deadlineMs === timeoutMs) {
-    connection.deadline.refresh();
-    return;
-  }
-  if (connection.deadline) clearTimeout(connection.deadline);
-  connection.deadlineMs = timeoutMs;
-  connection.deadline = setTimeout(() => {
-    if (!connection.busy) return; // it went off between requests: nothing to time out
-    connection.timedOut = true;
-    connection.writer.abort();
-  }, timeoutMs);
-  // The socket keeps the process alive while a response is awaited; an idle connection's timer should not.
-  connection.deadline.unref();
-}
-
 /**
  * Sends a GET on `connection` and reads the response. Past `timeoutMs` the connection is aborted, which
- * makes the pending read fail; that failure is reported as the timeout it is.
+ * makes the pending read fail; that failure is reported as the timeout it is. On any failure the
+ * connection is aborted: what is left in it cannot be trusted.
  */
 async function exchange(connection: Connection, request: Uint8Array, timeoutMs: number) {
-  armDeadline(connection, timeoutMs);
+  connection.deadline.arm(timeoutMs);
   try {
     connection.writer.writeShared(request);
     // One request per connection at a time: nothing else will join this write, so send it now.
@@ -248,151 +255,158 @@ async function exchange(connection: Connection, request: Uint8Array, timeoutMs: 
     return await readResponse(connection.reader);
   } catch (error) {
     connection.writer.abort();
-    throw connection.timedOut ? timeoutError(timeoutMs) : error;
+    throw connection.deadline.expired ? new HttpTimeoutError(timeoutMs) : error;
   } finally {
-    connection.busy = false;
+    connection.deadline.disarm();
   }
 }
 
-const utf8 = new TextEncoder();
-
 function closeConnection(connection: Connection): void {
-  if (connection.deadline) clearTimeout(connection.deadline);
+  connection.deadline.clear();
   connection.writer.close();
 }
+
+/**
+ * Whether an idle connection can carry the next request. Not if the server closed it, and not if it holds
+ * bytes: nobody asked for them, and read as the next response they would desynchronise every answer after.
+ */
+function isReusable(connection: Connection): boolean {
+  const { reader, writer } = connection;
+  return !writer.isClosing() && reader.bufferedBytes === 0 && !reader.atEof() && reader.exception() === null;
+}
+
+const utf8 = new TextEncoder();
 
 /** GETs `url` on a fresh connection that is closed afterwards (`Connection: close`). */
 export async function httpGet(url: string, options: GetOptions = {}): Promise<HttpResponse> {
   const target = parseTarget(url);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const connection = await connect(target, timeoutMs);
-  const response = await exchange(connection, utf8.encode(buildGetRequest(target, false)), timeoutMs);
-  closeConnection(connection);
-  return response;
+  try {
+    return await exchange(connection, utf8.encode(buildGetRequest(target, false)), timeoutMs);
+  } finally {
+    closeConnection(connection);
+  }
 }
 
-// ── Step 3: a keep-alive client — one reusable connection per origin ──────────────────────────────────
+// ── Step 3: a keep-alive client — a small pool of connections per origin ──────────────────────────────
 
-/** Per origin: its idle connection, and the requests waiting for their turn on it. */
-interface Origin {
-  idle: Connection | null;
-  busy: boolean;
-  waiting: (() => void)[];
+export interface HttpClientOptions {
+  /** Most connections open to one origin at a time (default 6, as browsers and undici). */
+  maxConnectionsPerOrigin?: number;
 }
-
-/** How many parsed URLs HttpClient remembers: 256 (a client GETs the same few URLs over and over). */
-const TARGET_CACHE_SIZE = 256;
 
 /**
- * An HTTP/1.1 client that keeps one connection per origin open and reuses it. Requests to one origin take
- * turns on its connection; requests to different origins run at once. A GET on a reused connection that
- * the server closed while it sat idle is retried once on a fresh one (GET is safe to repeat).
+ * An HTTP/1.1 client that keeps connections open and reuses them: up to `maxConnectionsPerOrigin` per
+ * origin, handed out first come first served when all are busy. A GET on a reused connection that the
+ * server closed while it sat idle is retried once on a fresh one (GET is safe to repeat).
  */
 export class HttpClient {
-  readonly #origins = new Map<string, Origin>();
-  /** Parsed URLs and their encoded keep-alive requests, by URL. */
-  readonly #targets = new Map<string, { target: Target; request: Uint8Array }>();
+  readonly maxConnectionsPerOrigin: number;
+  readonly #pool: ConnectionPool<Connection>;
+  readonly #requests = new GetRequestCache();
   #closed = false;
+
+  constructor(options: HttpClientOptions = {}) {
+    this.maxConnectionsPerOrigin = options.maxConnectionsPerOrigin ?? DEFAULT_MAX_CONNECTIONS_PER_ORIGIN;
+    this.#pool = new ConnectionPool({
+      maxPerOrigin: this.maxConnectionsPerOrigin,
+      isReusable,
+      discard: closeConnection,
+    });
+  }
 
   async get(url: string, options: GetOptions = {}): Promise<HttpResponse> {
     if (this.#closed) throw new Error("HttpClient is closed");
-    const { target, request } = this.#target(url);
-    const origin = this.#origin(target.origin);
-    if (origin.busy) await new Promise<void>((resolve) => origin.waiting.push(resolve));
-    origin.busy = true;
+    const { target, request } = this.#requests.get(url);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const started = performance.now();
     try {
-      return await this.#getInTurn(target, request, origin, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    } finally {
-      const next = origin.waiting.shift();
-      if (next) next();
-      else origin.busy = false;
+      return await this.#getOnce(target, request, timeoutMs, false);
+    } catch (error) {
+      // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one.
+      if (!(error instanceof StaleConnectionError)) throw error;
+      const left = Math.max(1, timeoutMs - (performance.now() - started));
+      return await this.#getOnce(target, request, left, true);
     }
   }
 
-  /** Closes every idle connection. Requests under way finish; later `get()` calls throw. */
+  /** Closes every idle connection and fails the requests waiting for one; requests under way finish. */
   close(): void {
     this.#closed = true;
-    for (const origin of this.#origins.values()) if (origin.idle) closeConnection(origin.idle);
-    this.#origins.clear();
+    this.#pool.close();
   }
 
-  async #getInTurn(
-    target: Target,
-    request: Uint8Array,
-    origin: Origin,
-    timeoutMs: number,
-  ): Promise<HttpResponse> {
-    const reused = origin.idle;
-    origin.idle = null;
-    if (reused && !reused.writer.isClosing()) {
-      try {
-        return this.#keepOrClose(await exchange(reused, request, timeoutMs), reused, origin);
-      } catch (error) {
-        // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one.
-        if (!(error instanceof NoResponseError || error instanceof ConnectionLostError)) throw error;
-      }
+  async #getOnce(target: Target, request: Uint8Array, timeoutMs: number, fresh: boolean) {
+    // The deadline covers the wait for a connection, too.
+    // An idle connection at hand is taken at once; else the pool opens one, or queues us for one.
+    const idle = fresh ? undefined : this.#pool.takeIdle(target.origin);
+    let lease: { connection: Connection; reused: boolean };
+    try {
+      lease = idle
+        ? { connection: idle, reused: true }
+        : await this.#pool.acquire(target.origin, () => connect(target, timeoutMs), {
+            fresh,
+            maxWaitMs: timeoutMs,
+          });
+    } catch (error) {
+      if (error instanceof PoolClosedError) throw new Error("HttpClient is closed");
+      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(timeoutMs) : error;
     }
-    const connection = await connect(target, timeoutMs);
-    return this.#keepOrClose(await exchange(connection, request, timeoutMs), connection, origin);
-  }
-
-  #keepOrClose(response: HttpResponse, connection: Connection, origin: Origin): HttpResponse {
-    if (canReuse(response) && !this.#closed) origin.idle = connection;
-    else closeConnection(connection);
+    const { connection, reused } = lease;
+    let response: HttpResponse;
+    try {
+      response = await exchange(connection, request, timeoutMs);
+    } catch (error) {
+      this.#pool.release(target.origin, connection, false);
+      const stale = reused && (error instanceof NoResponseError || error instanceof ConnectionLostError);
+      throw stale ? new StaleConnectionError(error as Error) : error;
+    }
+    // Bytes left after the response were not asked for: such a connection is not reused.
+    const reusable = keepsAlive(response) && connection.reader.bufferedBytes === 0 && !this.#closed;
+    this.#pool.release(target.origin, connection, reusable);
     return response;
   }
+}
 
-  #origin(key: string): Origin {
-    let origin = this.#origins.get(key);
-    if (!origin) {
-      origin = { idle: null, busy: false, waiting: [] };
-      this.#origins.set(key, origin);
-    }
-    return origin;
-  }
-
-  #target(url: string): { target: Target; request: Uint8Array } {
-    let cached = this.#targets.get(url);
-    if (!cached) {
-      if (this.#targets.size >= TARGET_CACHE_SIZE) this.#targets.clear();
-      const target = parseTarget(url);
-      cached = { target, request: utf8.encode(buildGetRequest(target, true)) };
-      this.#targets.set(url, cached);
-    }
-    return cached;
+/** A reused connection turned out closed: the request may be retried on a fresh one. */
+class StaleConnectionError extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause });
   }
 }
 
 // ── Step 4: the command line — several URLs at once ───────────────────────────────────────────────────
 
+const USAGE = "bun scripts/02-http-streams.ts [URL…] [--timeout SECONDS] [--body]";
+
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  let options: ReturnType<typeof parseArgs>;
-  try {
-    options = parseArgs(argv);
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
-    return 2;
-  }
-  // With no URL: two local servers, i.e. two origins — HttpClient keeps one connection to each, so the
-  // two slow /chunked responses run at the same time, while requests to one origin take turns.
-  const demos = options.urls.length === 0 ? [startDemoServer(), startDemoServer()] : [];
+  const parsed = parseCommandLine(argv, HTTP_CLIENT_FLAGS, USAGE, URL_ARGUMENTS);
+  if ("exitCode" in parsed) return parsed.exitCode;
+  const { flags } = parsed;
+  let urls = flags.positionals;
+  // With no URL: two local servers, i.e. two origins. On each, the slow /chunked and a fast path are asked
+  // for at once: each gets its own pooled connection, so the fast one finishes first.
+  const demos = urls.length === 0 ? [startDemoServer(), startDemoServer()] : [];
   if (demos.length > 0) {
     console.log(
-      `no URL given: fetching four URLs at once from two local demo servers: ${demos.map((demo) => demo.url.host).join(" and ")}`,
+      `no URL given: fetching four URLs at once from two local demo servers: ${demos.map((demo) => demo.url.host).join(" and ")}` +
+        (flags.body ? "" : " (add --body to see the bodies)"),
     );
-    options.urls = demos.flatMap((demo, index) =>
+    urls = demos.flatMap((demo, index) =>
       [`/chunked`, `/${"ab"[index]}`].map((path) => new URL(path, demo.url).href),
     );
   }
+  const timeoutMs = flags.timeout * 1000;
   const client = new HttpClient();
   const started = performance.now();
   // Start every request, then print each as it completes: the book's `asyncio.as_completed`.
-  const results = options.urls.map(async (url) => {
+  const results = urls.map(async (url) => {
     const begun = performance.now();
     try {
-      const response = await client.get(url, { timeoutMs: options.timeoutMs });
+      const response = await client.get(url, { timeoutMs });
       const elapsed = (performance.now() - begun).toFixed(1);
-      console.log(`[${elapsed} ms] ${formatResponse(url, response, options.showBody)}`);
+      console.log(`[${elapsed} ms] ${formatResponse(url, response, flags.body)}`);
       return true;
     } catch (error) {
       console.error(`[${(performance.now() - begun).toFixed(1)} ms] ${url}: ${(error as Error).message}`);
@@ -400,7 +414,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     }
   });
   const succeeded = await Promise.all(results);
-  console.log(`${options.urls.length} URLs in ${(performance.now() - started).toFixed(1)} ms`);
+  console.log(`${countUrls(urls.length)} in ${(performance.now() - started).toFixed(1)} ms`);
   client.close();
   for (const demo of demos) demo.stop(true);
   return succeeded.every(Boolean) ? 0 : 1;
@@ -408,20 +422,24 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 if (import.meta.main) process.exit(await main());
 
-/* A real run (bun scripts/02-http-streams.ts). The two /chunked responses (each ~24 ms: the server
-   pauses between chunks) ran at the same time on two connections; /a and /b waited their turn behind them:
+/* A real run (bun scripts/02-http-streams.ts). On each origin, /a (or /b) and the slow /chunked (~25 ms:
+   the server pauses between chunks) were asked for at once; each got its own pooled connection, so the fast
+   ones finished first (before the pool, they waited their turn behind /chunked: all four took ~24 ms):
 
-no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:39883 and 127.0.0.1:42487
-[24.8 ms] http://127.0.0.1:39883/chunked → 200 OK
+no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:38133 and 127.0.0.1:41017 (add --body to see the bodies)
+[2.6 ms] http://127.0.0.1:38133/a → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Thu, 26 Nov 2026 18:13:28 GMT
+  date: Fri, 27 Nov 2026 05:15:38 GMT
+  content-length: 54
+  (54 bytes of body)
+[2.7 ms] http://127.0.0.1:41017/b → 200 OK
+  …
+[26.6 ms] http://127.0.0.1:38133/chunked → 200 OK
+  content-type: text/plain; charset=utf-8
+  date: Fri, 27 Nov 2026 05:15:38 GMT
   transfer-encoding: chunked
   (19 bytes of body)
-[23.8 ms] http://127.0.0.1:39883/a → 200 OK
+[25.5 ms] http://127.0.0.1:41017/chunked → 200 OK
   …
-[23.8 ms] http://127.0.0.1:42487/chunked → 200 OK
-  …
-[24.0 ms] http://127.0.0.1:42487/b → 200 OK
-  …
-4 URLs in 26.0 ms
+4 URLs in 26.8 ms
 */

@@ -15,30 +15,40 @@
  * (Bun gives us raw; lib/cbreak.ts plays the driver's part for Ctrl+C), keep the line being typed
  * ourselves (lib/line-editor.ts), and split the screen (lib/screen.ts): the last row is the input line, and
  * everything above is a scroll region fed from a deque of messages ("max elements = number of rows"). New
- * results scroll the region; the input line is never touched by them.
+ * results scroll the region; the input line is never touched by them. lib/terminal-ui.ts runs the loop
+ * that joins them — key → line editor → input line redrawn → Enter hands over a line — for lessons 03 and 06.
+ *
+ * Non-blocking needs one more thing: nothing on our thread may run long. A network database is no
+ * trouble (we only wait for its answer), but the embedded one, PGlite, runs queries on the thread that owns
+ * it — `select pg_sleep(3)` there would freeze the keys for 3 s. So it runs in a Worker thread
+ * (lib/pglite-server.ts) and serves the wire protocol on a loopback port, like any server.
  *
  * The book's version put the terminal in cbreak mode and never gave it back, and redrew the whole deque on
  * every message. Here every way out (\q, Ctrl+C, Ctrl+D, SIGTERM, a crash) restores the terminal, and a
- * message is written once at the bottom of the region.
+ * message is written once at the bottom of the region. Leaving with \q or Ctrl+D exits 0; Ctrl+C exits 130
+ * (as a shell reports a program that SIGINT ended); SIGTERM exits 143. The database thread ends with us.
  *
  *   asyncio (book)                           here
- *   tty.setcbreak(sys.stdin)                 enterCbreak() — and its restore(), always
- *   await read(1) per character              `for await (const key of session.keys)` (KeyDecoder)
+ *   tty.setcbreak(sys.stdin)                 enterCbreak() (raw mode) — and its restore(), always
+ *   await read(1) per character              `for await (const line of ui.lines)` (keys → line editor)
  *   asyncpg.create_pool(…)                   new Pool(url, { max }) from lib/pg.ts (lesson material too)
  *   asyncio.create_task(run_query(…))        pool.simpleQuery(sql).then(print) — not awaited
+ *   loop.run_in_executor(…) for blocking     a Worker thread for the embedded database
  *
  * Run it:   bun scripts/03-sql-client.ts                        # an embedded PGlite database, offline
  *           bun scripts/03-sql-client.ts --url postgres://user:pass@localhost/db --pool 4
  * Try:      select * from product limit 5        then, quickly:   3    and    select count(*) from product
- *           (with a real server: select pg_sleep(3), 'slow' — and type a fast query while it runs)
+ *           select pg_sleep(3)   then keep typing: the keys still echo, and a `1` typed meanwhile reports
+ *           first (the embedded pool has one connection, so a query queues behind the sleep; with a real
+ *           server and --pool 4, a fast query typed meanwhile comes back first too)
  *
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
 import { spinner } from "@clack/prompts";
 import { parseCommandLine } from "../lib/args.ts";
 import { NotATerminalError } from "../lib/cbreak.ts";
-import { applyKey, type EditorState } from "../lib/line-editor.ts";
 import { type Field, PgError, Pool, type QueryResult, redact } from "../lib/pg.ts";
+import { startPGliteServer } from "../lib/pglite-server.ts";
 import type { Message, Screen, Span } from "../lib/screen.ts";
 import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
 
@@ -89,27 +99,18 @@ export interface Database {
 
 /**
  * PGlite (PostgreSQL compiled to WebAssembly) with the sample data, served on a free loopback port, so
- * that our own wire-protocol client talks to it exactly as to a real server.
+ * that our own wire-protocol client talks to it exactly as to a real server. It runs in its own thread
+ * (lib/pglite-server.ts): PGlite works on the thread that owns it, so on ours `select pg_sleep(3)` — or
+ * just starting it — would freeze the keys, the spinner and the screen for as long as it takes.
  */
 export async function startEmbeddedDatabase(): Promise<Database> {
-  const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
-    import("@electric-sql/pglite"),
-    import("@electric-sql/pglite-socket"),
-  ]);
-  const db = await PGlite.create();
-  await db.exec(SAMPLE_SCHEMA);
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 });
-  await server.start();
-  const port = Number(server.getServerConn().split(":").pop());
+  const server = await startPGliteServer(SAMPLE_SCHEMA);
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    description: `embedded PGlite on 127.0.0.1:${port} (tables: brand, product_size, product — 5,000 products)`,
+    url: server.url,
+    description: `embedded PGlite on 127.0.0.1:${server.port} (tables: brand, product_size, product — 5,000 products)`,
     // PGlite runs one query at a time; more connections would only queue behind each other.
     poolSize: 1,
-    async stop() {
-      await server.stop();
-      await db.close();
-    },
+    stop: () => server.stop(),
   };
 }
 
@@ -280,17 +281,20 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   progress.start(
     flags.url ? `Connecting to ${redact(flags.url)}` : "Starting the embedded database (PGlite)",
   );
-  let database: Database;
+  let database: Database | undefined;
   let pool: Pool;
+  let version: string;
   try {
     database = flags.url
       ? { url: flags.url, description: redact(flags.url), poolSize: flags.pool, stop: async () => {} }
       : await startEmbeddedDatabase();
     pool = new Pool(database.url, { max: database.poolSize });
-    const [{ rows }] = [await pool.query<{ version: string }>("SELECT version() AS version")];
-    progress.stop(`Connected: ${database.description}\n│  ${rows[0]?.version.split(",")[0] ?? ""}`);
+    const { rows } = await pool.query<{ version: string }>("SELECT version() AS version");
+    version = rows[0]?.version.split(",")[0] ?? "";
+    progress.stop(`Connected: ${database.description}`);
   } catch (error) {
     progress.error(`Cannot connect: ${(error as Error).message}`);
+    await database?.stop();
     return 1;
   }
 
@@ -298,32 +302,23 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   try {
     ui = openTerminalUi(PROMPT);
   } catch (error) {
+    await pool.close();
+    await database.stop();
     if (!(error instanceof NotATerminalError)) throw error;
     console.error(`error: ${error.message}`);
     return 2;
   }
+  // The screen takes over the terminal from here: what the spinner said is said again in its area.
   const { screen } = ui;
-  screen.print([{ text: `Connected to ${database.description}.`, style: { bold: true } }]);
+  screen.print([{ text: `Connected to ${database.description}: ${version}.`, style: { bold: true } }]);
   screen.print("Type SQL, or a number of seconds to sleep, or \\help. \\q quits.");
 
   const sqlConsole = new SqlConsole(screen, pool, () => process.stdout.columns ?? 80);
-  let input: EditorState = { text: "", cursor: 0 };
-  let exitCode = 0;
-  for await (const key of ui.keys) {
-    const result = applyKey(input, key);
-    input = result.state;
-    screen.setInput(input);
-    if (result.interrupted) {
-      exitCode = 130; // as if SIGINT had ended us
-      break;
-    }
-    if (result.endOfInput) break;
-    if (result.submitted !== undefined && !sqlConsole.submit(result.submitted)) break;
-  }
+  for await (const line of ui.lines) if (!sqlConsole.submit(line)) break;
   ui.close();
   await Promise.race([pool.close(), Bun.sleep(1000)]);
   await database.stop();
-  return exitCode;
+  return ui.lines.exitCode; // 130 after Ctrl+C, as if SIGINT had ended us; else 0
 }
 
 if (import.meta.main) process.exit(await main());
@@ -331,12 +326,13 @@ if (import.meta.main) process.exit(await main());
 /* A real session (80×24, embedded database), typed: the GROUP BY query, `2`, `select 41 + 1 as answer`
    (which came back while the delay slept), and a query on a table that does not exist:
 
-Connected to embedded PGlite on 127.0.0.1:35669 (tables: brand, product_size,
-product — 5,000 products).
+Connected to embedded PGlite on 127.0.0.1:34139 (tables: brand, product_size,
+product — 5,000 products): PostgreSQL 18.6 (PGlite 0.5.16) on
+wasm32-unknown-emscripten.
 Type SQL, or a number of seconds to sleep, or \help. \q quits.
 [#1] select brand_name, count(*), round(avg(price), 2) as avg_price from product
  join brand using (brand_id) group by 1 order by 3 desc limit 3
-[#1] 3 rows in 12.9 ms
+[#1] 3 rows in 40.9 ms
 brand_name │ count │ avg_price
 ───────────┼───────┼──────────
 brand 28   │ 50    │ 59.90
@@ -344,7 +340,7 @@ brand 55   │ 50    │ 59.80
 brand 82   │ 50    │ 59.70
 [#2] sleeping 2 s…
 [#3] select 41 + 1 as answer
-[#3] 1 row in 2.3 ms
+[#3] 1 row in 2.5 ms
 answer
 ──────
 42

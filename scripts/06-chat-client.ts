@@ -3,50 +3,85 @@
  *
  * What it teaches: three pieces from the earlier lessons cooperating in one event loop, none waiting for
  * another:
- *   - one task reads the socket (lib/streams: `await reader.readLine()`) and prints each line it gets;
- *   - one task reads keys (lib/cbreak: `for await (const key of keys)`) and edits the input line;
+ *   - one task reads the socket (lib/streams: `await reader.readUntil("\n")`) and prints each line it gets;
+ *   - one task reads what you type (lib/terminal-ui: `for await (const line of ui.lines)`, the input loop
+ *     lesson 03 uses too) and sends each line;
  *   - the screen (lib/screen) is the only one that writes to the terminal: printing a message and
  *     redrawing the input line are both requests to it, and it sends them together once per turn.
  * So a message that arrives while you type lands above your half-typed line, which stays as it was.
  *
- * Before the screen starts, @clack/prompts asks for your name (checked against the server's rules); if the
- * server answers `ERR name taken` (or invalid, or full), it says why and asks again.
+ * Before the screen starts, @clack/prompts asks for your name (checked against lesson 05's NAME_PATTERN);
+ * if the server answers `ERR name taken` (or invalid, or full), it says why and asks again.
  *
  * The book's client set cbreak mode and never restored it, and redrew all messages on every new one. Here
- * /quit, Ctrl+C, Ctrl+D, the server closing on us, SIGTERM — every way out restores the terminal.
+ * /quit, Ctrl+C, Ctrl+D, the server closing on us, SIGTERM — every way out restores the terminal. /quit and
+ * Ctrl+D exit 0; Ctrl+C exits 130, at the name prompt as in the chat (as a shell reports a program that
+ * SIGINT ended); the server closing the connection exits 1.
+ *
+ * The server is a peer we do not control, so nothing it sends may break us: a line longer than 64 KiB (a
+ * /who in a room of thousands) is shown cut, with a note, and the stream stays in step; its text reaches
+ * the terminal neutralised (lib/sanitize) — in the chat, in an ERR at the prompt, and in its last words.
  *
  *   asyncio (book)                                   here
  *   asyncio.open_connection(host, port)           ↔  openConnection(host, port)
  *   create_task(listen_for_messages(reader))      ↔  readMessages(reader, screen) — started, not awaited
- *   await read_and_send(stdin_reader, writer)     ↔  the key loop below
+ *   await read_and_send(stdin_reader, writer)     ↔  sendLines(ui.lines, writer)
  *   MessageStore(deque) + redraw                  ↔  Screen.print (one write at the bottom of a scroll region)
  *
  * Run it:   bun scripts/05-chat-server.ts          (one terminal)
  *           bun scripts/06-chat-client.ts          (two more terminals; pick two names and chat)
- *           With no server running at 127.0.0.1:8000 and no --port given, the client starts one itself and
- *           says on which port, so that a second client can join: bun scripts/06-chat-client.ts --port N
- * Flags:    --host 127.0.0.1  --port 8000  --name ann
+ *           With no server at 127.0.0.1:8000 and no --host/--port given — or with --serve — the client runs
+ *           lesson 05's server inside itself and shows the command for others to join
+ *           (bun scripts/06-chat-client.ts --host 127.0.0.1 --port N). When that client leaves, its server
+ *           stops, and the others are told why: `* server stopping: ann's client (which was hosting it) quit`.
+ * Flags:    --host 127.0.0.1  --port 8000  --name ann  --serve   (defaults are lesson 05's)
  *
- * Builds on: lesson 05 (the protocol), lesson 03 (lib/cbreak, lib/screen), lesson 02 (lib/streams).
+ * Builds on: lesson 05 (the protocol, its defaults and NAME_PATTERN), lesson 03 (lib/terminal-ui,
+ * lib/screen), lesson 02 (lib/streams).
  */
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
 import { parseCommandLine } from "../lib/args.ts";
-import { type Key, NotATerminalError } from "../lib/cbreak.ts";
-import { applyKey, type EditorState } from "../lib/line-editor.ts";
+import { EXIT_INTERRUPTED, NotATerminalError } from "../lib/cbreak.ts";
+import { showControls } from "../lib/sanitize.ts";
 import type { Message, Screen } from "../lib/screen.ts";
-import { ConnectionLostError, openConnection, type StreamReader, type StreamWriter } from "../lib/streams.ts";
-import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
-import { NAME_PATTERN, startChatServer } from "./05-chat-server.ts";
+import {
+  ConnectionLostError,
+  DEFAULT_LIMIT,
+  IncompleteReadError,
+  LimitOverrunError,
+  openConnection,
+  type StreamReader,
+  type StreamWriter,
+} from "../lib/streams.ts";
+import { openTerminalUi, type SubmittedLines, type TerminalUi } from "../lib/terminal-ui.ts";
+import { type ChatServer, NAME_PATTERN, FLAGS as SERVER_FLAGS, startChatServer } from "./05-chat-server.ts";
 
-const DEFAULT_PORT = 8000;
+// Lesson 05 is the server this client talks to: its defaults are ours.
 export const FLAGS = {
-  host: { kind: "string", default: "127.0.0.1", help: "chat server address" },
-  port: { kind: "int", default: DEFAULT_PORT, min: 1, max: 65535, help: "chat server port" },
+  host: { kind: "string", default: SERVER_FLAGS.host.default, help: "chat server address" },
+  port: {
+    kind: "int",
+    default: SERVER_FLAGS.port.default,
+    min: 0,
+    max: 65535,
+    help: "chat server port (with --serve, 0 picks a free one)",
+  },
   name: { kind: "string", help: "your name (asked for when not given)" },
+  serve: {
+    kind: "boolean",
+    help: "run lesson 05's server inside this client on --host/--port, and join it",
+  },
 } as const;
 
 /** How long /quit waits for the server to close the connection: 1 s. */
 const QUIT_GRACE_MS = 1000;
+/**
+ * Longest server line shown whole: 64 KiB (the reader's limit). A longer one (a `/who` of thousands of
+ * users) is shown cut to its first {@link CUT_LINE_SHOWN_BYTES}, with a note saying how long it was.
+ */
+export const MAX_SERVER_LINE_BYTES = DEFAULT_LIMIT;
+/** What is shown of a line over the limit: its first 1 KiB (a dozen rows on an 80-column screen). */
+export const CUT_LINE_SHOWN_BYTES = 1024;
 const utf8 = new TextDecoder();
 
 // ── Step 1: what a line from the server looks like on screen ──────────────────────────────────────────
@@ -84,11 +119,39 @@ interface Connection {
   writer: StreamWriter;
 }
 
-/** Reads one line from the server, without its newline; null at EOF. */
-async function readServerLine(reader: StreamReader): Promise<string | null> {
-  const bytes = await reader.readLine();
+/**
+ * Reads one line from the server, without its newline; null at EOF. A line longer than
+ * {@link MAX_SERVER_LINE_BYTES} comes back cut, with a note; the rest of it is read and dropped as it
+ * arrives, so memory stays bounded and the next read starts at the next line.
+ */
+export async function readServerLine(reader: StreamReader): Promise<string | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await reader.readUntil("\n");
+  } catch (error) {
+    if (error instanceof IncompleteReadError)
+      bytes = error.partial; // EOF: a last line with no newline
+    else if (error instanceof LimitOverrunError) return readCutLine(reader);
+    else throw error;
+  }
   if (bytes.length === 0) return null;
   return utf8.decode(bytes).replace(/\r?\n$/, "");
+}
+
+/** The start of an over-long line (still buffered) plus a note; the rest of the line is skipped. */
+async function readCutLine(reader: StreamReader): Promise<string> {
+  const start = await reader.read(CUT_LINE_SHOWN_BYTES);
+  let skipped: number;
+  try {
+    skipped = (await reader.readLine()).length; // readLine skips a line over the limit by itself
+  } catch (error) {
+    if (!(error instanceof LimitOverrunError)) throw error;
+    skipped = error.consumed;
+  }
+  const total = start.length + skipped;
+  // `stream: true` leaves out a character cut in half at the end.
+  const shown = new TextDecoder().decode(start, { stream: true });
+  return `${shown}… [line cut: ${total.toLocaleString("en")} bytes, over this client's ${MAX_SERVER_LINE_BYTES / 1024} KiB limit]`;
 }
 
 /** The server's name rule, checked before sending (the server checks again). */
@@ -100,38 +163,49 @@ export function validateName(name: string | undefined): string | undefined {
 
 /**
  * Asks for a name (or takes --name) and registers it. Returns the name and the welcome line, or null if the
- * user cancelled. Reconnects if the server closed the connection while the user was thinking.
+ * user cancelled. Reconnects once if the server closed the connection while the user was thinking; a
+ * server that closes a fresh connection without answering is an error. What the server says is shown
+ * neutralised (lib/sanitize): an `ERR` full of escape sequences cannot retitle or clear the terminal.
  */
 async function join(target: Target, first: Connection, givenName: string | undefined) {
   let connection = first;
   let name = givenName;
+  let fresh = true; // nobody waited on this connection yet: a close now is the server's doing
   for (;;) {
     if (name === undefined || validateName(name)) {
       if (name !== undefined) log.warn(`${JSON.stringify(name)}: ${validateName(name)}`);
       const answer = await text({ message: "Your name?", placeholder: "ann", validate: validateName });
       if (isCancel(answer)) return null;
       name = answer;
+      fresh = false;
     }
     if (connection.writer.isClosing()) {
       const [reader, writer] = await openConnection(target.host, target.port);
       connection = { reader, writer };
+      fresh = true;
     }
     connection.writer.write(`CONNECT ${name}\n`);
     const reply = await readServerLine(connection.reader).catch(() => null);
     if (reply?.startsWith("OK ")) return { name, welcome: reply.slice(3), connection };
     if (reply === null) {
-      // The server closed while we were asking (its registration timeout): connect again and retry.
       connection.writer.abort();
+      if (fresh)
+        throw new Error(`${target.host}:${target.port} closed the connection without answering CONNECT`);
+      // The server closed while we were asking (its registration timeout): connect again and retry.
+      fresh = true;
       continue;
     }
-    log.error(`The server said: ${reply.replace(/^ERR /, "")}`);
+    log.error(`The server said: ${showControls(reply.replace(/^ERR /, ""))}`);
     name = undefined;
   }
 }
 
 // ── Step 3: the chat — the socket task, the key loop, one screen ─────────────────────────────────────
 
-/** The socket task: every line from the server goes to the screen. Resolves with the last line at EOF. */
+/**
+ * The socket task: every line from the server goes to the screen. Resolves with the last line at EOF.
+ * Nothing the server sends can make it throw: a lost connection or any other failure is shown as a line.
+ */
 async function readMessages(reader: StreamReader, screen: Screen, ownName: string): Promise<string | null> {
   let last: string | null = null;
   try {
@@ -140,31 +214,38 @@ async function readMessages(reader: StreamReader, screen: Screen, ownName: strin
       last = line;
     }
   } catch (error) {
-    if (!(error instanceof ConnectionLostError)) throw error;
-    screen.print([{ text: `connection lost: ${error.message}`, style: { color: "red" } }]);
+    const what = error instanceof ConnectionLostError ? "connection lost" : "cannot read from the server";
+    screen.print([{ text: `${what}: ${(error as Error).message}`, style: { color: "red" } }]);
   }
   return last;
 }
 
 type Ending = { by: "user"; exitCode: number } | { by: "server"; lastLine: string | null };
 
-/** The key loop: edit the input line; Enter sends it. Resolves when the user leaves. */
-async function readKeys(keys: AsyncIterable<Key>, screen: Screen, writer: StreamWriter) {
-  let input: EditorState = { text: "", cursor: 0 };
-  for await (const key of keys) {
-    const result = applyKey(input, key);
-    input = result.state;
-    screen.setInput(input);
-    if (result.interrupted || result.endOfInput) return { by: "user", exitCode: 0 } as const;
-    const line = result.submitted?.trim();
+/** The key loop: Enter sends the line. Resolves when the user leaves: /quit, Ctrl+D (0) or Ctrl+C (130). */
+async function sendLines(lines: SubmittedLines, writer: StreamWriter): Promise<Ending> {
+  for await (const submitted of lines) {
+    const line = submitted.trim();
     if (!line) continue;
-    if (line === "/quit") return { by: "user", exitCode: 0 } as const;
+    if (line === "/quit") break;
     writer.write(`${line}\n`);
   }
-  return { by: "user", exitCode: 0 } as const;
+  return { by: "user", exitCode: lines.exitCode };
 }
 
-async function chat(connection: Connection, name: string, welcome: string): Promise<number> {
+/** What the others are told when this client, which runs the server, leaves. */
+export function hostLeavingNotice(name: string, why: "quit" | "was disconnected"): string {
+  return `* server stopping: ${name}'s client (which was hosting it) ${why}`;
+}
+
+/** Stops the server running in this client, telling everyone on it why first. */
+async function stopHostedServer(server: ChatServer, notice: string): Promise<void> {
+  server.room.broadcast(notice);
+  await new Promise((resolve) => setImmediate(resolve)); // broadcasts leave at the end of the turn
+  await server.close();
+}
+
+async function chat(connection: Connection, name: string, welcome: string, hosted?: ChatServer) {
   let ui: TerminalUi;
   try {
     ui = openTerminalUi(`${name}> `);
@@ -184,13 +265,25 @@ async function chat(connection: Connection, name: string, welcome: string): Prom
       style: { dim: true },
     },
   ]);
+  if (hosted) {
+    // Said before the screen started too, but the screen starts on a clean page: say it again here.
+    screen.print([
+      { text: `${joinCommand(hosted)} (the server stops when you leave)`, style: { dim: true } },
+    ]);
+  }
 
   const fromServer = readMessages(connection.reader, screen, name).then(
     (lastLine): Ending => ({ by: "server", lastLine }),
   );
-  const fromUser = readKeys(ui.keys, screen, connection.writer);
-  const ending: Ending = await Promise.race([fromServer, fromUser]);
-  if (ending.by === "user") {
+  const ending: Ending = await Promise.race([fromServer, sendLines(ui.lines, connection.writer)]);
+  if (hosted) {
+    // The server lives in this process and ends with it — also when it disconnected us (idle, say):
+    // tell the others why before it stops.
+    await stopHostedServer(
+      hosted,
+      hostLeavingNotice(name, ending.by === "user" ? "quit" : "was disconnected"),
+    );
+  } else if (ending.by === "user") {
     // Tell the server, and give it a moment to see us off (it answers "* bye" and closes).
     connection.writer.write("/quit\n");
     await Promise.race([fromServer, Bun.sleep(QUIT_GRACE_MS)]);
@@ -198,7 +291,9 @@ async function chat(connection: Connection, name: string, welcome: string): Prom
   ui.close();
   connection.writer.close();
   if (ending.by === "server") {
-    console.log(`The server closed the connection${ending.lastLine ? `: ${ending.lastLine}` : "."}`);
+    // The server's last words reach the terminal after the screen has gone: neutralise them here too.
+    const last = ending.lastLine === null ? "." : `: ${showControls(ending.lastLine)}`;
+    console.log(`The server closed the connection${last}`);
     return 1;
   }
   return ending.exitCode;
@@ -211,36 +306,56 @@ interface Target {
   port: number;
 }
 
-/** Connects; with no --host/--port given and nothing listening, starts lesson 05's server in this process. */
+/** Lesson 05's server with lesson 05's defaults, in this process, quiet. Throws when it cannot listen. */
+function startServerHere(host: string, port: number): ChatServer {
+  return startChatServer({
+    host,
+    port,
+    idleSeconds: SERVER_FLAGS.idle.default,
+    maxLineBytes: SERVER_FLAGS["max-line"].default,
+    sendQueueBytes: SERVER_FLAGS.sendq.default,
+    floodBurst: SERVER_FLAGS["flood-burst"].default,
+    floodRate: SERVER_FLAGS["flood-rate"].default,
+    maxUsers: SERVER_FLAGS["max-users"].default,
+    log: () => {},
+  });
+}
+
+/** How others join a server running in this client. */
+function joinCommand(server: ChatServer): string {
+  return `Others can join with: bun scripts/06-chat-client.ts --host ${server.hostname} --port ${server.port}`;
+}
+
+/**
+ * Connects to the server — first starting one in this process with --serve, or when no --host/--port was
+ * given and nothing listens at the default address.
+ */
 async function connectOrStartServer(
   host: string,
   port: number,
-  explicit: boolean,
-): Promise<Connection & Target> {
-  try {
-    const [reader, writer] = await openConnection(host, port);
-    return { reader, writer, host, port };
-  } catch (error) {
-    if (explicit || !(error instanceof ConnectionLostError) || !error.message.includes("ECONNREFUSED"))
-      throw error;
+  mode: "serve" | "connect" | "connect-or-serve",
+): Promise<Connection & Target & { hosted?: ChatServer }> {
+  if (mode !== "serve") {
+    try {
+      const [reader, writer] = await openConnection(host, port);
+      return { reader, writer, host, port };
+    } catch (error) {
+      const refused = error instanceof ConnectionLostError && error.message.includes("ECONNREFUSED");
+      if (mode === "connect" || !refused) throw error;
+    }
   }
-  const server = startChatServer({
-    host: "127.0.0.1",
-    port: 0,
-    idleSeconds: 600,
-    maxLineBytes: 4096,
-    sendQueueBytes: 256 * 1024,
-    floodBurst: 10,
-    floodRate: 5,
-    maxUsers: 100,
-    log: () => {},
-  });
+  let hosted: ChatServer;
+  try {
+    hosted = mode === "serve" ? startServerHere(host, port) : startServerHere("127.0.0.1", 0);
+  } catch (error) {
+    throw new Error(`cannot listen on ${host}:${port}: ${(error as Error).message}`);
+  }
+  const why = mode === "serve" ? "As asked (--serve)" : `No chat server at ${host}:${port}, so`;
   log.info(
-    `No chat server at ${host}:${port}, so one is running inside this client on 127.0.0.1:${server.port}.\n` +
-      `Others can join with: bun scripts/06-chat-client.ts --port ${server.port}`,
+    `${why} a chat server is running inside this client on ${hosted.hostname}:${hosted.port}.\n${joinCommand(hosted)}`,
   );
-  const [reader, writer] = await openConnection("127.0.0.1", server.port);
-  return { reader, writer, host: "127.0.0.1", port: server.port };
+  const [reader, writer] = await openConnection(hosted.hostname, hosted.port);
+  return { reader, writer, host: hosted.hostname, port: hosted.port, hosted };
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
@@ -253,9 +368,13 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   }
   const explicit = argv.some((arg) => arg.startsWith("--host") || arg.startsWith("--port"));
   intro("Chat — lesson 06");
-  let first: Connection & Target;
+  let first: Awaited<ReturnType<typeof connectOrStartServer>>;
   try {
-    first = await connectOrStartServer(flags.host, flags.port, explicit);
+    first = await connectOrStartServer(
+      flags.host,
+      flags.port,
+      flags.serve ? "serve" : explicit ? "connect" : "connect-or-serve",
+    );
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
     return 1;
@@ -264,16 +383,17 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   try {
     joined = await join(first, first, flags.name);
   } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
+    console.error(`error: ${showControls((error as Error).message)}`);
+    await first.hosted?.close();
     return 1;
   }
   if (!joined) {
     cancel("No name, no chat. Bye!");
     first.writer.close();
-    return 130;
+    await first.hosted?.close();
+    return EXIT_INTERRUPTED; // Ctrl+C at the prompt (clack reports a cancel): as if SIGINT had ended us
   }
-  const exitCode = await chat(joined.connection, joined.name, joined.welcome);
-  return exitCode;
+  return chat(joined.connection, joined.name, joined.welcome, first.hosted);
 }
 
 if (import.meta.main) process.exit(await main());
@@ -299,4 +419,12 @@ leaves.
 18:15 * bob left
 
 ann> half-typed█
+
+And when the client that hosts the server leaves (ann ran `--serve`; bob joined and sees this as he is
+dropped, exit code 1):
+
+05:20 * server stopping: ann's client (which was hosting it) quit
+05:20 * server shutting down
+
+The server closed the connection: * server shutting down
 */

@@ -1,8 +1,12 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { fetchRaw, parseArgs, parseResponse, startDemoServer } from "../scripts/01-http-raw.ts";
+import { HttpError, MAX_HEAD_LINE_BYTES } from "../lib/http.ts";
+import { startDemoServer } from "../lib/http-demo-server.ts";
+import { fetchRaw, parseResponse } from "../scripts/01-http-raw.ts";
 import {
   AWKWARD_CASES,
+  describeHostileCli,
   describeHttps,
+  startFloodServer,
   startNodeServer,
   startRawServer,
   testAwkwardCases,
@@ -75,26 +79,84 @@ describe("lesson 01: fetchRaw on raw socket callbacks", () => {
     expect(() => parseResponse(bytes)).toThrow('invalid Content-Length: "5, 6"');
   });
 
-  test("parses its arguments and refuses bad ones with one line", () => {
-    expect(parseArgs(["http://a/", "--timeout", "2", "--body"])).toEqual({
-      urls: ["http://a/"],
-      timeoutMs: 2000,
-      showBody: true,
-    });
-    expect(() => parseArgs(["--timeout", "soon"])).toThrow(
-      "--timeout needs a number of seconds greater than 0",
-    );
-    expect(() => parseArgs(["--verbose"])).toThrow("unknown option --verbose");
+  test("fails an endless status line as soon as it passes the head-line limit", async () => {
+    const flood = startFloodServer("HTTP/1.1 200 ");
+    try {
+      const started = performance.now();
+      const error = await fetchRaw(flood.url, 10_000).catch((e) => e);
+      expect(error).toBeInstanceOf(HttpError);
+      expect(error.message).toBe(`status line longer than ${MAX_HEAD_LINE_BYTES} bytes`);
+      expect(performance.now() - started).toBeLessThan(3000); // the deadline is 10 s
+      expect(flood.sentBytes).toBeLessThan(8 * 1024 * 1024); // not the 64 MiB buffer limit
+    } finally {
+      flood.stop();
+    }
+  });
+
+  test("fails an endless header line as soon as it passes the head-line limit", async () => {
+    const flood = startFloodServer("HTTP/1.1 200 OK\r\nX-Endless: ");
+    try {
+      const error = await fetchRaw(flood.url, 10_000).catch((e) => e);
+      expect(error.message).toBe(`header line longer than ${MAX_HEAD_LINE_BYTES} bytes`);
+      expect(error.code).toBe("too-large");
+    } finally {
+      flood.stop();
+    }
+  });
+
+  test("watches the head of the real response after an interim 100 Continue", async () => {
+    const flood = startFloodServer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-Endless: ");
+    try {
+      const error = await fetchRaw(flood.url, 10_000).catch((e) => e);
+      expect(error.message).toBe(`header line longer than ${MAX_HEAD_LINE_BYTES} bytes`);
+    } finally {
+      flood.stop();
+    }
+  });
+
+  test("accepts a head line of exactly the limit, with its \\r\\n", async () => {
+    const value = "v".repeat(MAX_HEAD_LINE_BYTES - "X-Long: ".length);
+    const server = startRawServer(() => ({
+      bytes: `HTTP/1.1 200 OK\r\nX-Long: ${value}\r\nContent-Length: 2\r\n\r\nok`,
+    }));
+    try {
+      expect((await fetchRaw(server.url)).headers["x-long"]).toBe(value);
+    } finally {
+      server.stop();
+    }
   });
 });
 
 describe("lesson 01 as a command", () => {
-  test("runs with no arguments against its own local server", async () => {
+  test("runs with no arguments against its own local server, printing bodies only with --body", async () => {
     const { exitCode, stdout } = await runScript(["scripts/01-http-raw.ts"]);
     expect(exitCode).toBe(0);
     expect(stdout).toContain("no URL given: fetching from a local demo server");
+    expect(stdout).toContain("(add --body to see the bodies)");
     expect(stdout).toContain("/hello → 200 OK");
-    expect(stdout).toContain("streamed in chunks");
+    expect(stdout).toContain("(19 bytes of body)");
+    expect(stdout).not.toContain("streamed in chunks");
+    const withBody = await runScript(["scripts/01-http-raw.ts", "--body"]);
+    expect(withBody.exitCode).toBe(0);
+    expect(withBody.stdout).toContain("streamed in chunks");
+  });
+
+  test("takes a response typed into nc by hand: bare \\n line endings, body until EOF", async () => {
+    // What `nc -l 9000` sends when you type `HTTP/1.1 200 OK`, Enter, Enter, `hi there`, Enter, Ctrl+C.
+    const nc = startRawServer(() => ({ bytes: "HTTP/1.1 200 OK\n\nhi there\n" }));
+    try {
+      const { exitCode, stdout, stderr } = await runScript([
+        "scripts/01-http-raw.ts",
+        `${nc.url}/`,
+        "--body",
+      ]);
+      expect(stderr).toBe("");
+      expect(exitCode).toBe(0);
+      expect(stdout).toContain(`${nc.url}/ → 200 OK`);
+      expect(stdout).toContain("hi there");
+    } finally {
+      nc.stop();
+    }
   });
 
   test("prints one clear line, not a stack trace, for each bad URL", async () => {
@@ -112,6 +174,8 @@ describe("lesson 01 as a command", () => {
     ]);
     expect(hasStackTrace(stderr)).toBe(false);
   });
+
+  describeHostileCli("scripts/01-http-raw.ts");
 
   describeHttps(
     "scripts/01-http-raw.ts",

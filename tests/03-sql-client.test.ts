@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { PgError } from "../lib/pg.ts";
 import { formatError, formatResult, formatTable, MAX_TABLE_ROWS } from "../scripts/03-sql-client.ts";
 import { type PostgresCluster, postgresAvailability, startPostgres } from "./helpers/postgres.ts";
-import { startInPty } from "./helpers/pty.ts";
+import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
 
 describe("lesson 03: formatting results", () => {
@@ -61,7 +61,25 @@ function processesRunning(prefix: string): number[] {
   return pids;
 }
 
-describe("lesson 03 in a real terminal", () => {
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+async function listening(port: number): Promise<boolean> {
+  try {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    socket.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The embedded database's port, read from the "Connected to embedded PGlite on 127.0.0.1:PORT" line. */
+function databasePort(rows: string[]): number {
+  const match = rows.join("\n").match(/embedded PGlite on 127\.0\.0\.1:(\d+)/);
+  if (!match) throw new Error(`no database port on the screen:\n${rows.join("\n")}`);
+  return Number(match[1]);
+}
+
+describe("lesson 03 in a real terminal, on its embedded database", () => {
   let folder: string;
   beforeAll(() => {
     folder = mkdtempSync(join(tmpdir(), "lesson03-"));
@@ -69,62 +87,108 @@ describe("lesson 03 in a real terminal", () => {
   afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
   /** The terminal settings after the console are exactly those before it. */
-  function expectTerminalRestored() {
-    expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
-  }
-
-  /** Runs the console between two `stty -g`, so the test can compare the terminal settings. */
-  function startConsole(args = "") {
-    return startInPty([
-      "bash",
-      "-c",
-      `stty -g > ${folder}/before; bun scripts/03-sql-client.ts ${args}; code=$?; stty -g > ${folder}/after; exit $code`,
-    ]);
-  }
-
-  test("answers a query above the input line, runs a query while a delay sleeps, and restores the terminal", async () => {
-    const program = startConsole();
-    await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt on the last row");
-    program.type("select 41 + 1 as answer\r");
-    let rows = await program.waitFor((rows) => rows.some((row) => row.trim() === "42"), "42");
-    expect(rows[23]).toStartWith("sql>");
-    program.type("2\r");
-    await program.waitFor((rows) => rows.some((row) => row.includes("sleeping 2 s")), "the delay starting");
-    program.type("select 'quick' as q\r");
-    rows = await program.waitFor(
-      (rows) => rows.some((row) => row.includes("slept 2 s")),
-      "the delay ending",
-      10_000,
+  function expectTerminalRestored(label: string) {
+    expect(readFileSync(`${folder}/${label}.after`, "utf8")).toBe(
+      readFileSync(`${folder}/${label}.before`, "utf8"),
     );
-    const quick = rows.findIndex((row) => row.trim() === "quick");
-    const slept = rows.findIndex((row) => row.includes("slept 2 s"));
-    expect(quick).toBeGreaterThan(-1);
-    expect(quick).toBeLessThan(slept); // the query finished first, though typed after the delay
-    expect(rows[23]).toStartWith("sql>");
-    program.type("\\q\r");
-    expect(await program.exited).toBe(0);
-    expectTerminalRestored();
-  }, 60_000);
+  }
 
-  test("SIGTERM restores the terminal too", async () => {
-    const program = startConsole();
-    await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt");
-    program.type("typed but not sent");
-    const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
-    expect(lesson.length).toBeGreaterThan(0);
-    for (const pid of lesson) process.kill(pid, "SIGTERM");
-    expect(await program.exited).toBe(143);
-    expectTerminalRestored();
-  }, 60_000);
+  /** Runs the console between two `stty -g` (files named after `label`), to compare the terminal settings. */
+  function startConsole(label: string) {
+    return startInPty(
+      [
+        "bash",
+        "-c",
+        `stty -g > ${folder}/${label}.before; bun scripts/03-sql-client.ts; code=$?; stty -g > ${folder}/${label}.after; exit $code`,
+      ],
+      80,
+      24,
+      { CI: "false" }, // under CI=true the spinner does not animate
+    );
+  }
 
-  test("Ctrl+C quits with 130 and restores the terminal; errors show their SQLSTATE", async () => {
-    const program = startConsole();
-    await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt");
+  test("the spinner moves while the database starts; keys echo within 100 ms during select pg_sleep(2); results come in their own order; Ctrl+C exits 130, restores the terminal and leaves no database behind", async () => {
+    const program = startConsole("interrupt");
+    // Every change of the spinner's row, timed: a frozen event loop would show as one long gap.
+    const changes: number[] = [];
+    let previous = "";
+    let rows = await program.waitFor(
+      (rows) => {
+        const spinner = rows.find((row) => row.includes("Starting the embedded database")) ?? "";
+        if (spinner && spinner !== previous) changes.push(performance.now());
+        previous = spinner;
+        return rows[23]!.startsWith("sql>") && rows[0] !== "";
+      },
+      "the prompt and the first message",
+      30_000,
+      5,
+    );
+    const gaps = changes.slice(1).map((at, index) => at - changes[index]!);
+    expect(changes.length).toBeGreaterThanOrEqual(5);
+    expect(Math.max(...gaps)).toBeLessThan(1000); // frames come every 80 ms; PGlite on our thread froze it ~2 s
+    // What the spinner said when it stopped is said again at the top of the screen, and stays there.
+    expect(rows[0]).toStartWith("Connected to embedded PGlite on 127.0.0.1:");
+    expect(rows.join(" ")).toContain("PostgreSQL");
+    const port = databasePort(rows);
+    expect(await listening(port)).toBe(true);
+
+    program.type("select pg_sleep(2), 'slow' as s\r");
+    await program.waitFor((rows) => rows.some((row) => row.includes("[#1] select pg_sleep")), "the query");
+    await Bun.sleep(300); // the sleep is running now
+    const echoes: number[] = [];
+    let typed = "";
+    for (const key of "abcde") {
+      typed += key;
+      const started = performance.now();
+      program.type(key);
+      await program.waitFor((rows) => rows[23] === `sql> ${typed}`, `"${typed}" echoed`, 10_000, 2);
+      echoes.push(performance.now() - started);
+      await Bun.sleep(50);
+    }
+    console.log(`key echo during pg_sleep: ${echoes.map((ms) => ms.toFixed(0)).join(", ")} ms`);
+    expect(Math.max(...echoes)).toBeLessThan(100);
+    expect(program.screen.rows().some((row) => row.endsWith("│ slow"))).toBe(false); // still sleeping
+    // A delay typed during the sleep reports before the sleep's result: nothing waits for the database.
+    program.type("\x15" + "0.2\r");
+    rows = await program.waitFor((rows) => rows.some((row) => row.endsWith("│ slow")), "the slow result");
+    const slept = rows.findIndex((row) => row.includes("slept 0.2 s"));
+    expect(slept).toBeGreaterThan(-1);
+    expect(slept).toBeLessThan(rows.findIndex((row) => row.endsWith("│ slow")));
+    expect(rows[0]).toStartWith("Connected to embedded PGlite"); // still there
+
+    program.type("select 41 + 1 as answer\r");
+    await program.waitFor((rows) => rows.some((row) => row.trim() === "42"), "42");
     program.type("select * from no_such_table\r");
-    await program.waitFor((rows) => rows.some((row) => row.includes("ERROR 42P01")), "the error");
+    rows = await program.waitFor((rows) => rows.some((row) => row.includes("ERROR 42P01")), "the error");
+    expect(rows[23]).toStartWith("sql>");
     program.type("half typed\x03");
     expect(await program.exited).toBe(130);
-    expectTerminalRestored();
+    expectTerminalRestored("interrupt");
+    expect(await listening(port)).toBe(false);
+  }, 60_000);
+
+  test("\\q exits 0 and SIGTERM 143, each restoring the terminal and taking the database with it", async () => {
+    // Two consoles at once: the test waits for two database starts at the same time, not one after the other.
+    const [quitter, terminated] = [startConsole("quit"), startConsole("sigterm")];
+    const ready = (program: PtyProgram) =>
+      program.waitFor((rows) => rows[23]!.startsWith("sql>") && rows[0] !== "", "the prompt", 30_000);
+    const [quitterPort, terminatedPort] = (await Promise.all([ready(quitter), ready(terminated)])).map(
+      databasePort,
+    );
+
+    quitter.type("\\q\r");
+    expect(await quitter.exited).toBe(0);
+    expectTerminalRestored("quit");
+    expect(await listening(quitterPort!)).toBe(false);
+
+    terminated.type("typed but not sent");
+    const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
+    expect(lesson.length).toBe(1);
+    process.kill(lesson[0]!, "SIGTERM");
+    expect(await terminated.exited).toBe(143);
+    expectTerminalRestored("sigterm");
+    expect(processesRunning("bun\0scripts/03-sql-client.ts")).toEqual([]);
+    expect(await listening(terminatedPort!)).toBe(false);
   }, 60_000);
 });
 
@@ -157,7 +221,7 @@ describe("lesson 03 as a command", () => {
         "2",
       ]);
       await program.waitFor((rows) => rows[23]!.startsWith("sql>"), "the prompt");
-      program.type("select pg_sleep(1.5), 'slow' as s\r");
+      program.type("select pg_sleep(0.5), 'slow' as s\r");
       program.type("select 'fast' as f\r");
       const rows = await program.waitFor(
         (rows) => rows.some((row) => row.endsWith("│ slow")),

@@ -77,7 +77,7 @@ describe("lesson 04 as a command", () => {
   test("refuses a bad flag with one line and exit code 2", async () => {
     const { exitCode, stderr } = await runScript(["scripts/04-echo-server.ts", "--port", "http"]);
     expect(exitCode).toBe(2);
-    expect(stderr.trim()).toBe('error: --port needs a whole number 0–65535, got "http"');
+    expect(stderr.trim()).toBe('error: --port needs a whole number 0–65535, got "http" (see --help)');
   });
 
   test("says so in one line when the port is taken", async () => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Socket } from "bun";
 import { styleLine, validateName } from "../scripts/06-chat-client.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
@@ -122,13 +123,13 @@ describe("lesson 06: two people chatting in real terminals", () => {
     expect(await ann.exited).toBe(0);
     expect(readFileSync(`${folder}/ann.after`, "utf8")).toBe(readFileSync(`${folder}/ann.before`, "utf8"));
     await bob.waitFor((rows) => rows.some((row) => row.endsWith("* ann left")), "ann's departure");
-    bob.type("\x03");
-    expect(await bob.exited).toBe(0);
+    bob.type("\x03"); // Ctrl+C: as if SIGINT had ended it
+    expect(await bob.exited).toBe(130);
     expect(readFileSync(`${folder}/bob.after`, "utf8")).toBe(readFileSync(`${folder}/bob.before`, "utf8"));
   }, 90_000);
 
   test("when the server disconnects it (idle), the client shows why, restores the terminal and exits non-zero", async () => {
-    const strict = await startServerProcess("scripts/05-chat-server.ts", ["--quiet", "--idle", "1"]);
+    const strict = await startServerProcess("scripts/05-chat-server.ts", ["--quiet", "--idle", "0.5"]);
     try {
       const program = startInPty([
         "bash",
@@ -137,7 +138,9 @@ describe("lesson 06: two people chatting in real terminals", () => {
       ]);
       await program.waitFor(
         (rows) =>
-          rows.some((row) => row.includes("The server closed the connection: * disconnected: idle for 1 s")),
+          rows.some((row) =>
+            row.includes("The server closed the connection: * disconnected: idle for 0.5 s"),
+          ),
         "the goodbye",
         15_000,
       );
@@ -181,7 +184,7 @@ describe("lesson 06 under load and at the prompt", () => {
       );
       expect(rows.filter((row) => row.includes("flood: message")).length).toBe(23); // the whole area
       flood.close();
-      program.type("\x03");
+      program.type("\x15\x04"); // Ctrl+U clears the line; Ctrl+D on an empty line is a normal leave
       expect(await program.exited).toBe(0);
     } finally {
       server.child.kill();
@@ -229,4 +232,169 @@ describe("lesson 06 as a command", () => {
       "error: this chat client reads keys from a terminal, but stdin is not one (is it piped?)",
     );
   });
+});
+
+describe("lesson 06 hosting the server itself", () => {
+  test("with --serve it runs lesson 05's server; when it quits, the others are told why before the server stops", async () => {
+    const ann = startInPty(["bun", "scripts/06-chat-client.ts", "--serve", "--port", "0", "--name", "ann"]);
+    const rows = await ann.waitFor(
+      (rows) => rows[23]!.startsWith("ann>") && /--port\s+\d+/.test(rows.join(" ")),
+      "ann's input line and how to join",
+    );
+    const port = Number(rows.join(" ").match(/--port\s+(\d+)/)?.[1]);
+    expect(port).toBeGreaterThan(0);
+    const bob = await LineClient.connect(port);
+    bob.send("CONNECT bob\n");
+    await bob.lineMatching(/^OK welcome bob/);
+    ann.type("/quit\r");
+    expect(await ann.exited).toBe(0);
+    const rest = await bob.rest();
+    expect(rest).toContain("* server stopping: ann's client (which was hosting it) quit");
+    expect(rest).not.toContain("* ann left");
+    expect(rest.indexOf("* server stopping: ann's client (which was hosting it) quit")).toBeLessThan(
+      rest.indexOf("* server shutting down"),
+    );
+  }, 30_000);
+});
+
+/**
+ * A hostile chat server in the test: answers the first CONNECT with `firstReply` (then OK to the next), and
+ * after OK runs `afterJoin(socket)`.
+ */
+function hostileServer(firstReply: string | null, afterJoin: (socket: Socket<{ tries: number }>) => void) {
+  return Bun.listen<{ tries: number }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        socket.data = { tries: 0 };
+      },
+      data(socket, chunk) {
+        if (!new TextDecoder().decode(chunk).startsWith("CONNECT ")) return;
+        socket.data.tries++;
+        if (firstReply !== null && socket.data.tries === 1) socket.write(firstReply);
+        else {
+          socket.write("OK welcome\n");
+          afterJoin(socket);
+        }
+      },
+    },
+  });
+}
+
+/** Writes all of `bytes`, from the drain handler when the kernel does not take them at once. */
+function writeAll(socket: Socket<{ tries: number }>, bytes: Uint8Array): Promise<void> {
+  return new Promise((resolve) => {
+    let offset = 0;
+    const pump = () => {
+      while (offset < bytes.length) {
+        const written = socket.write(bytes.subarray(offset));
+        if (written <= 0) return void setTimeout(pump, 5);
+        offset += written;
+      }
+      resolve();
+    };
+    pump();
+  });
+}
+
+describe("lesson 06 against a hostile server", () => {
+  const WINDOW_TITLE = "\x1b]0;pwned\x07";
+  const shown = "␛]0;pwned␇␛[2J";
+
+  test("an ERR at join full of escape sequences is shown inert, and the name is asked again", async () => {
+    const server = hostileServer(`ERR ${WINDOW_TITLE}\x1b[2Jnope\n`, () => {});
+    try {
+      const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(server.port)]);
+      await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+      program.type("ann\r");
+      const rows = await program.waitFor(
+        (rows) => rows.some((row) => row.includes(`The server said: ${shown}nope`)),
+        "the refusal, neutralised",
+      );
+      expect(rows.join("\n")).toContain("Your name?");
+      expect(program.screen.titles).toEqual([]);
+      program.type("\x03");
+      expect(await program.exited).toBe(130);
+    } finally {
+      server.stop(true);
+    }
+  }, 30_000);
+
+  test("a server that closes on every CONNECT gets one clear line, not an endless reconnect loop", async () => {
+    let connections = 0;
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open() {
+          connections++;
+        },
+        data(socket) {
+          socket.end();
+        },
+      },
+    });
+    try {
+      const program = startInPty([
+        "bun",
+        "scripts/06-chat-client.ts",
+        "--port",
+        String(server.port),
+        "--name",
+        "ann",
+      ]);
+      expect(await program.exited).toBe(1);
+      const rows = await program.waitFor((rows) => rows.some((row) => row.startsWith("error:")), "the error");
+      expect(rows.join("")).toContain(
+        `error: 127.0.0.1:${server.port} closed the connection without answering CONNECT`,
+      );
+      expect(connections).toBe(1);
+    } finally {
+      server.stop(true);
+    }
+  }, 30_000);
+
+  test("a 200 KB line is shown cut with a note, the next line still arrives, and the last line is shown inert", async () => {
+    let sendLast: () => void = () => {};
+    const server = hostileServer(null, (socket) => {
+      const names = Array.from({ length: 6000 }, (_, i) => `user${String(i).padStart(28, "0")}`);
+      const huge = `* online (6000): ${names.join(", ")}\n`; // ~200 KB: what /who says in a big room
+      void writeAll(socket, new TextEncoder().encode(`${huge}after the long line\n`));
+      sendLast = () => {
+        socket.write(`${WINDOW_TITLE}\x1b[2Jbye\n`);
+        socket.end();
+      };
+    });
+    try {
+      const program = startInPty([
+        "bun",
+        "scripts/06-chat-client.ts",
+        "--port",
+        String(server.port),
+        "--name",
+        "ann",
+      ]);
+      const rows = await program.waitFor(
+        (rows) => rows.some((row) => row.endsWith("after the long line")),
+        "the line after the long one",
+      );
+      const text = rows.join("");
+      expect(text).toContain("* online (6000): user0000");
+      expect(text).toMatch(/… \[line cut: 2\d\d,\d{3} bytes, over this client's 64 KiB limit\]/);
+      program.type("still here");
+      await program.waitFor((rows) => rows[23] === "ann> still here", "the input line, alive");
+      sendLast();
+      expect(await program.exited).toBe(1);
+      const after = await program.waitFor(
+        (rows) => rows.some((row) => row.includes("The server closed the connection")),
+        "the goodbye",
+      );
+      expect(after.join("")).toContain(`The server closed the connection: ${shown}bye`);
+      expect(after.join("\n")).not.toMatch(/^\s+at /m);
+      expect(program.screen.titles).toEqual([]);
+    } finally {
+      server.stop(true);
+    }
+  }, 30_000);
 });

@@ -1,5 +1,9 @@
-import { describe, expect, test } from "bun:test";
-import { type Key, KeyDecoder } from "../lib/cbreak.ts";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Key, KeyDecoder, MAX_PASTE_CHARS } from "../lib/cbreak.ts";
+import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
@@ -52,10 +56,96 @@ describe("KeyDecoder", () => {
     });
   }
 
+  test("keeps the first MAX_PASTE_CHARS of a longer paste, whatever the chunks, and reads on after it", () => {
+    const input = `\x1b[200~${"p".repeat(3 * MAX_PASTE_CHARS)}\x1b[201~z`;
+    for (const size of [Number.POSITIVE_INFINITY, 64 * 1024 + 3, MAX_PASTE_CHARS - 1]) {
+      const keys = keysOf(input, size);
+      expect(keys).toHaveLength(2);
+      expect(keys[0]!.kind).toBe("paste");
+      expect((keys[0] as { text: string }).text).toBe("p".repeat(MAX_PASTE_CHARS));
+      expect(keys[1]).toEqual({ kind: "text", text: "z" });
+    }
+  });
+
+  test("a paste end marker split across reads still ends the paste", () => {
+    const decoder = new KeyDecoder();
+    expect(decoder.push(bytes("\x1b[200~ab\x1b[2"))).toEqual([]);
+    expect(decoder.push(bytes("01~c"))).toEqual([
+      { kind: "paste", text: "ab" },
+      { kind: "text", text: "c" },
+    ]);
+  });
+
   test("ignores unknown escape sequences and other control bytes", () => {
     expect(keysOf("a\x1b[99zb\x02\tc")).toEqual([
       { kind: "text", text: "a" },
       { kind: "text", text: "bc" },
     ]);
   });
+});
+
+describe("enterCbreak in a real terminal", () => {
+  let folder: string;
+  beforeAll(() => {
+    folder = mkdtempSync(join(tmpdir(), "cbreak-"));
+  });
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  /** tests/helpers/cbreak-program.ts between two `stty -g`, in an 80×24 PTY. */
+  async function start(label: string): Promise<{ program: PtyProgram; settings: string; pid: number }> {
+    const program = startInPty([
+      "bash",
+      "-c",
+      `stty -g > ${folder}/${label}.before; bun tests/helpers/cbreak-program.ts; code=$?; stty -g > ${folder}/${label}.after; exit $code`,
+    ]);
+    const rows = await program.waitFor((rows) => rows.some((row) => row === "ready"), "ready");
+    const pid = Number(rows.join("\n").match(/^pid (\d+)$/m)?.[1]);
+    return { program, settings: rows.join(""), pid };
+  }
+
+  function expectRestored(label: string) {
+    expect(readFileSync(`${folder}/${label}.after`, "utf8")).toBe(
+      readFileSync(`${folder}/${label}.before`, "utf8"),
+    );
+  }
+
+  test("sets raw mode — no line editing, echo, signals, flow control or CR→NL — and bracketed paste; Ctrl+C arrives as a key", async () => {
+    const { program, settings } = await start("raw");
+    for (const flag of ["-icanon", "-echo", "-isig", "-ixon", "-icrnl"]) expect(settings).toContain(flag);
+    expect(program.screen.xterm.modes.bracketedPasteMode).toBe(true);
+    program.type("\x03");
+    await program.waitFor((rows) => rows.includes('{"kind":"interrupt"}'), "the interrupt key");
+    program.type("q");
+    expect(await program.exited).toBe(0);
+    await program.screen.write("");
+    expect(program.screen.xterm.modes.bracketedPasteMode).toBe(false);
+    expectRestored("raw");
+  }, 30_000);
+
+  for (const [signal, code] of [
+    ["SIGTERM", 143],
+    ["SIGHUP", 129],
+    ["SIGINT", 130],
+  ] as const) {
+    test(`${signal} restores the terminal, then exits ${code}`, async () => {
+      const { program, pid } = await start(signal);
+      process.kill(pid, signal);
+      expect(await program.exited).toBe(code);
+      expectRestored(signal);
+    }, 30_000);
+  }
+
+  for (const [key, what, label] of [
+    ["!", "an uncaught exception", "exception"],
+    ["?", "an unhandled rejection", "rejection"],
+  ] as const) {
+    test(`${what} restores the terminal, is printed, then exits 1`, async () => {
+      const { program } = await start(label);
+      program.type(key);
+      expect(await program.exited).toBe(1);
+      const rows = await program.waitFor((rows) => rows.some((row) => row.includes("boom")), "the error");
+      expect(rows.join("\n")).toContain(key === "!" ? "error: boom" : "error: unhandled boom");
+      expectRestored(label);
+    }, 30_000);
+  }
 });

@@ -19,4 +19,12 @@ describe("Deque", () => {
     deque.push("b");
     expect([...deque]).toEqual(["b"]);
   });
+
+  test("refuses a maxLength that is not a positive integer, and has nothing at a negative index", () => {
+    expect(() => new Deque(0)).toThrow(RangeError);
+    expect(() => new Deque(1.5)).toThrow("maxLength must be a positive integer");
+    const deque = new Deque<number>(2);
+    deque.push(1);
+    expect(deque.at(-1)).toBeUndefined();
+  });
 });

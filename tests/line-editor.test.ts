@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Key } from "../lib/cbreak.ts";
-import { applyKey, type EditorState } from "../lib/line-editor.ts";
+import { applyKey, type EditorState, MAX_INPUT_CHARS } from "../lib/line-editor.ts";
 
 function type(keys: Key[], start: EditorState = { text: "", cursor: 0 }) {
   let state = start;
@@ -46,5 +46,19 @@ describe("the line editor", () => {
 
   test("Ctrl+C is reported, not typed", () => {
     expect(applyKey({ text: "x", cursor: 1 }, { kind: "interrupt" }).interrupted).toBe(true);
+  });
+
+  test("keeps at most MAX_INPUT_CHARS of text: a longer paste is cut", () => {
+    const { state } = type([text("ab"), { kind: "paste", text: "x".repeat(MAX_INPUT_CHARS) }]);
+    expect(state.text.length).toBe(MAX_INPUT_CHARS);
+    expect(state.text.startsWith("abx")).toBe(true);
+    expect(state.cursor).toBe(MAX_INPUT_CHARS);
+  });
+
+  test("Up and Down change nothing (there is no history)", () => {
+    expect(applyKey({ text: "ab", cursor: 1 }, { kind: "up" })).toEqual({ state: { text: "ab", cursor: 1 } });
+    expect(applyKey({ text: "ab", cursor: 1 }, { kind: "down" })).toEqual({
+      state: { text: "ab", cursor: 1 },
+    });
   });
 });

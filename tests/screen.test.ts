@@ -129,4 +129,51 @@ describe("the deque screen", () => {
     expect(terminal.rows()).toEqual(["kept on screen", "", "", "", ""]);
     expect(terminal.cursor()).toEqual({ row: 5, column: 1 });
   });
+
+  test("everything printed in one turn leaves in one write, at the end of the turn", async () => {
+    const writes: string[] = [];
+    const screen = new Screen({
+      output: { write: (text: string) => writes.push(text) },
+      columns: 30,
+      rows: 5,
+      prompt: "> ",
+      color: false,
+    });
+    screen.start();
+    writes.length = 0;
+    screen.print("one");
+    screen.print("two");
+    screen.setInput({ text: "x", cursor: 1 });
+    expect(writes).toEqual([]); // not yet: the turn is not over
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(writes.length).toBe(1);
+    expect(writes[0]).toContain("one");
+    expect(writes[0]).toContain("two");
+  });
+
+  test("setPrompt redraws the input line with the new prompt, keeping the text", async () => {
+    const { screen, show } = setup(30, 4);
+    screen.start();
+    screen.setInput({ text: "hello", cursor: 5 });
+    await show();
+    screen.setPrompt("ann> ");
+    expect((await show())[3]).toBe("ann> hello");
+  });
+
+  test("a newline in a message starts a new line, and the message's text is neutralised", () => {
+    expect(layoutMessage("first\nsecond\x07", 40, false)).toEqual(["first", "second␇"]);
+  });
+
+  test("keeps the last 500 messages for a resize, not more", async () => {
+    const { screen, terminal, show } = setup(20, 4);
+    screen.start();
+    for (let i = 1; i <= 600; i++) screen.print(`m${i}`);
+    await show();
+    terminal.resize(20, 700);
+    screen.resize(20, 700);
+    const rows = await show();
+    expect(rows[0]).toBe("m101");
+    expect(rows[499]).toBe("m600");
+    expect(rows[500]).toBe("");
+  });
 });

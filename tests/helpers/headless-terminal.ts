@@ -3,9 +3,12 @@ import { Terminal } from "@xterm/headless";
 
 export class HeadlessTerminal {
   readonly xterm: Terminal;
+  /** Every window title the program set (OSC 0/2), in order: a program that neutralises escapes sets none. */
+  readonly titles: string[] = [];
 
   constructor(columns: number, rows: number) {
     this.xterm = new Terminal({ cols: columns, rows, allowProposedApi: true, scrollback: 0 });
+    this.xterm.onTitleChange((title) => this.titles.push(title));
   }
 
   write(text: string | Uint8Array): Promise<void> {

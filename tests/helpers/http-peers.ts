@@ -22,6 +22,10 @@ export interface AwkwardResponse {
   oneBytePerSegment?: boolean;
   /** Close after sending (default true); false keeps the connection open and silent. */
   close?: boolean;
+  /** Wait this long before answering (a slow path). */
+  delayMs?: number;
+  /** Bytes nobody asked for, sent this long after the response while the connection sits idle. */
+  unsolicited?: { afterMs: number; bytes: string };
 }
 
 /** A raw TCP server: each connection gets `respond(path)`'s bytes after its request head. */
@@ -63,6 +67,7 @@ export function startRawServer(respond: (path: string) => AwkwardResponse | null
 }
 
 async function send(socket: Bun.Socket<{ head: string }>, response: AwkwardResponse) {
+  if (response.delayMs) await Bun.sleep(response.delayMs);
   const bytes = typeof response.bytes === "string" ? utf8.encode(response.bytes) : response.bytes;
   if (response.oneBytePerSegment) {
     for (let i = 0; i < bytes.length; i++) {
@@ -80,6 +85,50 @@ async function send(socket: Bun.Socket<{ head: string }>, response: AwkwardRespo
     }
   }
   if (response.close !== false) socket.end();
+  const unsolicited = response.unsolicited;
+  if (unsolicited) setTimeout(() => socket.write(unsolicited.bytes), unsolicited.afterMs);
+}
+
+/**
+ * A server that, after the request, sends `prefix` and then an endless line of `x` — as fast as the client
+ * takes it, up to `capBytes` (so a client that never stops reading still ends). Counts what it sent.
+ */
+export function startFloodServer(prefix: string, capBytes = 256 * 1024 * 1024) {
+  const block = new Uint8Array(64 * 1024).fill(0x78);
+  let sent = 0;
+  const pump = (socket: Bun.Socket<{ sent: number }>) => {
+    while (socket.data.sent < capBytes) {
+      const written = socket.write(block);
+      if (written <= 0) return; // the kernel is full: `drain` calls again
+      socket.data.sent += written;
+      sent += written;
+      if (written < block.length) return;
+    }
+    socket.end();
+  };
+  const listener = Bun.listen<{ sent: number }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        socket.data = { sent: 0 };
+      },
+      data(socket) {
+        if (socket.data.sent > 0) return;
+        socket.write(prefix);
+        socket.data.sent = 1;
+        pump(socket);
+      },
+      drain: pump,
+    },
+  });
+  return {
+    url: `http://127.0.0.1:${listener.port}`,
+    get sentBytes() {
+      return sent;
+    },
+    stop: () => listener.stop(true),
+  };
 }
 
 /** node:http on a free port: `/chunked` streams three writes (Transfer-Encoding: chunked). */
@@ -202,6 +251,23 @@ export const AWKWARD_CASES: {
     expected: { status: 200, body: bigBody },
   },
   {
+    name: "bare \\n line endings, as a response typed into nc (RFC 9112 §2.2)",
+    response: { bytes: "HTTP/1.1 200 OK\nContent-Type: text/plain\n\nhello from nc\n" },
+    expected: { status: 200, body: "hello from nc\n", headers: { "content-type": "text/plain" } },
+  },
+  {
+    name: "header fields named like Object's own properties",
+    response: {
+      bytes:
+        "HTTP/1.1 200 OK\r\nConstructor: c\r\n__proto__: p\r\nhasOwnProperty: h\r\nContent-Length: 2\r\n\r\nok",
+    },
+    expected: {
+      status: 200,
+      body: "ok",
+      headers: { constructor: "c", ["__proto__"]: "p", hasownproperty: "h", "content-length": "2" },
+    },
+  },
+  {
     name: "a body shorter than its Content-Length",
     response: { bytes: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this" },
     expected: { error: "body shorter than announced: got 9 of 100 bytes" },
@@ -225,6 +291,11 @@ export const AWKWARD_CASES: {
     name: "a server that closes without answering",
     response: { bytes: "" },
     expected: { error: "the server closed the connection without a response" },
+  },
+  {
+    name: "a response cut off inside its headers (the error says what came)",
+    response: { bytes: "HTTP/1.1 200 OK\r\nX-Cut: of" },
+    expected: { error: 'response ended inside the header line, after 9 bytes: "X-Cut: of"' },
   },
 ];
 
@@ -294,9 +365,38 @@ export function testAwkwardCases(
       }
       const response = await result;
       expect(response.status).toBe(expected.status);
+      // Every field as sent, and nothing inherited: a null-prototype object.
+      expect(Object.getPrototypeOf(response.headers)).toBeNull();
+      for (const [name, value] of Object.entries(expected.headers ?? {})) {
+        expect(Object.hasOwn(response.headers, name)).toBe(true);
+        expect(response.headers[name]).toBe(value);
+      }
       if (typeof expected.body === "string")
         expect(new TextDecoder().decode(response.body)).toBe(expected.body);
       else expect(Bun.deepEquals(response.body, expected.body)).toBe(true);
     });
+  });
+}
+
+/**
+ * A server whose status reason, header field and body carry terminal escapes (retitle the window, clear
+ * the screen, turn text red, ring the bell): the lesson must print them neutralised, as ␛ and ␇.
+ */
+export function describeHostileCli(script: string): void {
+  test(`${script} shows a server's escape sequences instead of sending them to the terminal`, async () => {
+    const hostile = startRawServer(() => ({
+      bytes:
+        "HTTP/1.1 200 OK\x1b]0;pwned\x07\r\nX-Evil: \x1b[2J\x1b[H\r\nContent-Length: 17\r\n\r\n\x1b[31mred\x07\r\nline2\n",
+    }));
+    try {
+      const { exitCode, stdout } = await runScript([script, `${hostile.url}/`, "--body"]);
+      expect(exitCode).toBe(0);
+      expect(stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/); // no control character but \n and \t
+      expect(stdout).toContain("200 OK␛]0;pwned␇");
+      expect(stdout).toContain("x-evil: ␛[2J␛[H");
+      expect(stdout).toContain("␛[31mred␇\nline2");
+    } finally {
+      hostile.stop();
+    }
   });
 }

@@ -7,8 +7,16 @@ export interface PtyProgram {
   screen: HeadlessTerminal;
   /** Types into the terminal (as a person at the keyboard would). */
   type(text: string): void;
-  /** Waits until the screen's rows satisfy `predicate`; fails with the screen shown after `timeoutMs`. */
-  waitFor(predicate: (rows: string[]) => boolean, description: string, timeoutMs?: number): Promise<string[]>;
+  /**
+   * Waits until the screen's rows satisfy `predicate`, looking every `pollMs` (25 ms); fails with the screen
+   * shown after `timeoutMs` (20 s).
+   */
+  waitFor(
+    predicate: (rows: string[]) => boolean,
+    description: string,
+    timeoutMs?: number,
+    pollMs?: number,
+  ): Promise<string[]>;
   resize(columns: number, rows: number): void;
   exited: Promise<number>;
   kill(): void;
@@ -30,13 +38,13 @@ export function startInPty(
   return {
     screen,
     type: (text) => terminal.write(text),
-    async waitFor(predicate, description, timeoutMs = 20_000) {
+    async waitFor(predicate, description, timeoutMs = 20_000, pollMs = 25) {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
         await screen.write(""); // let pending output be parsed
         const current = screen.rows();
         if (predicate(current)) return current;
-        await Bun.sleep(25);
+        await Bun.sleep(pollMs);
       }
       throw new Error(`timed out waiting for ${description}; the screen was:\n${screen.rows().join("\n")}`);
     },
