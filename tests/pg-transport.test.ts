@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { rmSync, writeFileSync } from "node:fs";
 import {
   type Client,
   ConnectOptionsError,
@@ -278,6 +279,19 @@ describe("TLS settings", () => {
       sslmode: "prefer",
       channelBinding: "prefer",
     });
+  });
+
+  test("with no host at all, libpq's default socket directory is used when a socket is there, else localhost", () => {
+    const port = 40_000 + Math.floor(Math.random() * 20_000);
+    const socket = `/tmp/.s.PGSQL.${port}`;
+    expect(resolveOptions({ port }, {})).toMatchObject({ host: "localhost", socketPath: null });
+    writeFileSync(socket, ""); // existence is what is checked; connecting would then say what is wrong
+    try {
+      expect(resolveOptions({ port }, {})).toMatchObject({ host: "/tmp", socketPath: socket });
+      expect(resolveOptions({ port, host: "db.example" }, {})).toMatchObject({ socketPath: null });
+    } finally {
+      rmSync(socket, { force: true });
+    }
   });
 
   test("mistakes are one line each", () => {
