@@ -6,6 +6,10 @@
  * `query()` builds its messages and hands them to the StreamWriter at once, so queries issued together are
  * *pipelined* — they travel in one write, the server answers them in order, and each Sync's ReadyForQuery
  * tells us one query is done and the next answer begins.
+ *
+ * Two things can hold writing back, and then later queries wait in order behind them (`#waiting`): a
+ * statement's first run with parameters, whose Bind waits for the server to say the parameters' types
+ * (ParameterDescription), and a COPY FROM, during which only its data may be sent.
  */
 import { createHash } from "node:crypto";
 import {
@@ -16,6 +20,7 @@ import {
   WRITE_HIGH_WATER,
 } from "../streams.ts";
 import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
+import { CopyOutStream, type CopySource } from "./copy-out-stream.ts";
 import {
   errorFields,
   PgAuthenticationRefusedError,
@@ -76,6 +81,7 @@ const READ_BYTES = 4 * 1024 * 1024;
  */
 export const CANCEL_GRACE_MS = 2_000;
 
+export type { CopySource } from "./copy-out-stream.ts";
 export {
   PgAuthenticationRefusedError,
   PgConnectionError,
@@ -216,93 +222,6 @@ type Pending =
 
 /** Bytes of COPY data gathered into one CopyData message. */
 const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
-/** Bytes of COPY TO data queued for a slow consumer before we stop reading the socket. */
-const COPY_OUT_HIGH_WATER = 4 * 1024 * 1024; // 4 MiB
-
-/** The chunks of a COPY TO in flight, and whoever waits for them. */
-class CopyOutStream {
-  readonly chunks: Uint8Array[] = [];
-  head = 0;
-  queuedBytes = 0;
-  done = false;
-  discarding = false;
-  error: Error | null = null;
-  /** The consumer waits for a chunk; the read loop waits for room. */
-  consumer: (() => void) | null = null;
-  room: PromiseWithResolvers<void> | null = null;
-
-  /** The consumer is gone: drop what is queued and whatever still comes. */
-  discard(): void {
-    this.discarding = true;
-    this.chunks.length = 0;
-    this.head = 0;
-    this.queuedBytes = 0;
-    this.room?.resolve();
-    this.room = null;
-  }
-
-  push(chunk: Uint8Array): void {
-    if (this.discarding) return;
-    this.chunks.push(chunk);
-    this.queuedBytes += chunk.length;
-    this.#wakeConsumer();
-  }
-
-  finish(error: Error | null): void {
-    this.done = true;
-    this.error = error;
-    this.#wakeConsumer();
-    this.room?.resolve();
-    this.room = null;
-  }
-
-  /** The next chunk, or null at the end. Throws the COPY's error. */
-  async next(): Promise<Uint8Array | null> {
-    while (this.head === this.chunks.length) {
-      if (this.done) {
-        if (this.error) throw this.error;
-        return null;
-      }
-      await new Promise<void>((resolve) => {
-        this.consumer = resolve;
-      });
-    }
-    const chunk = this.chunks[this.head]!;
-    this.chunks[this.head++] = EMPTY;
-    if (this.head === this.chunks.length) {
-      this.chunks.length = 0;
-      this.head = 0;
-    }
-    this.queuedBytes -= chunk.length;
-    if (this.room && this.queuedBytes <= COPY_OUT_HIGH_WATER / 2) {
-      this.room.resolve();
-      this.room = null;
-    }
-    return chunk;
-  }
-
-  /** For the read loop: a promise to wait on while the queue is over its high-water mark. */
-  full(): Promise<void> | null {
-    if (this.queuedBytes <= COPY_OUT_HIGH_WATER || this.done) return null;
-    this.room ??= Promise.withResolvers<void>();
-    return this.room.promise;
-  }
-
-  #wakeConsumer(): void {
-    const consumer = this.consumer;
-    this.consumer = null;
-    consumer?.();
-  }
-}
-
-const EMPTY = new Uint8Array(0);
-
-/** What `copyFrom()` reads: bytes or strings (UTF-8), from an async iterable or a ReadableStream. */
-export type CopySource =
-  | AsyncIterable<Uint8Array | string>
-  | Iterable<Uint8Array | string>
-  | ReadableStream<Uint8Array | string>;
-
 const NO_FIELDS: FieldDescription[] = [];
 const NO_VALUES: (Uint8Array | null)[] = [];
 
