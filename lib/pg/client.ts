@@ -254,6 +254,8 @@ export class Client {
   #head = 0;
   readonly #statements = new Map<string, Statement>();
   #statementCounter = 0;
+  /** The statement last in the cache's order (used most recently). */
+  #mostRecent: Statement | null = null;
   /**
    * Statement names are unique to this client, not just to its connection: a server that multiplexes
    * several connections onto one session (PGlite's socket server; poolers) would otherwise see two `s1`s.
@@ -720,9 +722,12 @@ export class Client {
     const capacity = this.#options.statementCacheSize;
     const cached = this.#statements.get(text);
     if (cached) {
-      // Most recently used goes last: the Map's order is the eviction order.
-      this.#statements.delete(text);
-      this.#statements.set(text, cached);
+      // Most recently used goes last: the Map's order is the eviction order. (Already last: nothing to do.)
+      if (this.#mostRecent !== cached) {
+        this.#statements.delete(text);
+        this.#statements.set(text, cached);
+        this.#mostRecent = cached;
+      }
       return cached;
     }
     const statement: Statement = {
@@ -747,6 +752,7 @@ export class Client {
         if (oldest.parseSent) writeClose(this.#out, "S", oldest.name);
       }
       this.#statements.set(text, statement);
+      this.#mostRecent = statement;
     }
     return statement;
   }
@@ -1091,8 +1097,8 @@ export class Client {
       this.#pending = [];
       this.#head = 0;
     }
-    clearTimeout(pending.timer);
-    this.#startTimeout(this.#pending[this.#head]);
+    if (pending.timer !== undefined) clearTimeout(pending.timer);
+    if (this.#options.queryTimeoutMs > 0) this.#startTimeout(this.#pending[this.#head]);
     if (pending.timedOut && pending.error) {
       pending.error = new PgQueryTimeoutError(this.#options.queryTimeoutMs, false, { cause: pending.error });
     }

@@ -492,16 +492,29 @@ export function parseRowDescription(body: Buffer): FieldDescription[] {
   return fields;
 }
 
-const DIGITS = /^\d+$/;
+const SPACE = 0x20;
+const isDigitByte = (byte: number | undefined) => byte !== undefined && byte >= 0x30 && byte <= 0x39;
 
-/** CommandComplete ('C'): the command tag, e.g. `SELECT 3`, `INSERT 0 1`, `CREATE TABLE`. */
+/**
+ * CommandComplete ('C'): the command tag, e.g. `SELECT 3`, `INSERT 0 1`, `CREATE TABLE`. The verb is
+ * everything before the first number (INSERT has two: the OID, always 0, then the count); the count is the
+ * last number. Read from the bytes (tags are ASCII): one per query, so no split, no regular expression.
+ */
 export function parseCommandComplete(body: Buffer): { command: string; rowCount: number | null } {
-  const tag = body.toString("utf8", 0, body.length - 1);
-  // The verb is everything before the first number (INSERT has two: the OID, always 0, then the count).
-  const words = tag.split(" ");
-  const firstNumber = words.findIndex((word) => DIGITS.test(word));
-  if (firstNumber === -1) return { command: tag, rowCount: null };
-  return { command: words.slice(0, firstNumber).join(" "), rowCount: Number(words[words.length - 1]) };
+  const end = body.length - 1; // the terminating zero
+  let verbEnd = -1;
+  for (let index = 0; index < end; index++) {
+    if (body[index] === SPACE && isDigitByte(body[index + 1])) {
+      verbEnd = index;
+      break;
+    }
+  }
+  if (verbEnd === -1) return { command: body.toString("latin1", 0, end), rowCount: null };
+  let countStart = end;
+  while (countStart > verbEnd + 1 && isDigitByte(body[countStart - 1])) countStart--;
+  let rowCount = 0;
+  for (let index = countStart; index < end; index++) rowCount = rowCount * 10 + body[index]! - 0x30;
+  return { command: body.toString("latin1", 0, verbEnd), rowCount };
 }
 
 /** ErrorResponse / NoticeResponse ('E' / 'N'): fields as (code byte, string) pairs until a zero byte. */
