@@ -327,6 +327,52 @@ describe("TLS settings", () => {
     }
   });
 
+  test("a server that says S and then never starts the handshake is the connect timeout, not a hang", async () => {
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket) {
+          socket.write("S");
+        },
+      },
+    });
+    try {
+      const started = performance.now();
+      await expect(
+        connect({ host: "127.0.0.1", port: server.port, sslmode: "require", connectTimeoutMs: 300 }),
+      ).rejects.toThrow(`timed out after 0.3 s connecting to 127.0.0.1:${server.port}`);
+      expect(performance.now() - started).toBeLessThan(5000);
+    } finally {
+      server.stop(true);
+    }
+  });
+
+  test("a server that says S and then answers the handshake with garbage is one clear error", async () => {
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, chunk) {
+          // The SSLRequest is 8 bytes; what follows is the ClientHello, answered with plain text.
+          socket.write(chunk.length === 8 ? "S" : "HTTP/1.1 400 Bad Request\r\n\r\n");
+        },
+      },
+    });
+    try {
+      const failure = connect({
+        host: "127.0.0.1",
+        port: server.port,
+        sslmode: "require",
+        connectTimeoutMs: 5000,
+      });
+      await expect(failure).rejects.toBeInstanceOf(PgConnectionError);
+      await expect(failure).rejects.toThrow("the TLS handshake failed: ");
+    } finally {
+      server.stop(true);
+    }
+  });
+
   test("a server that answers SSLRequest with neither S nor N is refused by name", async () => {
     const server = Bun.listen({
       hostname: "127.0.0.1",

@@ -110,7 +110,12 @@ const tlsHandlers = {
   },
   handshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null) {
     const state = socket.data;
-    const refusal = certificateRefusal(state, success, authorizationError);
+    // With rejectUnauthorized off, Bun reports a certificate it would not trust as success = false too; a
+    // handshake that really failed (not TLS at all, no common cipher) has no peer certificate.
+    const completed = success || Boolean(socket.getPeerCertificate());
+    const refusal = completed
+      ? certificateRefusal(state, authorizationError)
+      : `the TLS handshake failed: ${authorizationError?.message ?? "no reason given"}`;
     if (refusal) {
       state.handshake?.reject(new PgTlsError(refusal));
       socket.terminate();
@@ -143,18 +148,14 @@ const HOST_MISMATCH = "ERR_TLS_CERT_ALTNAME_INVALID";
  * against eavesdropping, not impersonation), `verify-ca` needs a chain to a trusted CA, `verify-full` also
  * the host name.
  */
-function certificateRefusal(state: Connection, success: boolean, error: Error | null): string | null {
-  const code = (error as { code?: string } | null)?.code;
-  if (state.sslmode === "verify-full") {
-    return error || !success
-      ? `the server's certificate is refused (verify-full): ${error?.message ?? "handshake failed"}`
-      : null;
-  }
-  if (state.verifyCa) {
-    if (!error || code === HOST_MISMATCH) return null;
+function certificateRefusal(state: Connection, error: Error | null): string | null {
+  if (!error) return null;
+  const code = (error as { code?: string }).code;
+  if (state.sslmode === "verify-full")
+    return `the server's certificate is refused (verify-full): ${error.message}`;
+  if (state.verifyCa && code !== HOST_MISMATCH) {
     return `the server's certificate is refused (verify-ca): ${error.message}`;
   }
-  if (!success && !error) return "the TLS handshake failed";
   return null;
 }
 
