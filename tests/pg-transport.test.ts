@@ -373,6 +373,30 @@ describe("TLS settings", () => {
     }
   });
 
+  test("with prefer, a failed handshake is tried again without TLS, on a new connection (as libpq)", async () => {
+    let connections = 0;
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open() {
+          connections++;
+        },
+        data(socket, chunk) {
+          if (connections === 1) socket.write(chunk.length === 8 ? "S" : "not TLS at all");
+          else socket.end(); // the plain attempt: this is no PostgreSQL either, so it hangs up
+        },
+      },
+    });
+    try {
+      const failure = connect({ host: "127.0.0.1", port: server.port, connectTimeoutMs: 5000 });
+      await expect(failure).rejects.toThrow("the server closed the connection");
+      expect(connections).toBe(2);
+    } finally {
+      server.stop(true);
+    }
+  });
+
   test("a server that answers SSLRequest with neither S nor N is refused by name", async () => {
     const server = Bun.listen({
       hostname: "127.0.0.1",

@@ -34,6 +34,9 @@ export class PgTlsError extends PgConnectionError {
   override name = "PgTlsError";
 }
 
+/** The TLS handshake itself failed (as opposed to a certificate refused): `prefer` then goes on in plain. */
+class TlsHandshakeFailed extends PgTlsError {}
+
 type Phase = "awaiting-ssl-answer" | "plain" | "upgraded";
 
 /** Per-socket state in `socket.data` (Bun shares one handler object per connect). */
@@ -117,7 +120,7 @@ const tlsHandlers = {
       ? certificateRefusal(state, authorizationError)
       : `the TLS handshake failed: ${authorizationError?.message ?? "no reason given"}`;
     if (refusal) {
-      state.handshake?.reject(new PgTlsError(refusal));
+      state.handshake?.reject(completed ? new PgTlsError(refusal) : new TlsHandshakeFailed(refusal));
       socket.terminate();
     } else state.handshake?.resolve();
   },
@@ -220,6 +223,10 @@ export async function openTransport(options: ResolvedOptions, signal: AbortSigna
     return await upgrade(raw, state, options);
   } catch (error) {
     raw.terminate();
+    // libpq's `prefer`: a failed handshake is retried without TLS, on a new connection.
+    if (error instanceof TlsHandshakeFailed && options.sslmode === "prefer" && !signal.aborted) {
+      return openTransport({ ...options, sslmode: "disable" }, signal);
+    }
     throw error;
   } finally {
     signal.removeEventListener("abort", onAbort);
