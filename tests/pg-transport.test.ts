@@ -66,6 +66,16 @@ describe.skipIf(!("bin" in availability))("PostgreSQL with ssl=on and a Unix-dom
       });
     });
 
+    test("a user pg_hba.conf lets in only over TLS (a hosted database): disable is refused, prefer and allow connect", async () => {
+      const url = (mode: string) => `${cluster.url("tlsOnly")}?sslmode=${mode}`;
+      const refused = connect(url("disable"));
+      await expect(refused).rejects.toMatchObject({ code: "28000" });
+      await expect(refused).rejects.toThrow("no encryption");
+      for (const mode of ["prefer", "allow"]) {
+        await using(url(mode), async (client) => expect((await serverView(client)).ssl).toBe(true));
+      }
+    });
+
     test("require takes the server's certificate unchecked, and queries run over TLS", async () => {
       await using(scramUrl("sslmode=require"), async (client) => {
         expect((await serverView(client)).ssl).toBe(true);

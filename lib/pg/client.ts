@@ -298,6 +298,17 @@ export class Client {
    */
   static async connect(urlOrOptions?: string | ConnectOptions): Promise<Client> {
     const options = resolveOptions(urlOrOptions);
+    if (options.sslmode !== "allow") return Client.#connectWith(options);
+    // libpq's `allow`: plain first; if the server's pg_hba.conf refuses that (28000), again with TLS.
+    try {
+      return await Client.#connectWith(options);
+    } catch (error) {
+      if (!(error instanceof PgError && error.code === "28000")) throw error;
+      return Client.#connectWith({ ...options, sslmode: "require" });
+    }
+  }
+
+  static async #connectWith(options: ResolvedOptions): Promise<Client> {
     const where = describeAddress(options);
     const abort = new AbortController();
     let client: Client | undefined;

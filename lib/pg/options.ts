@@ -10,8 +10,9 @@ import { join } from "node:path";
 /**
  * libpq's `sslmode` (manual: "SSL Support" → "Protection Provided in Different Modes"):
  * - `disable`: plain TCP.
- * - `allow`: plain TCP here (libpq would retry with TLS if the server refused; we do not).
- * - `prefer` (the default): TLS if the server offers it, else plain; the certificate is not checked.
+ * - `allow`: plain TCP; if the server refuses that (pg_hba.conf, 28000), again with TLS.
+ * - `prefer` (the default): TLS if the server offers it, else plain; the certificate is not checked. A
+ *   handshake that fails is tried again without TLS.
  * - `require`: TLS or nothing; the certificate is not checked (unless `sslrootcert` is given: then as
  *   `verify-ca`, like libpq).
  * - `verify-ca`: TLS, and the certificate must be signed by a CA in `sslrootcert`.

@@ -26,6 +26,8 @@ export const USERS = {
   password: { user: "password_user", password: "cleartext pass" },
   md5: { user: "md5_user", password: "md5 pass" },
   scram: { user: "scram_user", password: "scram pässword" },
+  /** Only over TLS (hostssl), as a hosted database: a plain connection is refused by pg_hba.conf. */
+  tlsOnly: { user: "tls_only_user", password: "" },
 } as const;
 
 export interface PostgresCluster {
@@ -92,6 +94,8 @@ host all ${USERS.trust.user} 127.0.0.1/32 trust
 host all ${USERS.password.user} 127.0.0.1/32 password
 host all ${USERS.md5.user} 127.0.0.1/32 md5
 host all ${USERS.scram.user} 127.0.0.1/32 scram-sha-256
+hostssl all ${USERS.tlsOnly.user} 127.0.0.1/32 trust
+hostnossl all ${USERS.tlsOnly.user} 127.0.0.1/32 reject
 host all all 127.0.0.1/32 scram-sha-256
 `;
 
@@ -247,6 +251,7 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
       runAs,
     );
   psql(`CREATE ROLE ${USERS.trust.user} LOGIN SUPERUSER`);
+  psql(`CREATE ROLE ${USERS.tlsOnly.user} LOGIN`);
   psql(`CREATE ROLE ${USERS.password.user} LOGIN PASSWORD ${sqlString(USERS.password.password)}`);
   // An md5 user needs its password stored as an MD5 hash.
   psql(
