@@ -244,6 +244,11 @@ describe.skipIf(!("bin" in availability))("values ⇄ PostgreSQL types, on a rea
       await expect(failure).rejects.toBeInstanceOf(ParameterTypeError);
       await expect(failure).rejects.toThrow(message);
     }
+    // A Date into a text parameter is its ISO 8601 form.
+    const when = new Date("2024-02-29T12:34:56.789Z");
+    expect((await client.query("SELECT $1::text AS t", [when])).rows).toEqual([
+      { t: "2024-02-29T12:34:56.789Z" },
+    ]);
     // The connection is in step: the next query answers normally.
     expect((await client.query("SELECT $1::int4 AS x", [7])).rows).toEqual([{ x: 7 }]);
   });

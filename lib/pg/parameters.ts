@@ -16,7 +16,7 @@
  *   timestamp            Date → its UTC wall-clock time; ±Infinity → ±infinity; a string as it is
  *   timestamptz          Date → that instant (in UTC, `+00`); ±Infinity → ±infinity; a string as it is
  *   <type>[] (known)     JS array → array literal, each element encoded for <type>; a string as it is
- *   text, varchar, …     string, number, bigint or boolean as text
+ *   text, varchar, …     string, number, bigint or boolean as text; a Date in ISO 8601
  *   any other type       as the server would infer it: see {@link serializeParameter}
  *
  * `null` and `undefined` are SQL NULL everywhere (so a json parameter cannot be the JSON value `null`:
@@ -132,6 +132,7 @@ function parameterText(value: unknown, type: number, position: number): string {
   if (TEXT_TYPES.has(type)) {
     if (typeof value === "number" || typeof value === "bigint" || typeof value === "boolean")
       return String(value);
+    if (value instanceof Date && !Number.isNaN(value.getTime())) return value.toISOString();
     return fail(`expects a string, got ${describe(value)}`);
   }
   return fail(`cannot encode ${describe(value)}`);
