@@ -63,9 +63,11 @@ export function findPostgresBin(): string | null {
  */
 export function postgresAvailability(): { bin: string } | { skipReason: string } {
   const bin = findPostgresBin();
-  if (bin) return { bin };
-  const reason =
-    "PostgreSQL server binaries (initdb, postgres) not found; install Debian's postgresql package";
+  // The cluster runs with ssl=on, its certificates made by openssl.
+  if (bin && Bun.which("openssl")) return { bin };
+  const reason = bin
+    ? "openssl not found (the test cluster's TLS certificates are made with it); install Debian's openssl package"
+    : "PostgreSQL server binaries (initdb, postgres) not found; install Debian's postgresql package";
   if (process.env.CI) throw new Error(`CI is set and ${reason}`);
   return { skipReason: reason };
 }
