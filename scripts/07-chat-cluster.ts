@@ -35,10 +35,12 @@
  *            bun scripts/07-chat-cluster.ts --nodes 4 --port 9000
  *            bun scripts/07-chat-cluster.ts --node --port 0 --redis redis://10.0.0.5:6379   one node
  * Poke it:   `bun scripts/06-chat-client.ts` (or `nc 127.0.0.1 8000`) in two more terminals: the kernel
- *            spreads connections over the nodes (`reusePort`), so the two usually land on different
- *            nodes — each log line says which node a user joined. Then `kill -9` a node's pid (its users
- *            are announced `left (server lost)` within --node-timeout), or `kill -STOP` redis-server for
- *            a few seconds and type (`ERR chat paused: reconnecting`, then everything arrives).
+ *            hands each new connection to one of the nodes (`reusePort`, by a hash of the addresses), so
+ *            two clients are on different nodes about half the time — each log line says which node a
+ *            user joined (reconnect one until they differ). Then `kill -9` a node's pid (its users are
+ *            announced `left (server lost)` within --node-timeout), or `kill -STOP` the redis-server for a
+ *            few seconds and type: `ERR chat paused: reconnecting` once the heartbeat has waited half of
+ *            --node-timeout for a reply; after `kill -CONT`, everything said meanwhile arrives.
  *
  * Builds on: lesson 05 — the same room (lib/chat-room.ts: the rules, the limits and flags, the per-batch
  * fan-out, one write per user per batch), on the same line server (lib/line-server.ts). What is new is
