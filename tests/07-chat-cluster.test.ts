@@ -347,6 +347,41 @@ describe.skipIf(!hasRedis)("lesson 07: when things fail", () => {
   );
 
   test(
+    "rule 5: a Redis that goes silent (SIGSTOP, no reset) is noticed; a line in flight then arrives once",
+    async () => {
+      const own = await startRedisServer();
+      try {
+        const [node] = await startNodes(own.url, 1, [
+          "--prefix",
+          freshPrefix(),
+          "--node-timeout",
+          "2",
+          "--quiet",
+        ]);
+        const ann = await join(node!, "ann");
+        process.kill(own.pid(), "SIGSTOP");
+        ann.send("in flight\n"); // its XADD goes out and gets no answer
+        // The heartbeat waits half of --node-timeout for a reply, then the node drops the link: paused.
+        await Bun.sleep(1600);
+        ann.send("while silent\n");
+        expect(await ann.line()).toBe("ERR chat paused: reconnecting");
+        process.kill(own.pid(), "SIGCONT");
+        // Back: the line that was in flight arrives — once, though it was sent on two connections.
+        expect(await ann.line(8000)).toBe("ann: in flight");
+        await sendWhenResumed(ann, "ann", "after");
+        expect(await drain(ann, "ann")).toEqual([]);
+        await stop([node!]);
+      } finally {
+        try {
+          process.kill(own.pid(), "SIGCONT");
+        } catch {}
+        await own.stop();
+      }
+    },
+    SLOW_TEST_MS,
+  );
+
+  test(
     "rule 6: after Redis restarts empty, nodes claim their users' names again and chat resumes",
     async () => {
       const own = await startRedisServer();

@@ -8,6 +8,7 @@
  *   PREFIX nodes             the set of node ids that have registered
  *   PREFIX alive:ID          the node's liveness: a key with a TTL of --node-timeout that it keeps renewing
  *   PREFIX names:ID          the set of names node ID holds (as typed), for /who and for its cleanup
+ *   PREFIX seq:ID            the sequence number of the last line node ID added (each line is added once)
  *   PREFIX name:LOWERNAME    the claim on a name, ignoring case: its value is the id of the node holding it
  *
  * The Lua scripts (cluster-scripts.ts) build the per-node and per-name keys from the prefix themselves, so
@@ -27,6 +28,10 @@ export class ClusterKeys {
 
   alive(nodeId: string): string {
     return `${this.prefix}alive:${nodeId}`;
+  }
+
+  seq(nodeId: string): string {
+    return `${this.prefix}seq:${nodeId}`;
   }
 
   names(nodeId: string): string {

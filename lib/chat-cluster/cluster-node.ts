@@ -12,7 +12,9 @@
  *   quarter of the timeout, 250 ms at most) renews it and removes dead nodes — in one Lua script, so each
  *   dead node's users are announced `* NAME left (server lost)` exactly once, by whichever node ran first.
  * - Link failure: while Redis is unreachable the node is paused (`hooks.paused()`); what it had to send is
- *   kept in order and sent after it reconnects, skipping what the stream shows already arrived. On each
+ *   kept in order and sent again after it reconnects. Each line carries this node's sequence number, and
+ *   the APPEND script adds it only if it is newer than the last one it added for the node: a line whose
+ *   reply was lost with the connection (it did arrive) is not added twice. On each
  *   (re)connect it registers again; a changed epoch means Redis lost its data, so reading starts over at
  *   the new stream's beginning and the names of the users online here are claimed again.
  *
@@ -22,7 +24,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { ClusterKeys } from "./cluster-keys.ts";
-import { CLAIM, HEARTBEAT, RECLAIM, REGISTER, RELEASE, UNREGISTER, WHO } from "./cluster-scripts.ts";
+import { APPEND, CLAIM, HEARTBEAT, RECLAIM, REGISTER, RELEASE, UNREGISTER, WHO } from "./cluster-scripts.ts";
 import { RedisLink } from "./redis-link.ts";
 import { compareStreamIds, decodeXreadReply, encodeEntry } from "./room-entry.ts";
 
@@ -45,8 +47,6 @@ export const READ_LINGER_MAX_MS = 4;
 /** The heartbeat runs every quarter of the node timeout, and at least every 250 ms, so a dead node is
  *  noticed within the timeout + 250 ms. */
 const HEARTBEAT_MAX_MS = 250;
-/** On reconnect, how far back the stream is searched for this node's own lines that did arrive. */
-const DEDUP_SCAN_ENTRIES = 1000;
 /** How long `stop()` waits for queued lines and releases to reach Redis: 2 s. */
 const STOP_FLUSH_MS = 2000;
 
@@ -194,18 +194,15 @@ export class ClusterNode {
     const { keys } = this;
     const done =
       "line" in op
-        ? this.#link.commands.send("XADD", [
-            keys.room,
-            "MAXLEN",
-            "~",
-            String(this.options.history),
-            "*",
-            ...encodeEntry(op.line, this.id, seq),
-          ])
+        ? this.#eval(
+            APPEND,
+            [keys.room, keys.seq(this.id)],
+            [String(this.options.history), String(seq), ...encodeEntry(op.line, this.id, seq)],
+          )
         : this.#eval(RELEASE, [keys.name(op.release), keys.names(this.id)], [this.id, op.release]);
     done.then(
       () => this.#pending.delete(seq),
-      // Kept: it is sent again after the reconnect (unless the stream shows it did arrive).
+      // Kept: it is sent again after the reconnect (APPEND skips it if it did arrive).
       () => {
         op.sent = false;
       },
@@ -280,7 +277,6 @@ export class ClusterNode {
       this.hooks.deliver(["* some messages were missed while this server was reconnecting"]);
     }
     if (!firstTime) await this.#claimAgain(cleanedUp);
-    await this.#dropWhatArrived();
     this.#flushPending();
   }
 
@@ -313,24 +309,6 @@ export class ClusterNode {
       const name = /^\* ([A-Za-z0-9_-]+) (?:left|was disconnected)/.exec(op.line)?.[1];
       if (name !== undefined && !online.has(name.toLowerCase())) this.#pending.delete(seq);
     }
-  }
-
-  /** Lines sent just before the link dropped may have reached Redis: the stream's tail tells which. */
-  async #dropWhatArrived(): Promise<void> {
-    if (![...this.#pending.values()].some((op) => "line" in op)) return;
-    const tail = await this.#link.commands.send("XREVRANGE", [
-      this.keys.room,
-      "+",
-      "-",
-      "COUNT",
-      String(DEDUP_SCAN_ENTRIES),
-    ]);
-    const reply = Array.isArray(tail) ? { [this.keys.room]: tail } : null;
-    let newest = 0;
-    for (const entry of decodeXreadReply(reply, this.keys.room).entries) {
-      if (entry.node === this.id) newest = Math.max(newest, entry.seq);
-    }
-    for (const [seq, op] of this.#pending) if ("line" in op && seq <= newest) this.#pending.delete(seq);
   }
 
   #ready(): void {

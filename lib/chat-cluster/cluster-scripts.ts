@@ -28,10 +28,24 @@ local function removeNode(prefix, room, maxlen, node, notice, by)
       redis.call('XADD', room, 'MAXLEN', '~', maxlen, '*', 'line', string.format(notice, name), 'node', by)
     end
   end
-  redis.call('DEL', namesKey, prefix .. 'alive:' .. node)
+  redis.call('DEL', namesKey, prefix .. 'alive:' .. node, prefix .. 'seq:' .. node)
   redis.call('SREM', prefix .. 'nodes', node)
   return #names
 end
+`;
+
+/**
+ * Adds one line to the room, at most once: node lines carry the node's own sequence number ARGV[2], and a
+ * line whose number is not above the last one added for the node is a resend of a line that did arrive
+ * (its reply was lost with the connection) — skipped. Whatever order an old connection's last commands and
+ * a new connection's resends reach Redis in, each line is added once. Returns 1 if added, 0 if skipped.
+ * KEYS: room, seq(node) · ARGV: maxlen, seq, field, value, …
+ */
+export const APPEND = `
+if tonumber(ARGV[2]) <= tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+return 1
 `;
 
 /**
