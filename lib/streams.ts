@@ -116,11 +116,6 @@ function attach(socket: Socket<Connection>): StreamWriter {
 export interface OpenConnectionOptions extends StreamOptions {
   /** Speak TLS (`true`, or Bun's TLS options). The host name is sent for SNI and checked. */
   tls?: boolean | Record<string, unknown>;
-  /**
-   * Turn on TCP keepalive, first probe after this many idle milliseconds (Bun then probes every second,
-   * 10 times), so a peer that vanished without a FIN is noticed. Off when absent.
-   */
-  keepAliveMs?: number;
 }
 
 /**
@@ -167,7 +162,6 @@ export async function openConnection(
       );
     }
   }
-  if (options.keepAliveMs !== undefined) socket.setKeepAlive(true, options.keepAliveMs);
   return [reader, socket.data.writer ?? attach(socket)];
 }
 
