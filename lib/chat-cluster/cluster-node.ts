@@ -23,6 +23,7 @@
  * queued (2 s at most), unregisters the node, and closes both connections.
  */
 import { randomUUID } from "node:crypto";
+import type { NameRegistry, RoomBus, WhoList } from "../chat-room.ts";
 import { ClusterKeys } from "./cluster-keys.ts";
 import { APPEND, CLAIM, HEARTBEAT, RECLAIM, REGISTER, RELEASE, UNREGISTER, WHO } from "./cluster-scripts.ts";
 import { RedisLink } from "./redis-link.ts";
@@ -79,12 +80,6 @@ export interface ClusterNodeHooks {
   streamLost(): void;
 }
 
-/** `/who`'s answer. */
-export interface WhoList {
-  count: number;
-  names: string[];
-}
-
 /** Something for Redis that must not be lost: a line for the room, or a name to free. */
 type PendingOp = { line: string; sent: boolean } | { release: string; sent: boolean };
 
@@ -99,7 +94,7 @@ export class ClusterProtocolError extends Error {
   }
 }
 
-export class ClusterNode {
+export class ClusterNode implements NameRegistry, RoomBus {
   /** Unique per process start: a restarted node is a new node (its predecessor is cleaned up). */
   readonly id = randomUUID();
   readonly keys: ClusterKeys;
