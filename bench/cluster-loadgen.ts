@@ -4,15 +4,19 @@
  * port listed twice drives a single server with the same split). Prints one JSON line.
  *
  *   bun bench/cluster-loadgen.ts fanout  PORT,PORT USERS MESSAGES  → {"operations": deliveries, "seconds": …}
- *   bun bench/cluster-loadgen.ts latency PORT,PORT USERS RATE SECONDS → {"bytes": received, "sent": lines}
- *   bun bench/cluster-loadgen.ts observe PORT,PORT  → {"ready": true}, then at stdin's end
+ *   bun bench/cluster-loadgen.ts latency PORT,PORT USERS RATE SECONDS → {"joined": true} once its users
+ *       are in, then {"bytes": received, "sent": lines}
+ *   bun bench/cluster-loadgen.ts observe PORT,PORT first|last → {"ready": true}, then at stdin's end
  *       {"samples": …, "p50": ms, "p99": ms, "max": ms}
  *
  * fanout: every user sends MESSAGES lines, the next when its own copy comes back; deliveries are counted
  * by newline bytes and a user spots its own copy by searching for `\nuN: ` natively (Buffer.indexOf).
  * latency: RATE lines a second, in total, from every user in turn, each carrying the time it was sent;
- * everyone reads, and counts bytes only. observe (another process, started first): one user per node reads
- * every line, and the time from send to delivery of each line sent on another node is a sample.
+ * everyone reads, and counts bytes only. observe (another process): one user per node reads every line, and
+ * the time from send to delivery of each line sent on another node is a sample. A node writes a batch to
+ * its users in the order they joined, so where an observer stands in that order matters: `first` joins
+ * before the generator's users (the first written to), `last` after them, during the warm-up (the last
+ * written to) — between them, the best and the worst placed user of the room.
  */
 import type { Socket } from "bun";
 
@@ -52,6 +56,7 @@ async function joinAll(
   users: number,
   onMeasured: (index: number, chunk: Buffer) => void,
   namePrefix = "u",
+  waitForQuiet = true,
 ) {
   let measuring = false;
   let oks = 0;
@@ -66,7 +71,7 @@ async function joinAll(
   });
   for (const [index, socket] of sockets.entries()) socket.write(`CONNECT ${namePrefix}${index}\n`);
   await allJoined.promise;
-  while (performance.now() - lastData < QUIET_MS) await Bun.sleep(50);
+  while (waitForQuiet && performance.now() - lastData < QUIET_MS) await Bun.sleep(50);
   measuring = true;
   return sockets;
 }
@@ -125,6 +130,7 @@ async function latency(ports: number[], users: number, rate: number, seconds: nu
   const sockets = await joinAll(ports, users, (_index, chunk) => {
     received += chunk.length;
   });
+  console.log(JSON.stringify({ joined: true }));
   const started = performance.now();
   let next = 0;
   const timer = setInterval(() => {
@@ -150,7 +156,7 @@ async function latency(ports: number[], users: number, rate: number, seconds: nu
  * this generator's backlog of a thousand sockets: prints `{"ready": true}` once joined, then times each
  * line sent from another node, until its stdin closes; then prints the quantiles.
  */
-async function observe(ports: number[]) {
+async function observe(ports: number[], place: "first" | "last") {
   const samples: number[] = [];
   const pending = ports.map(() => "");
   await joinAll(
@@ -167,7 +173,10 @@ async function observe(ports: number[]) {
         if (from !== index) samples.push(now - Number(line.slice(at + 2)));
       }
     },
-    "observer",
+    place,
+    // The last observers join while the room is busy: it never goes quiet, and the warm-up's lines are
+    // not timed anyway.
+    place === "first",
   );
   console.log(JSON.stringify({ ready: true }));
   for await (const _ of process.stdin) {
@@ -184,13 +193,16 @@ async function observe(ports: number[]) {
 
 if (import.meta.main) {
   const [mode, portList, ...numbers] = process.argv.slice(2);
+  const place = numbers[0] === "last" ? "last" : "first";
   const ports = (portList ?? "").split(",").map(Number);
   const [users, a, b] = numbers.map(Number) as [number, number, number];
   if (mode === "fanout") console.log(JSON.stringify(await fanout(ports, users, a)));
   else if (mode === "latency") console.log(JSON.stringify(await latency(ports, users, a, b)));
-  else if (mode === "observe") console.log(JSON.stringify(await observe(ports)));
+  else if (mode === "observe") console.log(JSON.stringify(await observe(ports, place)));
   else {
-    console.error("usage: bun bench/cluster-loadgen.ts fanout|latency|observe PORT,PORT [USERS …]");
+    console.error(
+      "usage: bun bench/cluster-loadgen.ts fanout|latency|observe PORT,PORT [USERS … | first|last]",
+    );
     process.exit(2);
   }
   process.exit(0);

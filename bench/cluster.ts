@@ -7,9 +7,12 @@
  *   way (bench/peers/node-chat-cluster.mjs: 2 node:net servers relaying through Redis PUBLISH/SUBSCRIBE,
  *   one write() per recipient).
  * - latency: 1,000 users over 2 nodes, 2,000 messages a second in total; p50/p99 from send to delivery on
- *   the other node.
+ *   the other node, for the first and for the last user a node writes each batch to — and the CPU each
+ *   process used meanwhile (from /proc), since two nodes, Redis and the generator share two cores.
  * - one Redis's ceiling for this design: XADD (pipelined) and XREAD (batches of 1,000) entries per second.
  */
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { RedisClient } from "bun";
 import { APPEND } from "../lib/chat-cluster/cluster-scripts.ts";
 import { type RedisServer, startRedisServer } from "../lib/redis-server.ts";
@@ -27,9 +30,10 @@ const STREAM_ENTRIES = 200_000;
 
 type Started = Awaited<ReturnType<typeof startChild>>;
 
-/** A server under test: its ports (one per node) and how to stop it. */
+/** A server under test: its ports (one per node), its processes by name, and how to stop it. */
 interface Contender {
   ports: number[];
+  processes?: Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -58,7 +62,9 @@ async function startLesson07(nodes: number): Promise<Contender> {
       await startChild(["bun", LESSON_07, "--node", "--port", "0", "--redis", redis.url, "--quiet"]),
     );
   }
-  return { ports: children.map(({ port }) => port), stop: () => stopAll(children, redis) };
+  const processes: Record<string, number> = { redis: redis.pid() };
+  for (const [index, { child }] of children.entries()) processes[`node ${index + 1}`] = child.pid;
+  return { ports: children.map(({ port }) => port), processes, stop: () => stopAll(children, redis) };
 }
 
 async function startLesson05(): Promise<Contender> {
@@ -116,40 +122,104 @@ interface LatencySamples {
   max: number;
 }
 
-/**
- * One latency run: the observers (one user per node, in a process of their own, so that the figure is the
- * servers' and not the generator's backlog) join first; then the generator's users join and send.
- */
-async function latencyRun(ports: number[]): Promise<LatencySamples & { bytes: number }> {
-  const observer = Bun.spawn(["bun", `${ROOT}/bench/cluster-loadgen.ts`, "observe", ports.join(",")], {
+/** What /proc counts CPU time in: USER_HZ, 100 per second on Linux (proc(5), `getconf CLK_TCK`). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) `pid` has used so far, from /proc/PID/stat (Linux); NaN once it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Reads a child's stdout one line at a time. */
+function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  return async () => {
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("a benchmark process exited early");
+      text += decoder.decode(value, { stream: true });
+    }
+    const line = text.slice(0, text.indexOf("\n"));
+    text = text.slice(line.length + 1);
+    return line;
+  };
+}
+
+function spawnLoadgen(...args: (string | number)[]) {
+  const child = Bun.spawn(["bun", `${ROOT}/bench/cluster-loadgen.ts`, ...args.map(String)], {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
   });
-  const reader = observer.stdout.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the latency observer exited before joining");
-    text += decoder.decode(value, { stream: true });
-  }
-  const load = await loadgen<{ bytes: number }>(
+  return { child, nextLine: lineReader(child.stdout) };
+}
+
+interface LatencyRun {
+  first: LatencySamples;
+  last: LatencySamples;
+  bytes: number;
+  /** Each process's CPU use while the lines flowed, in % of one core. */
+  cpu: Record<string, number>;
+}
+
+/**
+ * One latency run: the first observers (one user per node, in a process of their own, so that the figure
+ * is the servers' and not the generator's backlog) join; then the generator's users; then, during the
+ * warm-up, the last observers — so that each batch a node writes goes to a first observer first and to a
+ * last observer last.
+ */
+async function latencyRun(cluster: Contender): Promise<LatencyRun> {
+  const ports = cluster.ports.join(",");
+  const first = spawnLoadgen("observe", ports, "first");
+  await first.nextLine();
+  const load = spawnLoadgen(
     "latency",
-    ports.join(","),
-    LATENCY_USERS - ports.length,
+    ports,
+    LATENCY_USERS - 2 * cluster.ports.length,
     LATENCY_RATE,
     LATENCY_SECONDS,
   );
-  observer.stdin.end();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += decoder.decode(value, { stream: true });
+  await load.nextLine();
+  const last = spawnLoadgen("observe", ports, "last");
+  await last.nextLine();
+  const processes: Record<string, number> = {
+    ...cluster.processes,
+    "load generator": load.child.pid,
+    "observers (2)": first.child.pid,
+  };
+  const cpuBefore = Object.values(processes).map(cpuSeconds);
+  const lastCpuBefore = cpuSeconds(last.child.pid);
+  const startedAt = performance.now();
+  const result = JSON.parse(await load.nextLine()) as { bytes: number };
+  const seconds = (performance.now() - startedAt) / 1000;
+  const cpu: Record<string, number> = {};
+  for (const [index, [name, pid]] of Object.entries(processes).entries()) {
+    const used = cpuSeconds(pid) - cpuBefore[index]!;
+    const observerExtra = name === "observers (2)" ? cpuSeconds(last.child.pid) - lastCpuBefore : 0;
+    cpu[name] = (100 * (used + observerExtra)) / seconds;
   }
-  await observer.exited;
-  return { ...(JSON.parse(text.split("\n")[1]!) as LatencySamples), bytes: load.bytes };
+  await load.child.exited;
+  const samples = [first, last].map(async ({ child, nextLine }) => {
+    child.stdin.end();
+    const line = await nextLine();
+    await child.exited;
+    return JSON.parse(line) as LatencySamples;
+  });
+  const [firstSamples, lastSamples] = await Promise.all(samples);
+  return { first: firstSamples!, last: lastSamples!, bytes: result.bytes, cpu };
 }
+
+const formatSamples = ({ p50, p99, max }: LatencySamples) =>
+  `p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${max.toFixed(1)} ms`;
 
 export async function benchClusterLatency(runs = 3): Promise<void> {
   const cluster = await startLesson07(2);
@@ -159,14 +229,22 @@ export async function benchClusterLatency(runs = 3): Promise<void> {
     );
     const p99s: number[] = [];
     for (let run = 1; run <= runs; run++) {
-      const result = await latencyRun(cluster.ports);
-      p99s.push(result.p99);
+      const { first, last, bytes, cpu } = await latencyRun(cluster);
+      p99s.push(last.p99);
+      const megabytes = (bytes / (LATENCY_SECONDS + 1) / 1e6).toFixed(0);
+      console.log(`  run ${run}: first-written user ${formatSamples(first)} (${first.samples} samples)`);
       console.log(
-        `  run ${run}: p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, max ${result.max.toFixed(1)} ms (${result.samples} samples; ${(result.bytes / (LATENCY_SECONDS + 1) / 1e6).toFixed(0)} MB/s to the users)`,
+        `         last-written user  ${formatSamples(last)} (${last.samples} samples; ${megabytes} MB/s to the users)`,
+      );
+      const usage = Object.entries(cpu).map(([name, percent]) => `${name} ${percent.toFixed(0)}`);
+      console.log(
+        `         CPU, % of one core: ${usage.join(", ")}; load average ${loadavg()[0]!.toFixed(2)}`,
       );
     }
     const p99 = median(p99s);
-    console.log(`  median p99: ${p99.toFixed(2)} ms  (target < 10 ms: ${p99 < 10 ? "met" : "NOT met"})`);
+    console.log(
+      `  median p99, last-written user: ${p99.toFixed(2)} ms  (target < 10 ms: ${p99 < 10 ? "met" : "NOT met"})`,
+    );
   } finally {
     await cluster.stop();
   }
