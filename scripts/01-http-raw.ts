@@ -23,9 +23,7 @@
  * that sends an endless header line. The head is watched as it arrives, and the exchange fails the moment
  * a line passes 8 KiB — not at the 64 MiB buffer limit, nor at the deadline.
  *
- * Lines end in `
-`, but a bare `
-` is accepted too (RFC 9112 §2.2 allows it): that is what `nc` sends.
+ * Lines end in `\r\n`, but a bare `\n` is accepted too (RFC 9112 §2.2 allows it): that is what `nc` sends.
  *
  * Run it:
  *   bun scripts/01-http-raw.ts                    # starts a tiny local server and fetches from it (offline)
