@@ -31,6 +31,11 @@ export type Flags<S extends Record<string, FlagSpec>> = { [K in keyof S]: FlagVa
 export interface Positionals {
   name: string;
   help: string;
+  /**
+   * What is wrong with one argument, in one line that names it, or undefined when it is fine. A wrong one is
+   * a usage error like a bad flag value: exit code 2 before anything runs.
+   */
+  check?: (value: string) => string | undefined;
 }
 
 /** A mistake on the command line; its message is one line for the user. */
@@ -41,7 +46,7 @@ export class UsageError extends Error {
 /**
  * Parses `argv` against `spec`: `--name value`, `--name=value`, boolean `--name`, `-h`/`--help`, `--`
  * (everything after it is positional). Throws {@link UsageError} for an unknown flag, a missing or bad
- * value, or a positional argument where none is taken.
+ * value, a positional argument where none is taken, or one that {@link Positionals.check} refuses.
  */
 export function parseFlags<S extends Record<string, FlagSpec>>(
   argv: string[],
@@ -81,6 +86,10 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     }
   }
   if (rest.length > 0 && !positionals) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
+  for (const value of rest) {
+    const problem = positionals?.check?.(value);
+    if (problem) throw new UsageError(problem);
+  }
   const flags: Record<string, unknown> = { help, positionals: rest };
   for (const [name, flag] of Object.entries(spec)) flags[name] = convert(name, flag, raw[name]);
   return flags as Flags<S>;

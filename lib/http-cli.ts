@@ -7,7 +7,7 @@
  * clearing or retitling your terminal.
  */
 import type { FlagSpec, Positionals } from "./args.ts";
-import { DEFAULT_TIMEOUT_MS, type HttpResponse } from "./http.ts";
+import { DEFAULT_TIMEOUT_MS, type HttpResponse, parseTarget } from "./http.ts";
 import { showControls } from "./sanitize.ts";
 
 /** The flags of both HTTP lessons. */
@@ -21,10 +21,18 @@ export const HTTP_CLIENT_FLAGS = {
   body: { kind: "boolean", help: "print each response's body too" },
 } as const satisfies Record<string, FlagSpec>;
 
-/** Their positional arguments. */
+/** Their positional arguments: URLs, each checked before any is fetched (`ftp://…` is a usage error). */
 export const URL_ARGUMENTS: Positionals = {
   name: "URL…",
-  help: "http:// or https:// URLs to GET (none: a local demo server)",
+  help: "http:// or https:// URLs to GET (none: local demo servers)",
+  check(url) {
+    try {
+      parseTarget(url);
+      return undefined;
+    } catch (error) {
+      return (error as Error).message;
+    }
+  },
 };
 
 const utf8 = new TextDecoder();

@@ -63,6 +63,18 @@ describe("parseFlags", () => {
     expect(flags.port).toBe(1);
   });
 
+  test("refuses a positional argument its check refuses, naming it, before anything runs", () => {
+    const urls = {
+      name: "URL…",
+      help: "what to fetch",
+      check: (url: string) => (url.startsWith("http://") ? undefined : `not an http URL: ${url}`),
+    };
+    expect(parseFlags(["http://a/"], spec, urls).positionals).toEqual(["http://a/"]);
+    expect(() => parseFlags(["http://a/", "ftp://b/"], spec, urls)).toThrow(
+      new UsageError("not an http URL: ftp://b/"),
+    );
+  });
+
   test("takes -h as well as --help", () => {
     expect(parseFlags(["-h"], spec).help).toBe(true);
     expect(parseFlags(["--help"], spec).help).toBe(true);
