@@ -21,6 +21,8 @@
  * The server is a peer we do not control, so nothing it sends may break us: a line longer than 64 KiB (a
  * /who in a room of thousands) is shown cut, with a note, and the stream stays in step; its text reaches
  * the terminal neutralised (lib/sanitize) — in the chat, in an ERR at the prompt, and in its last words.
+ * A peer that answers CONNECT with neither OK nor ERR (lesson 04's echo server on the same port) is not a
+ * chat server: one line, exit 1 — and so is one that does not answer within 10 s.
  *
  *   asyncio (book)                                   here
  *   asyncio.open_connection(host, port)           ↔  openConnection(host, port)
@@ -75,6 +77,10 @@ export const FLAGS = {
 
 /** How long /quit waits for the server to close the connection: 1 s. */
 const QUIT_GRACE_MS = 1000;
+/** How long the server may take to answer CONNECT: 10 s (lesson 05 answers at once). */
+export const JOIN_REPLY_TIMEOUT_MS = 10_000;
+/** What is quoted of a reply that is neither `OK` nor `ERR`: its first 60 characters. */
+const QUOTED_REPLY_CHARS = 60;
 /**
  * Longest server line shown whole: 64 KiB (the reader's limit). A longer one (a `/who` of thousands of
  * users) is shown cut to its first {@link CUT_LINE_SHOWN_BYTES}, with a note saying how long it was.
@@ -114,7 +120,7 @@ export function styleLine(line: string, ownName: string, time = timestamp()): Me
 
 // ── Step 2: joining — connect, ask for a name, CONNECT until the server says OK ───────────────────────
 
-interface Connection {
+export interface Connection {
   reader: StreamReader;
   writer: StreamWriter;
 }
@@ -162,10 +168,35 @@ export function validateName(name: string | undefined): string | undefined {
 }
 
 /**
+ * The server's answer to CONNECT, or null if it closed the connection first. Throws if it stays silent for
+ * {@link JOIN_REPLY_TIMEOUT_MS}: a peer that accepts connections but never speaks must not hang us.
+ */
+export async function replyToConnect(
+  connection: Connection,
+  target: Target,
+  timeoutMs = JOIN_REPLY_TIMEOUT_MS,
+): Promise<string | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silence = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const seconds = timeoutMs / 1000;
+      reject(new Error(`${target.host}:${target.port} did not answer CONNECT within ${seconds} s`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([readServerLine(connection.reader).catch(() => null), silence]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Asks for a name (or takes --name) and registers it. Returns the name and the welcome line, or null if the
  * user cancelled. Reconnects once if the server closed the connection while the user was thinking; a
- * server that closes a fresh connection without answering is an error. What the server says is shown
- * neutralised (lib/sanitize): an `ERR` full of escape sequences cannot retitle or clear the terminal.
+ * server that closes a fresh connection without answering is an error, and so is one that answers with
+ * anything but `OK …` or `ERR …` (lesson 04's echo server on the same port, a web server): it is not a
+ * chat server, and asking for another name would not help. What the server says is shown neutralised
+ * (lib/sanitize): an `ERR` full of escape sequences cannot retitle or clear the terminal.
  */
 async function join(target: Target, first: Connection, givenName: string | undefined) {
   let connection = first;
@@ -185,7 +216,13 @@ async function join(target: Target, first: Connection, givenName: string | undef
       fresh = true;
     }
     connection.writer.write(`CONNECT ${name}\n`);
-    const reply = await readServerLine(connection.reader).catch(() => null);
+    let reply: string | null;
+    try {
+      reply = await replyToConnect(connection, target);
+    } catch (error) {
+      connection.writer.abort();
+      throw error;
+    }
     if (reply?.startsWith("OK ")) return { name, welcome: reply.slice(3), connection };
     if (reply === null) {
       connection.writer.abort();
@@ -195,7 +232,14 @@ async function join(target: Target, first: Connection, givenName: string | undef
       fresh = true;
       continue;
     }
-    log.error(`The server said: ${showControls(reply.replace(/^ERR /, ""))}`);
+    if (!reply.startsWith("ERR ")) {
+      connection.writer.abort();
+      const quoted = reply.length > QUOTED_REPLY_CHARS ? `${reply.slice(0, QUOTED_REPLY_CHARS)}…` : reply;
+      throw new Error(
+        `${target.host}:${target.port} is not a chat server (lesson 05): it answered CONNECT with "${quoted}"`,
+      );
+    }
+    log.error(`The server said: ${showControls(reply.slice("ERR ".length))}`);
     name = undefined;
   }
 }
@@ -301,7 +345,7 @@ async function chat(connection: Connection, name: string, welcome: string, hoste
 
 // ── Step 4: the command line ──────────────────────────────────────────────────────────────────────────
 
-interface Target {
+export interface Target {
   host: string;
   port: number;
 }

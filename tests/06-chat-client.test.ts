@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket } from "bun";
-import { styleLine, validateName } from "../scripts/06-chat-client.ts";
+import { openConnection } from "../lib/streams.ts";
+import { replyToConnect, styleLine, validateName } from "../scripts/06-chat-client.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
 import { LineClient, type ServerProcess, startServerProcess } from "./helpers/servers.ts";
@@ -354,6 +355,41 @@ describe("lesson 06 against a hostile server", () => {
       server.stop(true);
     }
   }, 30_000);
+
+  test("a server that is not a chat server (lesson 04's echo server) gets one clear line and exit 1, not a new name prompt", async () => {
+    const echo = await startServerProcess("scripts/04-echo-server.ts", ["--quiet"]);
+    try {
+      const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(echo.port)]);
+      await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+      program.type("ann\r");
+      expect(await program.exited).toBe(1);
+      const rows = await program.waitFor((rows) => rows.some((row) => row.startsWith("error:")), "the error");
+      const text = rows.join("");
+      expect(text).toContain(
+        `error: 127.0.0.1:${echo.port} is not a chat server (lesson 05): it answered CONNECT with "welcome! 0`,
+      );
+      expect(text).not.toContain("The server said");
+    } finally {
+      echo.child.kill();
+    }
+  }, 30_000);
+
+  test("a server that never answers CONNECT is an error after the timeout, not a hang", async () => {
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const [reader, writer] = await openConnection("127.0.0.1", silent.port);
+      writer.write("CONNECT ann\n");
+      const started = performance.now();
+      const target = { host: "127.0.0.1", port: silent.port };
+      await expect(replyToConnect({ reader, writer }, target, 300)).rejects.toThrow(
+        `127.0.0.1:${silent.port} did not answer CONNECT within 0.3 s`,
+      );
+      expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+      writer.abort();
+    } finally {
+      silent.stop(true);
+    }
+  });
 
   test("a 200 KB line is shown cut with a note, the next line still arrives, and the last line is shown inert", async () => {
     let sendLast: () => void = () => {};
