@@ -47,7 +47,15 @@
 import { spinner } from "@clack/prompts";
 import { parseCommandLine } from "../lib/args.ts";
 import { NotATerminalError } from "../lib/cbreak.ts";
-import { type Field, PgError, Pool, type QueryResult, redact } from "../lib/pg.ts";
+import {
+  ConnectOptionsError,
+  type Field,
+  PgError,
+  Pool,
+  type QueryResult,
+  redact,
+  resolveOptions,
+} from "../lib/pg.ts";
 import { startPGliteServer } from "../lib/pglite-server.ts";
 import type { Message, Screen, Span } from "../lib/screen.ts";
 import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
@@ -270,6 +278,17 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const parsed = parseCommandLine(argv, FLAGS, "bun scripts/03-sql-client.ts [flags]");
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
+  // A --url that cannot be read (not postgres://, port=abc, sslmode=maybe) is a usage error, found before
+  // anything starts; only a URL that can be tried and then fails is a failure to connect (exit 1).
+  if (flags.url !== undefined) {
+    try {
+      resolveOptions(flags.url);
+    } catch (error) {
+      if (!(error instanceof ConnectOptionsError)) throw error;
+      console.error(`error: --url: ${error.message} (see --help)`);
+      return 2;
+    }
+  }
   if (!process.stdin.isTTY) {
     console.error(
       "error: this console reads keys from a terminal, but stdin is not one (is it piped?). Run it in a terminal.",

@@ -193,6 +193,19 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
 });
 
 describe("lesson 03 as a command", () => {
+  test("a --url it cannot read is a usage error: one line, exit 2, before anything starts", async () => {
+    for (const [url, message] of [
+      ["localhost/shop", "invalid database URL: localhost/shop"],
+      ["http://localhost/shop", "a database URL starts with postgres://, not http://"],
+      ["postgres://ann:secret@localhost/shop?port=abc", 'invalid port "abc": use a whole number'],
+    ]) {
+      const { exitCode, stdout, stderr } = await runScript(["scripts/03-sql-client.ts", "--url", url!]);
+      expect(exitCode).toBe(2);
+      expect(stderr.trim()).toBe(`error: --url: ${message} (see --help)`);
+      expect(stdout).toBe("");
+    }
+  });
+
   test("says it needs a terminal when stdin is piped", async () => {
     const { exitCode, stderr } = await runScript(["scripts/03-sql-client.ts"]);
     expect(exitCode).toBe(2);
