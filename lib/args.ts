@@ -6,11 +6,12 @@
  * gives exit code 2 (a usage error, as in most Unix tools); `--help` prints the help and gives 0.
  */
 
+/** `value`: what the help shows for the flag's value (`--timeout SECONDS`); `N` or `TEXT` when left out. */
 export type FlagSpec =
-  | { kind: "int"; default: number; min?: number; max?: number; help: string }
+  | { kind: "int"; default: number; min?: number; max?: number; value?: string; help: string }
   /** `above`: an exclusive lower bound (a timeout must be > 0), where `min` is inclusive. */
-  | { kind: "number"; default: number; min?: number; above?: number; help: string }
-  | { kind: "string"; default?: string; help: string }
+  | { kind: "number"; default: number; min?: number; above?: number; value?: string; help: string }
+  | { kind: "string"; default?: string; value?: string; help: string }
   | { kind: "boolean"; help: string };
 
 type FlagValue<F extends FlagSpec> = F extends { kind: "int" | "number" }
@@ -123,7 +124,7 @@ export function helpText(usage: string, spec: Record<string, FlagSpec>, position
   const lines = [`usage: ${usage}`, ""];
   if (positionals) lines.push(`  ${positionals.name.padEnd(24)} ${positionals.help}`);
   for (const [name, flag] of Object.entries(spec)) {
-    const value = flag.kind === "boolean" ? "" : ` ${flag.kind === "string" ? "TEXT" : "N"}`;
+    const value = flag.kind === "boolean" ? "" : ` ${flag.value ?? (flag.kind === "string" ? "TEXT" : "N")}`;
     const fallback = "default" in flag && flag.default !== undefined ? ` (default ${flag.default})` : "";
     lines.push(`  --${`${name}${value}`.padEnd(22)} ${flag.help}${fallback}`);
   }

@@ -16,6 +16,7 @@ export const HTTP_CLIENT_FLAGS = {
     kind: "number",
     default: DEFAULT_TIMEOUT_MS / 1000,
     above: 0,
+    value: "SECONDS",
     help: "seconds before one request gives up",
   },
   body: { kind: "boolean", help: "print each response's body too" },

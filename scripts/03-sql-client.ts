@@ -61,7 +61,11 @@ import type { Message, Screen, Span } from "../lib/screen.ts";
 import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
 
 export const FLAGS = {
-  url: { kind: "string", help: "postgres://user:password@host:port/database (default: an embedded PGlite)" },
+  url: {
+    kind: "string",
+    value: "URL",
+    help: "postgres://user:password@host:port/database (default: an embedded PGlite)",
+  },
   pool: {
     kind: "int",
     default: 4,
@@ -275,7 +279,7 @@ export class SqlConsole {
 // ── Step 4: the program — connect, switch the terminal, loop over keys, always restore ────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/03-sql-client.ts [flags]");
+  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/03-sql-client.ts [--url URL] [--pool N]");
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
   // A --url that cannot be read (not postgres://, port=abc, sslmode=maybe) is a usage error, found before

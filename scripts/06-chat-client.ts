@@ -60,15 +60,16 @@ import { type ChatServer, NAME_PATTERN, FLAGS as SERVER_FLAGS, startChatServer }
 
 // Lesson 05 is the server this client talks to: its defaults are ours.
 export const FLAGS = {
-  host: { kind: "string", default: SERVER_FLAGS.host.default, help: "chat server address" },
+  host: { kind: "string", default: SERVER_FLAGS.host.default, value: "HOST", help: "chat server address" },
   port: {
     kind: "int",
     default: SERVER_FLAGS.port.default,
     min: 0,
     max: 65535,
-    help: "chat server port (with --serve, 0 picks a free one)",
+    value: "PORT",
+    help: "chat server port; with --serve, 0 picks a free one",
   },
-  name: { kind: "string", help: "your name (asked for when not given)" },
+  name: { kind: "string", value: "NAME", help: "your name (asked for when not given)" },
   serve: {
     kind: "boolean",
     help: "run lesson 05's server inside this client on --host/--port, and join it",
@@ -403,7 +404,11 @@ async function connectOrStartServer(
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/06-chat-client.ts [flags]");
+  const parsed = parseCommandLine(
+    argv,
+    FLAGS,
+    "bun scripts/06-chat-client.ts [--host HOST] [--port PORT] [--name NAME] [--serve]",
+  );
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
   if (!process.stdin.isTTY) {
