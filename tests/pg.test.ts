@@ -435,6 +435,12 @@ describe("connection settings", () => {
     );
   });
 
+  test("an IPv6 address is named in brackets in the error, as in the URL", async () => {
+    await expect(connect("postgres://u@[::1]:1/db")).rejects.toThrow(
+      "cannot connect to PostgreSQL at [::1]:1: ",
+    );
+  });
+
   test("a server that never answers the startup times out", async () => {
     const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
