@@ -1,18 +1,16 @@
 /**
  * lib/stream-writer.ts — asyncio's StreamWriter on a Bun socket: a send queue that never loses a byte.
  *
- * Two facts about Bun's sockets shape it (measured on Bun 1.4; Bun's maintainers call the first one
- * intended, oven-sh/bun#9682 and #16076):
- * 1. `socket.write()` does not buffer: it returns how many bytes the kernel took (one 32 MiB `write()` to
- *    a peer that does not read returned about 3.9 MB). The rest is ours to keep
+ * Two facts about Bun's sockets shape it (see shared/bun-facts.md):
+ * 1. `socket.write()` does not buffer: it returns how many bytes the kernel took. The rest is ours to keep
  *    and to send from the `drain` handler. So StreamWriter keeps a queue.
  * 2. `socket.end(data)` silently drops whatever the kernel does not take at once. So `close()` sends
  *    everything queued first and calls `end()` only on an empty queue.
  *
  * `write()` never blocks; `await writer.drain()` is the brake. It returns at once while at most
  * {@link WRITE_HIGH_WATER} bytes are queued, else waits until the queue falls to {@link WRITE_LOW_WATER}.
- * A writer that never awaits `drain()` can queue without bound — why asyncio's docs say `write()` "should
- * be used along with the `drain()` method", and why every loop that writes here awaits `drain()`.
+ * A writer that never awaits `drain()` can queue without bound — the learning plan's "potential memory
+ * issue", and why every loop that writes should await `drain()`.
  */
 import type { Socket } from "bun";
 
