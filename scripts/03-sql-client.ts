@@ -44,7 +44,6 @@
  *
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
-import { spinner } from "@clack/prompts";
 import { parseCommandLine } from "../lib/args.ts";
 import { NotATerminalError } from "../lib/cbreak.ts";
 import {
@@ -58,6 +57,7 @@ import {
 } from "../lib/pg.ts";
 import { startPGliteServer } from "../lib/pglite-server.ts";
 import type { Message, Screen, Span } from "../lib/screen.ts";
+import { startSpinner } from "../lib/spinner.ts";
 import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
 
 export const FLAGS = {
@@ -124,6 +124,28 @@ export async function startEmbeddedDatabase(): Promise<Database> {
     poolSize: 1,
     stop: () => server.stop(),
   };
+}
+
+/**
+ * The database to use — the server at `url`, or the embedded one — with a pool on it, checked with one
+ * query. Throws, having stopped whatever it started, if that fails.
+ */
+async function openDatabase(
+  url: string | undefined,
+  poolSize: number,
+): Promise<{ database: Database; pool: Pool; version: string }> {
+  const database = url
+    ? { url, description: redact(url), poolSize, stop: async () => {} }
+    : await startEmbeddedDatabase();
+  const pool = new Pool(database.url, { max: database.poolSize });
+  try {
+    const { rows } = await pool.query<{ version: string }>("SELECT version() AS version");
+    return { database, pool, version: rows[0]?.version.split(",")[0] ?? "" };
+  } catch (error) {
+    await pool.close();
+    await database.stop();
+    throw error;
+  }
 }
 
 // ── Step 2: results as text that fits the screen ──────────────────────────────────────────────────────
@@ -300,26 +322,27 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 2;
   }
 
-  const progress = spinner();
-  progress.start(
+  // A spinner while the database starts or the connection is made. Ctrl+C (or SIGTERM) meanwhile ends the
+  // wait at once with 130 (143); whatever was being started is closed behind us.
+  const progress = startSpinner(
     flags.url ? `Connecting to ${redact(flags.url)}` : "Starting the embedded database (PGlite)",
   );
-  let database: Database | undefined;
-  let pool: Pool;
-  let version: string;
-  try {
-    database = flags.url
-      ? { url: flags.url, description: redact(flags.url), poolSize: flags.pool, stop: async () => {} }
-      : await startEmbeddedDatabase();
-    pool = new Pool(database.url, { max: database.poolSize });
-    const { rows } = await pool.query<{ version: string }>("SELECT version() AS version");
-    version = rows[0]?.version.split(",")[0] ?? "";
-    progress.stop(`Connected: ${database.description}`);
-  } catch (error) {
-    progress.error(`Cannot connect: ${(error as Error).message}`);
-    await database?.stop();
+  const connecting = openDatabase(flags.url, flags.pool);
+  const outcome = await Promise.race([connecting, progress.interrupted]).catch((error: Error) => error);
+  if (typeof outcome === "number") {
+    progress.stop("Interrupted.", "failed");
+    connecting.then(
+      ({ pool, database }) => pool.close().then(() => database.stop()),
+      () => {},
+    );
+    return outcome;
+  }
+  if (outcome instanceof Error) {
+    progress.stop(`Cannot connect: ${outcome.message}`, "failed");
     return 1;
   }
+  const { database, pool, version } = outcome;
+  progress.stop(`Connected: ${database.description}`);
 
   let ui: TerminalUi;
   try {

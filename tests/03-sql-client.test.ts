@@ -167,6 +167,31 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
     expect(await listening(port)).toBe(false);
   }, 60_000);
 
+  test("Ctrl+C while the database starts exits 130 (not clack's 0), says so and restores the terminal; SIGTERM then exits 143", async () => {
+    const starting = (program: PtyProgram) =>
+      program.waitFor(
+        (rows) => rows.some((row) => row.includes("Starting the embedded database")),
+        "the spinner",
+        10_000,
+        5,
+      );
+    const interrupted = startConsole("spinner-interrupt");
+    await starting(interrupted);
+    interrupted.type("\x03");
+    expect(await interrupted.exited).toBe(130);
+    expect(interrupted.screen.rows().join("\n")).toContain("▲  Interrupted.");
+    expectTerminalRestored("spinner-interrupt");
+
+    const terminated = startConsole("spinner-sigterm");
+    await starting(terminated);
+    const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
+    expect(lesson.length).toBe(1);
+    process.kill(lesson[0]!, "SIGTERM");
+    expect(await terminated.exited).toBe(143);
+    expectTerminalRestored("spinner-sigterm");
+    expect(processesRunning("bun\0scripts/03-sql-client.ts")).toEqual([]);
+  }, 60_000);
+
   test("\\q exits 0 and SIGTERM 143, each restoring the terminal and taking the database with it", async () => {
     // Two consoles at once: the test waits for two database starts at the same time, not one after the other.
     const [quitter, terminated] = [startConsole("quit"), startConsole("sigterm")];

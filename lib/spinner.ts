@@ -1,0 +1,67 @@
+/**
+ * lib/spinner.ts — one animated line for a wait that the user may cut short with Ctrl+C.
+ *
+ * Why not @clack/prompts' spinner: while it spins it puts the terminal in raw mode and, on Ctrl+C, calls
+ * `process.exit(0)` (its `block()` helper) — the program can neither clean up nor report 130, the code a
+ * shell gives a program that Ctrl+C ended. This one leaves the terminal in its normal mode, so Ctrl+C is
+ * the signal SIGINT, and hands the interruption to the caller: `interrupted` resolves with 130 (SIGINT) or
+ * 143 (SIGTERM), and the caller decides how to leave. Keys typed meanwhile stay in the terminal's buffer
+ * for whoever reads the keys next.
+ */
+import { showControls } from "./sanitize.ts";
+
+/** The frames, one every {@link FRAME_MS}: the same quarter-circles as @clack/prompts. */
+export const SPINNER_FRAMES = ["◒", "◐", "◓", "◑"] as const;
+/** Time between frames: 80 ms (12 a second: smooth, and cheap). */
+export const FRAME_MS = 80;
+
+/** 128 + the signal's number: what a shell reports for a program the signal ended. */
+const EXIT_CODES = { SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
+
+const HIDE_CURSOR = "\x1b[?25l";
+const SHOW_CURSOR = "\x1b[?25h";
+const CLEAR_LINE = "\r\x1b[2K";
+
+export interface Spinner {
+  /** Resolves with 130 on SIGINT (Ctrl+C) or 143 on SIGTERM received while spinning; never otherwise. */
+  readonly interrupted: Promise<number>;
+  /** Replaces the spinning line with `◇  message` (done) or `▲  message` (failed), once. */
+  stop(message: string, outcome?: "done" | "failed"): void;
+}
+
+/** Starts spinning `message` on `output` (a terminal) until `stop()`. */
+export function startSpinner(message: string, output: NodeJS.WriteStream = process.stdout): Spinner {
+  const shown = showControls(message);
+  let frame = 0;
+  let stopped = false;
+  const draw = () => {
+    output.write(`${CLEAR_LINE}${SPINNER_FRAMES[frame++ % SPINNER_FRAMES.length]}  ${shown}`);
+  };
+  let interrupt: (code: number) => void = () => {};
+  const interrupted = new Promise<number>((resolve) => {
+    interrupt = resolve;
+  });
+  const onSignal = {
+    SIGINT: () => interrupt(EXIT_CODES.SIGINT),
+    SIGTERM: () => interrupt(EXIT_CODES.SIGTERM),
+  };
+  // Whatever ends the process, the cursor comes back.
+  const showCursor = () => output.write(SHOW_CURSOR);
+  output.write(HIDE_CURSOR);
+  draw();
+  const timer = setInterval(draw, FRAME_MS);
+  for (const [signal, handler] of Object.entries(onSignal)) process.on(signal, handler);
+  process.on("exit", showCursor);
+  return {
+    interrupted,
+    stop(text, outcome = "done") {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      for (const [signal, handler] of Object.entries(onSignal)) process.off(signal, handler);
+      process.off("exit", showCursor);
+      const symbol = outcome === "done" ? "◇" : "▲";
+      output.write(`${CLEAR_LINE}${symbol}  ${showControls(text)}\n${SHOW_CURSOR}`);
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { expect, test } from "bun:test";
+import { FRAME_MS, SPINNER_FRAMES, startSpinner } from "../lib/spinner.ts";
+
+/** A stand-in for the terminal that keeps what is written (the spinner only ever calls write). */
+function capture() {
+  const written: string[] = [];
+  const output = { write: (text: string) => written.push(text) > 0 } as unknown as NodeJS.WriteStream;
+  return { output, text: () => written.join("") };
+}
+
+test("draws a new frame every 80 ms until stopped, then one final line with the cursor shown again", async () => {
+  const { output, text } = capture();
+  const spinner = startSpinner("Starting", output);
+  await Bun.sleep(FRAME_MS * 4 + 40);
+  spinner.stop("Connected");
+  const frames = text().match(/\r\x1b\[2K[◒◐◓◑] {2}Starting/g) ?? [];
+  expect(frames.length).toBeGreaterThanOrEqual(3);
+  expect(frames.slice(0, 3).map((frame) => frame.at(-11))).toEqual([...SPINNER_FRAMES.slice(0, 3)]);
+  expect(text()).toStartWith("\x1b[?25l");
+  expect(text()).toEndWith("\r\x1b[2K◇  Connected\n\x1b[?25h");
+  const length = text().length;
+  await Bun.sleep(FRAME_MS * 2);
+  spinner.stop("again", "failed");
+  expect(text().length).toBe(length); // stopped once, for good
+});
+
+test("shows a message's control characters instead of sending them to the terminal", () => {
+  const { output, text } = capture();
+  const spinner = startSpinner("Connecting to \x1b]0;title\x07", output);
+  spinner.stop("Cannot connect: \x1b[2J", "failed");
+  expect(text()).toContain("Connecting to ␛]0;title␇");
+  expect(text()).toContain("▲  Cannot connect: ␛[2J\n");
+});
+
+test("SIGINT while spinning resolves `interrupted` with 130, SIGTERM with 143; stop() removes its handlers", async () => {
+  const before = { SIGINT: process.listenerCount("SIGINT"), SIGTERM: process.listenerCount("SIGTERM") };
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
+    const spinner = startSpinner("Waiting", capture().output);
+    process.emit(signal);
+    expect(await spinner.interrupted).toBe(code);
+    spinner.stop("Interrupted.", "failed");
+  }
+  expect(process.listenerCount("SIGINT")).toBe(before.SIGINT);
+  expect(process.listenerCount("SIGTERM")).toBe(before.SIGTERM);
+});
