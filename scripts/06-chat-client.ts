@@ -411,6 +411,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   );
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
+  if (flags.port === 0 && !flags.serve) {
+    console.error("error: --port 0 picks a free port to serve on: it needs --serve (see --help)");
+    return 2;
+  }
   if (!process.stdin.isTTY) {
     console.error("error: this chat client reads keys from a terminal, but stdin is not one (is it piped?)");
     return 2;

@@ -226,6 +226,14 @@ describe("lesson 06 as a command", () => {
     expect(rows.join("\n")).not.toMatch(/^\s+at /m);
   });
 
+  test("--port 0 without --serve is a usage error, not an attempt to connect to port 0", async () => {
+    const { exitCode, stderr } = await runScript(["scripts/06-chat-client.ts", "--port", "0"]);
+    expect(exitCode).toBe(2);
+    expect(stderr.trim()).toBe(
+      "error: --port 0 picks a free port to serve on: it needs --serve (see --help)",
+    );
+  });
+
   test("says it needs a terminal when stdin is piped", async () => {
     const { exitCode, stderr } = await runScript(["scripts/06-chat-client.ts"]);
     expect(exitCode).toBe(2);
