@@ -4,8 +4,8 @@
  * Why not @clack/prompts' spinner: while it spins it puts the terminal in raw mode and, on Ctrl+C, calls
  * `process.exit(0)` (its `block()` helper) — the program can neither clean up nor report 130, the code a
  * shell gives a program that Ctrl+C ended. This one leaves the terminal in its normal mode, so Ctrl+C is
- * the signal SIGINT, and hands the interruption to the caller: `interrupted` resolves with 130 (SIGINT) or
- * 143 (SIGTERM), and the caller decides how to leave. Keys typed meanwhile stay in the terminal's buffer
+ * the signal SIGINT, and hands the interruption to the caller: `interrupted` resolves with 130 (SIGINT),
+ * 143 (SIGTERM) or 129 (SIGHUP), and the caller decides how to leave. Keys typed meanwhile stay in the terminal's buffer
  * for whoever reads the keys next.
  */
 import { showControls } from "./sanitize.ts";
@@ -16,14 +16,17 @@ export const SPINNER_FRAMES = ["◒", "◐", "◓", "◑"] as const;
 export const FRAME_MS = 80;
 
 /** 128 + the signal's number: what a shell reports for a program the signal ended. */
-const EXIT_CODES = { SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
+const EXIT_CODES = { SIGHUP: 128 + 1, SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
 
 const HIDE_CURSOR = "\x1b[?25l";
 const SHOW_CURSOR = "\x1b[?25h";
 const CLEAR_LINE = "\r\x1b[2K";
 
 export interface Spinner {
-  /** Resolves with 130 on SIGINT (Ctrl+C) or 143 on SIGTERM received while spinning; never otherwise. */
+  /**
+   * Resolves with 130 on SIGINT (Ctrl+C), 143 on SIGTERM or 129 on SIGHUP received while spinning; never
+   * otherwise.
+   */
   readonly interrupted: Promise<number>;
   /** Replaces the spinning line with `◇  message` (done) or `▲  message` (failed), once. */
   stop(message: string, outcome?: "done" | "failed"): void;
@@ -42,6 +45,7 @@ export function startSpinner(message: string, output: NodeJS.WriteStream = proce
     interrupt = resolve;
   });
   const onSignal = {
+    SIGHUP: () => interrupt(EXIT_CODES.SIGHUP),
     SIGINT: () => interrupt(EXIT_CODES.SIGINT),
     SIGTERM: () => interrupt(EXIT_CODES.SIGTERM),
   };

@@ -168,6 +168,33 @@ export function validateName(name: string | undefined): string | undefined {
   return undefined;
 }
 
+/** 128 + the signal's number, as a shell reports a program the signal ended. */
+const SIGNAL_EXIT_CODES = { SIGHUP: 128 + 1, SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
+
+/**
+ * Runs `work` (the name prompt) so that a signal cannot leave the terminal raw: @clack/prompts switches it
+ * to raw mode while it asks and installs no signal handlers, so SIGTERM or SIGHUP (a closed terminal
+ * window) would end the process with the terminal still raw and the cursor hidden. Here they put both back
+ * and exit 143 or 129 (and a `kill -INT`, 130). Ctrl+C typed at the prompt is a key, which clack reports
+ * as a cancel.
+ */
+async function exitCleanlyOnSignals<T>(work: () => Promise<T>): Promise<T> {
+  const handlers = Object.entries(SIGNAL_EXIT_CODES).map(([signal, code]) => {
+    const handler = () => {
+      if (process.stdin.isTTY) process.stdin.setRawMode(false);
+      process.stdout.write("\x1b[?25h\n"); // the cursor back, and a fresh line after the prompt
+      process.exit(code);
+    };
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+  try {
+    return await work();
+  } finally {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  }
+}
+
 /**
  * The server's answer to CONNECT, or null if it closed the connection first. Throws if it stays silent for
  * {@link JOIN_REPLY_TIMEOUT_MS}: a peer that accepts connections but never speaks must not hang us.
@@ -434,7 +461,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   }
   let joined: Awaited<ReturnType<typeof join>>;
   try {
-    joined = await join(first, first, flags.name);
+    joined = await exitCleanlyOnSignals(() => join(first, first, flags.name));
   } catch (error) {
     console.error(`error: ${showControls((error as Error).message)}`);
     await first.hosted?.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket } from "bun";
@@ -192,6 +192,32 @@ describe("lesson 06 under load and at the prompt", () => {
     }
   }, 60_000);
 
+  test("SIGHUP or SIGTERM at the name prompt restores the terminal clack made raw, and exits 129 or 143", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+    const folder = mkdtempSync(join(tmpdir(), "lesson06-signal-"));
+    try {
+      for (const [signal, code] of [
+        ["SIGHUP", 129],
+        ["SIGTERM", 143],
+      ] as const) {
+        const program = startInPty([
+          "bash",
+          "-c",
+          `stty -g > ${folder}/before; bun scripts/06-chat-client.ts --port ${server.port}; code=$?; stty -g > ${folder}/after; exit $code`,
+        ]);
+        await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+        const [pid, ...others] = processesRunning(`bun\0scripts/06-chat-client.ts\0--port\0${server.port}\0`);
+        expect(others).toEqual([]);
+        process.kill(pid!, signal);
+        expect(await program.exited).toBe(code);
+        expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+      }
+    } finally {
+      server.child.kill();
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   test("Ctrl+C at the name prompt cancels cleanly", async () => {
     const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
     try {
@@ -270,6 +296,20 @@ describe("lesson 06 hosting the server itself", () => {
  * A hostile chat server in the test: answers the first CONNECT with `firstReply` (then OK to the next), and
  * after OK runs `afterJoin(socket)`.
  */
+/** PIDs whose command line starts with `prefix` (arguments separated by NUL), read from /proc. */
+function processesRunning(prefix: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "latin1").startsWith(prefix)) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
 function hostileServer(firstReply: string | null, afterJoin: (socket: Socket<{ tries: number }>) => void) {
   return Bun.listen<{ tries: number }>({
     hostname: "127.0.0.1",

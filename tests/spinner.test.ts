@@ -32,17 +32,18 @@ test("shows a message's control characters instead of sending them to the termin
   expect(text()).toContain("▲  Cannot connect: ␛[2J\n");
 });
 
-test("SIGINT while spinning resolves `interrupted` with 130, SIGTERM with 143; stop() removes its handlers", async () => {
-  const before = { SIGINT: process.listenerCount("SIGINT"), SIGTERM: process.listenerCount("SIGTERM") };
+test("SIGINT while spinning resolves `interrupted` with 130, SIGTERM with 143, SIGHUP with 129; stop() removes its handlers", async () => {
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  const before = signals.map((signal) => process.listenerCount(signal));
   for (const [signal, code] of [
     ["SIGINT", 130],
     ["SIGTERM", 143],
+    ["SIGHUP", 129],
   ] as const) {
     const spinner = startSpinner("Waiting", capture().output);
     process.emit(signal);
     expect(await spinner.interrupted).toBe(code);
     spinner.stop("Interrupted.", "failed");
   }
-  expect(process.listenerCount("SIGINT")).toBe(before.SIGINT);
-  expect(process.listenerCount("SIGTERM")).toBe(before.SIGTERM);
+  expect(signals.map((signal) => process.listenerCount(signal))).toEqual(before);
 });
