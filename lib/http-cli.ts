@@ -25,7 +25,7 @@ export const HTTP_CLIENT_FLAGS = {
 /** Their positional arguments: URLs, each checked before any is fetched (`ftp://…` is a usage error). */
 export const URL_ARGUMENTS: Positionals = {
   name: "URL…",
-  help: "http:// or https:// URLs to GET (none: local demo servers)",
+  help: "http:// or https:// URLs to GET (none: a local demo, offline)",
   check(url) {
     try {
       parseTarget(url);
