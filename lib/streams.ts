@@ -18,10 +18,19 @@
  * lib/stream-writer.ts (StreamWriter: the send queue Bun's sockets lack) — and this one joins them to Bun's
  * socket handlers. Everything is re-exported here, so code imports from lib/streams.ts alone.
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket } from "bun";
+import { listen } from "./listen.ts";
 import { DEFAULT_LIMIT, StreamReader } from "./stream-reader.ts";
-import { ConnectionLostError, StreamWriter } from "./stream-writer.ts";
+import { ConnectionLostError, StreamWriter, socketHooks } from "./stream-writer.ts";
 
+export {
+  type LineConnection,
+  type LineServer,
+  type LineServerHandlers,
+  type LineServerOptions,
+  startLineServer,
+} from "./line-server.ts";
+export { DESCRIPTOR_RESERVE, ListenError, listen } from "./listen.ts";
 export {
   DEFAULT_LIMIT,
   IncompleteReadError,
@@ -60,7 +69,7 @@ function connectionLost(socket: Socket<Connection>, error?: Error): void {
   if (error)
     reader.setException(new ConnectionLostError(`connection lost: ${error.message}`, { cause: error }));
   else reader.feedEof();
-  writer?.onClose(error);
+  if (writer) socketHooks.onClose(writer, error);
 }
 
 /**
@@ -74,12 +83,12 @@ function streamHandlers(onOpen: (socket: Socket<Connection>) => void) {
       socket.data.reader.feedData(chunk);
     },
     drain(socket: Socket<Connection>) {
-      socket.data.writer?.onDrain();
+      if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
     },
     handshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null) {
       if (success) {
         socket.data.handshake?.resolve();
-        socket.data.writer?.onDrain();
+        if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
       } else {
         socket.data.handshake?.reject(authorizationError ?? new Error("TLS handshake failed"));
         socket.terminate();
@@ -202,7 +211,8 @@ export interface StreamServer {
 /**
  * Listens on `host:port` and calls `onClient(reader, writer)` for each connection (asyncio's
  * `start_server`). If `onClient` throws or rejects, the error is printed on one line and that connection
- * is closed (what was queued is still sent); the server goes on.
+ * is closed (what was queued is still sent); the server goes on. Rejects with a `ListenError` (one line:
+ * why, and what to do) if it cannot listen; stops accepting while file descriptors run low (lib/listen.ts).
  */
 export async function startServer(
   onClient: ClientConnected,
@@ -220,7 +230,7 @@ export async function startServer(
       failClient(writer, error);
     }
   });
-  const listener: TCPSocketListener<Connection> = Bun.listen<Connection>({
+  const listener = listen<Connection>({
     hostname: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
     allowHalfOpen: true,

@@ -13,6 +13,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import type { Socket } from "bun";
+import { socketHooks } from "../stream-writer.ts";
 import { ConnectionLostError, connectError, StreamReader, StreamWriter } from "../streams.ts";
 import { PgConnectionError } from "./errors.ts";
 import type { ResolvedOptions } from "./options.ts";
@@ -55,7 +56,7 @@ function lost(socket: Socket<Connection>, error?: Error): void {
   if (error)
     reader.setException(new ConnectionLostError(`connection lost: ${error.message}`, { cause: error }));
   else reader.feedEof();
-  writer?.onClose(error);
+  if (writer) socketHooks.onClose(writer, error);
 }
 
 /** Handlers of the socket we connect: the SSLRequest's answer, then (unless upgraded) the plain stream. */
@@ -80,7 +81,7 @@ const rawHandlers = {
   },
   drain(socket: Socket<Connection>) {
     // Once upgraded, Bun reports the TLS socket's room to write here, on the raw socket: pass it on.
-    socket.data.writer?.onDrain();
+    if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
   },
   end(socket: Socket<Connection>) {
     if (socket.data.phase === "upgraded") return;
@@ -109,7 +110,7 @@ const tlsHandlers = {
     socket.data.reader.feedData(chunk);
   },
   drain(socket: Socket<Connection>) {
-    socket.data.writer?.onDrain();
+    if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
   },
   handshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null) {
     const state = socket.data;
