@@ -18,6 +18,9 @@ export const FRAME_MS = 80;
 /** 128 + the signal's number: what a shell reports for a program the signal ended. */
 const EXIT_CODES = { SIGHUP: 128 + 1, SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
 
+/** Width assumed when the output does not say (not a terminal): 80 columns. */
+const DEFAULT_COLUMNS = 80;
+
 const HIDE_CURSOR = "\x1b[?25l";
 const SHOW_CURSOR = "\x1b[?25h";
 const CLEAR_LINE = "\r\x1b[2K";
@@ -37,8 +40,11 @@ export function startSpinner(message: string, output: NodeJS.WriteStream = proce
   const shown = showControls(message);
   let frame = 0;
   let stopped = false;
+  // One row, however narrow the terminal (read again each frame: it may be resized): a line that wrapped
+  // would leave a copy of its first row behind on every frame, as `\r` only goes back to the last row.
   const draw = () => {
-    output.write(`${CLEAR_LINE}${SPINNER_FRAMES[frame++ % SPINNER_FRAMES.length]}  ${shown}`);
+    const line = `${SPINNER_FRAMES[frame++ % SPINNER_FRAMES.length]}  ${shown}`;
+    output.write(`${CLEAR_LINE}${fitRow(line, output.columns || DEFAULT_COLUMNS)}`);
   };
   let interrupt: (code: number) => void = () => {};
   const interrupted = new Promise<number>((resolve) => {
@@ -68,4 +74,16 @@ export function startSpinner(message: string, output: NodeJS.WriteStream = proce
       output.write(`${CLEAR_LINE}${symbol}  ${showControls(text)}\n${SHOW_CURSOR}`);
     },
   };
+}
+
+/** `text` cut to fit in a row of `columns` cells, the last one left free, ending in "…" when cut. */
+export function fitRow(text: string, columns: number): string {
+  const room = Math.max(1, columns - 1);
+  if (Bun.stringWidth(text) <= room) return text;
+  let cut = "";
+  for (const character of text) {
+    if (Bun.stringWidth(cut + character) > room - 1) break;
+    cut += character;
+  }
+  return `${cut}…`;
 }

@@ -1,10 +1,13 @@
 import { expect, test } from "bun:test";
-import { FRAME_MS, SPINNER_FRAMES, startSpinner } from "../lib/spinner.ts";
+import { FRAME_MS, fitRow, SPINNER_FRAMES, startSpinner } from "../lib/spinner.ts";
 
 /** A stand-in for the terminal that keeps what is written (the spinner only ever calls write). */
-function capture() {
+function capture(columns = 80) {
   const written: string[] = [];
-  const output = { write: (text: string) => written.push(text) > 0 } as unknown as NodeJS.WriteStream;
+  const output = {
+    columns,
+    write: (text: string) => written.push(text) > 0,
+  } as unknown as NodeJS.WriteStream;
   return { output, text: () => written.join("") };
 }
 
@@ -46,4 +49,15 @@ test("SIGINT while spinning resolves `interrupted` with 130, SIGTERM with 143, S
     spinner.stop("Interrupted.", "failed");
   }
   expect(signals.map((signal) => process.listenerCount(signal))).toEqual(before);
+});
+
+test("a frame never wraps in a narrow terminal: it is cut to the width, wide characters counted as two", () => {
+  const { output, text } = capture(20);
+  const spinner = startSpinner("Starting the embedded database (PGlite)", output);
+  spinner.stop("done");
+  expect(text()).toContain("\r\x1b[2K◒  Starting the em…\r");
+  expect(fitRow("日本語のテキスト", 10)).toBe("日本語の…");
+  expect(Bun.stringWidth(fitRow("日本語のテキスト", 10))).toBeLessThanOrEqual(9);
+  expect(fitRow("short", 10)).toBe("short");
+  expect(fitRow("anything", 1)).toBe("…");
 });
