@@ -15,8 +15,8 @@
  *
  * The book's client set cbreak mode and never restored it, and redrew all messages on every new one. Here
  * /quit, Ctrl+C, Ctrl+D, the server closing on us, SIGTERM — every way out restores the terminal. /quit and
- * Ctrl+D exit 0; Ctrl+C exits 130, at the name prompt as in the chat (as a shell reports a program that
- * SIGINT ended); the server closing the connection exits 1.
+ * Ctrl+D exit 0 (Esc too, at the name prompt); Ctrl+C exits 130, at the name prompt as in the chat (as a
+ * shell reports a program that SIGINT ended); the server closing the connection exits 1.
  *
  * The server is a peer we do not control, so nothing it sends may break us: a line longer than 64 KiB (a
  * /who in a room of thousands) is shown cut, with a note, and the stream stays in step; its text reaches
@@ -219,22 +219,56 @@ export async function replyToConnect(
 }
 
 /**
- * Asks for a name (or takes --name) and registers it. Returns the name and the welcome line, or null if the
- * user cancelled. Reconnects once if the server closed the connection while the user was thinking; a
+ * The name prompt (@clack/prompts' `text`), or the exit code when the user leaves instead: 130 for Ctrl+C
+ * (as if SIGINT had ended us), 0 for Esc or Ctrl+D — leaving normally, as Ctrl+D does in the chat. Clack
+ * reports Ctrl+C and Esc alike as a cancel and ignores Ctrl+D, so the keys are watched beside it (clack
+ * has the terminal emit `keypress` events on stdin).
+ */
+async function askName(): Promise<string | number> {
+  let leaving = EXIT_INTERRUPTED;
+  const abort = new AbortController();
+  const onKeypress = (_: string, key: { name?: string; ctrl?: boolean } | undefined) => {
+    if (key?.name === "escape") leaving = 0;
+    if (key?.ctrl && key.name === "d") {
+      leaving = 0;
+      abort.abort();
+    }
+  };
+  process.stdin.on("keypress", onKeypress);
+  try {
+    const answer = await text({
+      message: "Your name?",
+      placeholder: "ann",
+      validate: validateName,
+      signal: abort.signal,
+    });
+    return isCancel(answer) ? leaving : answer;
+  } finally {
+    process.stdin.off("keypress", onKeypress);
+  }
+}
+
+/**
+ * Asks for a name (or takes --name) and registers it. Returns the name and the welcome line, or the exit
+ * code if the user left at the prompt. Reconnects once if the server closed the connection while the user was thinking; a
  * server that closes a fresh connection without answering is an error, and so is one that answers with
  * anything but `OK …` or `ERR …` (lesson 04's echo server on the same port, a web server): it is not a
  * chat server, and asking for another name would not help. What the server says is shown neutralised
  * (lib/sanitize): an `ERR` full of escape sequences cannot retitle or clear the terminal.
  */
-async function join(target: Target, first: Connection, givenName: string | undefined) {
+async function join(
+  target: Target,
+  first: Connection,
+  givenName: string | undefined,
+): Promise<{ name: string; welcome: string; connection: Connection } | { exitCode: number }> {
   let connection = first;
   let name = givenName;
   let fresh = true; // nobody waited on this connection yet: a close now is the server's doing
   for (;;) {
     if (name === undefined || validateName(name)) {
       if (name !== undefined) log.warn(`${JSON.stringify(name)}: ${validateName(name)}`);
-      const answer = await text({ message: "Your name?", placeholder: "ann", validate: validateName });
-      if (isCancel(answer)) return null;
+      const answer = await askName();
+      if (typeof answer === "number") return { exitCode: answer };
       name = answer;
       fresh = false;
     }
@@ -467,11 +501,11 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     await first.hosted?.close();
     return 1;
   }
-  if (!joined) {
+  if ("exitCode" in joined) {
     cancel("No name, no chat. Bye!");
     first.writer.close();
     await first.hosted?.close();
-    return EXIT_INTERRUPTED; // Ctrl+C at the prompt (clack reports a cancel): as if SIGINT had ended us
+    return joined.exitCode; // 130 after Ctrl+C at the prompt; 0 after Esc or Ctrl+D
   }
   return chat(joined.connection, joined.name, joined.welcome, first.hosted);
 }

@@ -218,6 +218,21 @@ describe("lesson 06 under load and at the prompt", () => {
     }
   }, 30_000);
 
+  test("Ctrl+D or Esc at the name prompt leaves normally: exit 0 (Ctrl+C is 130)", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+    try {
+      for (const key of ["\x04", "\x1b"]) {
+        const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(server.port)]);
+        await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+        program.type(`an${key}`);
+        expect(await program.exited).toBe(0);
+        await program.waitFor((rows) => rows.some((row) => row.includes("No name, no chat")), "the goodbye");
+      }
+    } finally {
+      server.child.kill();
+    }
+  }, 30_000);
+
   test("Ctrl+C at the name prompt cancels cleanly", async () => {
     const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
     try {
