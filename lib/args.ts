@@ -10,7 +10,15 @@
 export type FlagSpec =
   | { kind: "int"; default: number; min?: number; max?: number; value?: string; help: string }
   /** `above`: an exclusive lower bound (a timeout must be > 0), where `min` is inclusive. */
-  | { kind: "number"; default: number; min?: number; above?: number; value?: string; help: string }
+  | {
+      kind: "number";
+      default: number;
+      min?: number;
+      above?: number;
+      max?: number;
+      value?: string;
+      help: string;
+    }
   | { kind: "string"; default?: string; value?: string; help: string }
   | { kind: "boolean"; help: string };
 
@@ -103,12 +111,13 @@ function convert(name: string, flag: FlagSpec, raw: string | true | undefined): 
   const value = Number(raw);
   const min = flag.min ?? Number.NEGATIVE_INFINITY;
   const above = flag.kind === "number" ? (flag.above ?? Number.NEGATIVE_INFINITY) : Number.NEGATIVE_INFINITY;
-  const max = flag.kind === "int" ? (flag.max ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY;
+  const max = flag.max ?? Number.POSITIVE_INFINITY;
   const wholeEnough = flag.kind === "number" || Number.isInteger(value);
   if (raw === "" || !Number.isFinite(value) || !wholeEnough || value < min || value <= above || value > max) {
+    const upTo = max === Number.POSITIVE_INFINITY ? "" : ` and ≤ ${max}`;
     const range =
       above > Number.NEGATIVE_INFINITY
-        ? `> ${above}`
+        ? `> ${above}${upTo}`
         : max === Number.POSITIVE_INFINITY
           ? `≥ ${min}`
           : `${min}–${max}`;

@@ -10,12 +10,19 @@ import type { FlagSpec, Positionals } from "./args.ts";
 import { DEFAULT_TIMEOUT_MS, type HttpResponse, parseTarget } from "./http.ts";
 import { showControls } from "./sanitize.ts";
 
+/**
+ * The longest --timeout: 2,147,483 s (24.8 days), as a timer holds at most 2^31 − 1 ms — a longer one fires
+ * at once (Node's and Bun's setTimeout: "TimeoutOverflowWarning … set to 1").
+ */
+export const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
 /** The flags of both HTTP lessons. */
 export const HTTP_CLIENT_FLAGS = {
   timeout: {
     kind: "number",
     default: DEFAULT_TIMEOUT_MS / 1000,
     above: 0,
+    max: MAX_TIMEOUT_SECONDS,
     value: "SECONDS",
     help: "seconds before one request gives up",
   },
