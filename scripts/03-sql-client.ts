@@ -79,6 +79,11 @@ export const FLAGS = {
 export const MAX_TABLE_ROWS = 10;
 /** Widest a table column gets before its values are cut with "…": 40 cells. */
 const MAX_COLUMN_WIDTH = 40;
+/**
+ * Longest delay the demo takes: 2,147,483 s (24.8 days), as a timer holds at most 2^31 − 1 ms — a longer
+ * one would fire at once.
+ */
+export const MAX_DELAY_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 const PROMPT = "sql> ";
 
 // ── Step 1: a database to talk to ─────────────────────────────────────────────────────────────────────
@@ -266,6 +271,13 @@ export class SqlConsole {
 
   /** The delay demo: a task that sleeps, then reports; nothing waits for it. */
   #delay(number: number, seconds: number): void {
+    if (seconds > MAX_DELAY_SECONDS) {
+      this.screen.print([
+        { text: `[#${number}] `, style: { dim: true } },
+        { text: `a delay is at most ${MAX_DELAY_SECONDS} s (24.8 days)`, style: { color: "red" } },
+      ]);
+      return;
+    }
     this.screen.print([
       { text: `[#${number}] `, style: { dim: true } },
       { text: `sleeping ${seconds} s…`, style: { color: "yellow" } },

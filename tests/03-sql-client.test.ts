@@ -3,7 +3,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PgError } from "../lib/pg.ts";
-import { formatError, formatResult, formatTable, MAX_TABLE_ROWS } from "../scripts/03-sql-client.ts";
+import { Screen } from "../lib/screen.ts";
+import {
+  formatError,
+  formatResult,
+  formatTable,
+  MAX_DELAY_SECONDS,
+  MAX_TABLE_ROWS,
+  SqlConsole,
+} from "../scripts/03-sql-client.ts";
 import { type PostgresCluster, postgresAvailability, startPostgres } from "./helpers/postgres.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
@@ -78,6 +86,28 @@ function databasePort(rows: string[]): number {
   if (!match) throw new Error(`no database port on the screen:\n${rows.join("\n")}`);
   return Number(match[1]);
 }
+
+describe("lesson 03: the delay demo", () => {
+  test("a delay longer than a timer holds is refused, not reported as slept at once", async () => {
+    let written = "";
+    const shown = () => Bun.stripANSI(written);
+    const screen = new Screen({
+      output: { write: (text: string) => (written += text) },
+      columns: 80,
+      rows: 10,
+      prompt: "> ",
+    });
+    screen.start();
+    const pool = {} as ConstructorParameters<typeof SqlConsole>[1]; // a delay never touches the database
+    const sqlConsole = new SqlConsole(screen, pool, () => 80);
+    sqlConsole.submit(String(MAX_DELAY_SECONDS + 1));
+    sqlConsole.submit("0.05");
+    await Bun.sleep(200);
+    expect(shown()).toContain(`[#1] a delay is at most ${MAX_DELAY_SECONDS} s (24.8 days)`);
+    expect(shown()).not.toContain("slept 2147484 s");
+    expect(shown()).toContain("[#2] slept 0.05 s");
+  });
+});
 
 describe("lesson 03 in a real terminal, on its embedded database", () => {
   let folder: string;
