@@ -412,6 +412,9 @@ describe("connection settings", () => {
     expect(() => resolveOptions("postgres://h/db?keepalives_idle=-1", {})).toThrow(
       'invalid keepalives_idle "-1": use a whole number',
     );
+    expect(() => resolveOptions("postgres://h/db?connect_timeout=3000000", {})).toThrow(
+      "a connect timeout of 3000000 s is over a timer's limit (24.8 days)",
+    );
     expect(() => resolveOptions("postgres://h/db", { PGPORT: "54 32" })).toThrow(
       'invalid PGPORT "54 32": use a whole number',
     );

@@ -86,6 +86,8 @@ export type ResolvedOptions = Required<Omit<ConnectOptions, "password" | "sslroo
 
 export const DEFAULT_PORT = 5432;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** The longest a timer can wait: 2^31 − 1 ms (24.8 days), for connect and query timeouts. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const DEFAULT_STATEMENT_CACHE_SIZE = 100;
 export const DEFAULT_KEEPALIVE_IDLE_MS = 60_000;
 
@@ -141,6 +143,16 @@ export function resolveOptions(
   for (const name of ["connectTimeoutMs", "queryTimeoutMs", "keepAliveIdleMs"] as const) {
     const value = resolved[name];
     if (!Number.isFinite(value) || value < 0) throw new ConnectOptionsError(`invalid ${name}: ${value}`);
+  }
+  // A timer holds at most 2^31 − 1 ms (24.8 days); a longer one would fire at once.
+  for (const [name, what] of [
+    ["connectTimeoutMs", "connect timeout"],
+    ["queryTimeoutMs", "query timeout"],
+  ] as const) {
+    if (resolved[name] > MAX_TIMER_MS)
+      throw new ConnectOptionsError(
+        `a ${what} of ${resolved[name] / 1000} s is over a timer's limit (24.8 days)`,
+      );
   }
   refuseNulBytes(resolved);
   return resolved;
