@@ -20,24 +20,45 @@
  *    together go out in one write, and the server answers them in order. Each ends with its own Sync, so
  *    each gets its own ReadyForQuery — that is how answers are matched to questions, and why an error in
  *    one query fails only that one. 50 queries cost about one round trip instead of 50.
+ * 7. Where the bytes travel (lib/pg/transport.ts): TCP or a Unix-domain socket; TLS is asked for with an
+ *    SSLRequest on the same connection and, after the server's `S`, a handshake on that socket — then
+ *    everything above runs unchanged inside it. Over TLS, SCRAM binds the login to the server's
+ *    certificate (SCRAM-SHA-256-PLUS).
+ * 8. COPY: after `COPY … FROM STDIN` the server is in copy-in mode and takes CopyData messages until
+ *    CopyDone (or CopyFail); `COPY … TO STDOUT` sends CopyData until CopyDone. Both are streams, so both
+ *    ends need backpressure (`copyFrom`, `copyTo`).
  *
  *   const db = await connect("postgres://user:password@localhost:5432/shop");
  *   const { rows } = await db.query("SELECT name FROM products WHERE price < $1", [10]);
  *   await db.close();
  */
-export { md5PasswordResponse, ScramClient } from "./pg/auth.ts";
+export { MAX_SCRAM_ITERATIONS, md5PasswordResponse, ScramClient, ScramIterationsError } from "./pg/auth.ts";
 export {
   Client,
+  type CopySource,
   type Field,
   type Notification,
+  PgAuthenticationRefusedError,
   PgConnectionError,
   PgError,
   type PgNotice,
+  PgQueryTimeoutError,
   type QueryResult,
   quoteIdentifier,
 } from "./pg/client.ts";
-export { type ConnectOptions, ConnectOptionsError, redact, resolveOptions } from "./pg/options.ts";
+export {
+  type AuthMethod,
+  type ChannelBinding,
+  type ConnectOptions,
+  ConnectOptionsError,
+  parseRequireAuth,
+  redact,
+  resolveOptions,
+  type SslMode,
+} from "./pg/options.ts";
+export { ParameterTypeError } from "./pg/parameters.ts";
 export { Pool, type PoolOptions } from "./pg/pool.ts";
+export { PgTlsError } from "./pg/transport.ts";
 export { TypeOid } from "./pg/types.ts";
 
 import { Client } from "./pg/client.ts";

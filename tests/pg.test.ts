@@ -239,7 +239,7 @@ describe.skipIf(!hasPostgres)("PostgreSQL", () => {
       const fake = startFakeScramServer();
       try {
         await expect(
-          connect({ host: "127.0.0.1", port: fake.port, user: "u", password: "p" }),
+          connect({ host: "127.0.0.1", port: fake.port, user: "u", password: "p", sslmode: "disable" }),
         ).rejects.toThrow("SCRAM: the server's signature is wrong");
       } finally {
         fake.stop();
@@ -397,15 +397,50 @@ describe("connection settings", () => {
 
   test("refuses what it cannot do with one line", () => {
     expect(() => resolveOptions("mysql://x")).toThrow("a database URL starts with postgres://");
-    expect(() => resolveOptions("postgres://h/db?sslmode=require")).toThrow(
-      "sslmode=require is not supported",
+    expect(() => resolveOptions("postgres://h/db?sslmode=required")).toThrow(
+      'invalid sslmode "required": use one of disable, allow, prefer, require, verify-ca, verify-full',
     );
-    expect(() => resolveOptions({}, { PGHOST: "/var/run/postgresql" })).toThrow("unix-domain sockets");
+  });
+
+  test("a number that is not one is refused with what was given, not NaN", () => {
+    expect(() => resolveOptions("postgres://h/db?port=abc", {})).toThrow(
+      'invalid port "abc": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?connect_timeout=soon", {})).toThrow(
+      'invalid connect_timeout "soon": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?keepalives_idle=-1", {})).toThrow(
+      'invalid keepalives_idle "-1": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?connect_timeout=3000000", {})).toThrow(
+      "a connect timeout of 3000000 s is over a timer's limit (24.8 days)",
+    );
+    expect(() => resolveOptions("postgres://h/db", { PGPORT: "54 32" })).toThrow(
+      'invalid PGPORT "54 32": use a whole number',
+    );
+  });
+
+  test("connect_timeout=0 waits as long as it takes, as in libpq, instead of timing out at once", async () => {
+    const url = new URL(pglite.url);
+    url.searchParams.set("connect_timeout", "0");
+    expect(resolveOptions(url.href, {}).connectTimeoutMs).toBe(0);
+    const client = await connect(url.href);
+    try {
+      expect((await client.query<{ one: number }>("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await client.close();
+    }
   });
 
   test("a refused connection is a PgConnectionError naming the address", async () => {
     await expect(connect("postgres://u@127.0.0.1:1/db")).rejects.toThrow(
       "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused",
+    );
+  });
+
+  test("an IPv6 address is named in brackets in the error, as in the URL", async () => {
+    await expect(connect("postgres://u@[::1]:1/db")).rejects.toThrow(
+      "cannot connect to PostgreSQL at [::1]:1: ",
     );
   });
 
@@ -461,20 +496,20 @@ function startFakeScramServer() {
 }
 
 describe("SCRAM-SHA-256", () => {
-  test("computes RFC 7677's example proof and checks the server's signature", () => {
+  test("computes RFC 7677's example proof and checks the server's signature", async () => {
     // RFC 7677 §3, user "user", password "pencil".
     const scram = new ScramClient("pencil", "rOprNGfwEbeRWgbNEkqO");
     expect(scram.clientFirstMessage()).toBe("n,,n=,r=rOprNGfwEbeRWgbNEkqO");
     // The RFC's exchange names the user in client-first; ours leaves it empty (PostgreSQL takes it from
     // the startup message), so the proof differs from the RFC's — check the structure and the signature.
-    const final = scram.clientFinalMessage(
+    const final = await scram.clientFinalMessage(
       "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
     );
     expect(final).toMatch(
       /^c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj\)hNlF\$k0,p=[A-Za-z0-9+/]{43}=$/,
     );
     expect(() => scram.verifyServerFinal("v=AAAA")).toThrow("the server's signature is wrong");
-    expect(() => new ScramClient("x", "abc").clientFinalMessage("r=zzz,s=AA==,i=1")).toThrow(
+    expect(new ScramClient("x", "abc").clientFinalMessage("r=zzz,s=AA==,i=1")).rejects.toThrow(
       "does not extend ours",
     );
   });

@@ -6,15 +6,37 @@
  * `query()` builds its messages and hands them to the StreamWriter at once, so queries issued together are
  * *pipelined* — they travel in one write, the server answers them in order, and each Sync's ReadyForQuery
  * tells us one query is done and the next answer begins.
+ *
+ * Two things can hold writing back, and then later queries wait in order behind them (`#waiting`): a
+ * statement's first run with parameters, whose Bind waits for the server to say the parameters' types
+ * (ParameterDescription), and a COPY FROM, during which only its data may be sent.
  */
-import { ConnectionLostError, openConnection, type StreamReader, type StreamWriter } from "../streams.ts";
-import { md5PasswordResponse, ScramClient } from "./auth.ts";
-import { errorFields, PgConnectionError, PgError, type PgNotice } from "./errors.ts";
-import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import { createHash } from "node:crypto";
+import {
+  atEndOfTurn,
+  ConnectionLostError,
+  type StreamReader,
+  type StreamWriter,
+  WRITE_HIGH_WATER,
+} from "../streams.ts";
+import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
+import { CopyOutStream, type CopySource } from "./copy-out-stream.ts";
+import {
+  errorFields,
+  PgAuthenticationRefusedError,
+  PgConnectionError,
+  PgError,
+  type PgNotice,
+  PgQueryTimeoutError,
+} from "./errors.ts";
+import { type AuthMethod, type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import { encodeParameters } from "./parameters.ts";
 import {
   Auth,
   Backend,
+  type ByteaParameter,
   type FieldDescription,
+  MAX_BIND_PARAMETERS,
   MessageBuilder,
   MessageFramer,
   ProtocolError,
@@ -23,12 +45,17 @@ import {
   parseCommandComplete,
   parseErrorFields,
   parseNotificationResponse,
+  parseParameterDescription,
   parseParameterStatus,
   parseRowDescription,
   parseSASLMechanisms,
+  TransactionStatus,
   writeBind,
   writeCancelRequest,
   writeClose,
+  writeCopyData,
+  writeCopyDataHeader,
+  writeCopyDone,
   writeCopyFail,
   writeDescribe,
   writeExecute,
@@ -41,12 +68,28 @@ import {
   writeSync,
   writeTerminate,
 } from "./protocol.ts";
-import { type Parser, parserFor, serializeParameter, TypeOid } from "./types.ts";
+import { describeAddress, endPointHashAlgorithm, openTransport, type Transport } from "./transport.ts";
+import { type Parser, parserFor, TypeOid } from "./types.ts";
+
+const utf8 = new TextEncoder();
 
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
 const READ_BYTES = 4 * 1024 * 1024;
+/**
+ * How long a server has to answer a CancelRequest (by ending the cancelled query) before the connection is
+ * taken for dead and closed: 2 s. A live server cancels in milliseconds.
+ */
+export const CANCEL_GRACE_MS = 2_000;
 
-export { PgConnectionError, PgError, type PgErrorFields, type PgNotice } from "./errors.ts";
+export type { CopySource } from "./copy-out-stream.ts";
+export {
+  PgAuthenticationRefusedError,
+  PgConnectionError,
+  PgError,
+  type PgErrorFields,
+  type PgNotice,
+  PgQueryTimeoutError,
+} from "./errors.ts";
 
 // ── Results ───────────────────────────────────────────────────────────────────────────────────────────
 
@@ -73,11 +116,18 @@ export interface Notification {
 /** A prepared statement: parsed once by the server, then only bound and executed. */
 interface Statement {
   name: string;
+  text: string;
+  /** The type the server gave each `$n` (ParameterDescription); null until it has answered. */
+  paramTypes: number[] | null;
   fields: FieldDescription[] | null;
   parsers: Parser[];
   publicFields: Field[];
-  /** Set when its Parse failed: later queries that used it report this error. */
-  parseError: PgError | null;
+  /** Parse has been written (alone, or ahead of a Bind). */
+  parseSent: boolean;
+  /** The server has answered ParseComplete: it holds the statement. */
+  parsed: boolean;
+  /** Dropped from the cache: a query waiting on it prepares afresh. */
+  forgotten: boolean;
 }
 
 /** Rows and fields of the result set being received. */
@@ -88,18 +138,42 @@ interface ResultSet {
   rows: Record<string, unknown>[];
 }
 
+/**
+ * A query not yet written: `send()` writes its messages and returns true, or returns false when it must
+ * wait (its statement's parameter types are not known yet). Jobs are written strictly in call order.
+ */
+interface Job {
+  send(): boolean;
+  reject(error: Error): void;
+}
+
 /** What the responses at the head of the queue belong to. */
 interface PendingBase {
   error: Error | null;
+  reject(error: Error): void;
+  /** The `queryTimeoutMs` timer, then the cancel's grace timer. */
+  timer?: ReturnType<typeof setTimeout>;
+  /** It ran past `queryTimeoutMs` and a cancel was sent. */
+  timedOut?: boolean;
+}
+
+/** A `query()` call: kept until answered, so that it can be written again once (see #settleExtended). */
+interface ExtendedRequest {
+  text: string;
+  params: readonly unknown[];
+  /** The statement it runs; kept while it waits for the statement's Describe. */
+  statement: Statement | null;
+  retried: boolean;
+  resolve(result: QueryResult): void;
   reject(error: Error): void;
 }
 
 interface PendingExtended extends PendingBase {
   kind: "extended";
+  request: ExtendedRequest;
   statement: Statement;
   rows: Record<string, unknown>[];
   tag: { command: string; rowCount: number | null } | null;
-  resolve(result: QueryResult): void;
 }
 
 interface PendingSimple extends PendingBase {
@@ -109,9 +183,47 @@ interface PendingSimple extends PendingBase {
   resolve(results: QueryResult[]): void;
 }
 
-type Pending = PendingExtended | PendingSimple;
+/** Parse + Describe + Sync of a statement whose parameter types we need before we can encode a Bind. */
+interface PendingDescribe extends PendingBase {
+  kind: "describe";
+  statement: Statement;
+  resolve(): void;
+}
 
+/** Close of statements we no longer use, with a Sync of its own so that nothing else can fail with it. */
+interface PendingClose extends PendingBase {
+  kind: "close";
+  resolve(): void;
+}
+
+/** COPY … FROM STDIN: rows go up while the server is in copy-in mode. */
+interface PendingCopyIn extends PendingBase {
+  kind: "copyIn";
+  /** Called on CopyInResponse: start sending. */
+  start(): void;
+  tag: { command: string; rowCount: number | null } | null;
+  resolve(rowCount: number): void;
+}
+
+/** COPY … TO STDOUT: chunks come down into a bounded queue the consumer drains. */
+interface PendingCopyOut extends PendingBase {
+  kind: "copyOut";
+  stream: CopyOutStream;
+  resolve(): void;
+}
+
+type Pending =
+  | PendingExtended
+  | PendingSimple
+  | PendingDescribe
+  | PendingClose
+  | PendingCopyIn
+  | PendingCopyOut;
+
+/** Bytes of COPY data gathered into one CopyData message. */
+const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
 const NO_FIELDS: FieldDescription[] = [];
+const NO_VALUES: (Uint8Array | null)[] = [];
 
 function describeFields(fields: FieldDescription[]): Pick<ResultSet, "parsers" | "publicFields"> {
   return {
@@ -142,6 +254,8 @@ export class Client {
   #head = 0;
   readonly #statements = new Map<string, Statement>();
   #statementCounter = 0;
+  /** The statement last in the cache's order (used most recently). */
+  #mostRecent: Statement | null = null;
   /**
    * Statement names are unique to this client, not just to its connection: a server that multiplexes
    * several connections onto one session (PGlite's socket server; poolers) would otherwise see two `s1`s.
@@ -154,12 +268,27 @@ export class Client {
   /** Settles when the startup ends: the first ReadyForQuery, or an error. */
   readonly #startup = Promise.withResolvers<void>();
   #scram: ScramClient | null = null;
+  /** The server asked for a password or SASL: the startup was not `trust` ("none"). */
+  #authChallenged = false;
   #lastQuery: Promise<unknown> = Promise.resolve();
+  /** Jobs that cannot be written yet, in call order (see {@link Job}). */
+  #waiting: Job[] = [];
+  #handoverScheduled = false;
+  /** A COPY FROM in progress: nothing else is written until its data is. */
+  #gate: PendingCopyIn | null = null;
+  /** COPY TO data of the current read, not yet handed to its stream. */
+  #copyParts: Buffer[] = [];
+  #copyPartsStream: CopyOutStream | null = null;
+  /** Names of statements the server may hold that we no longer use: closed before the next write. */
+  #abandoned: string[] = [];
+  /** The server's certificate (DER) when the connection is TLS. */
+  readonly #peerCertificate: Uint8Array | null;
 
-  private constructor(options: ResolvedOptions, reader: StreamReader, writer: StreamWriter) {
+  private constructor(options: ResolvedOptions, transport: Transport) {
     this.#options = options;
-    this.#reader = reader;
-    this.#writer = writer;
+    this.#reader = transport.reader;
+    this.#writer = transport.writer;
+    this.#peerCertificate = transport.peerCertificate;
   }
 
   /**
@@ -169,29 +298,36 @@ export class Client {
    */
   static async connect(urlOrOptions?: string | ConnectOptions): Promise<Client> {
     const options = resolveOptions(urlOrOptions);
-    const where = `${options.host}:${options.port}`;
+    if (options.sslmode !== "allow") return Client.#connectWith(options);
+    // libpq's `allow`: plain first; if the server's pg_hba.conf refuses that (28000), again with TLS.
+    try {
+      return await Client.#connectWith(options);
+    } catch (error) {
+      if (!(error instanceof PgError && error.code === "28000")) throw error;
+      return Client.#connectWith({ ...options, sslmode: "require" });
+    }
+  }
+
+  static async #connectWith(options: ResolvedOptions): Promise<Client> {
+    const where = describeAddress(options);
+    const abort = new AbortController();
     let client: Client | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
+      if (options.connectTimeoutMs === 0) return; // no limit
       timer = setTimeout(() => {
         const error = new PgConnectionError(
           `timed out after ${options.connectTimeoutMs / 1000} s connecting to ${where}`,
         );
+        abort.abort(error);
         if (client) client.#fail(error);
         reject(error);
       }, options.connectTimeoutMs);
     });
     try {
-      const opened = openConnection(options.host, options.port).catch((error: Error) => {
-        throw new PgConnectionError(
-          error.message.replace(/^cannot connect to/, "cannot connect to PostgreSQL at"),
-          {
-            cause: error,
-          },
-        );
-      });
-      const [reader, writer] = await Promise.race([opened, timeout]);
-      client = new Client(options, reader, writer);
+      const opening = openTransport(options, abort.signal);
+      opening.catch(() => {}); // when the timeout wins, its rejection is the timeout's
+      client = new Client(options, await Promise.race([opening, timeout]));
       client.#start();
       await Promise.race([client.#startup.promise, timeout]);
       return client;
@@ -201,6 +337,16 @@ export class Client {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** True when the connection is encrypted with TLS. */
+  get tls(): boolean {
+    return this.#peerCertificate !== null;
+  }
+
+  /** The SASL mechanism the login used (`SCRAM-SHA-256-PLUS` when bound to the TLS session), else null. */
+  get saslMechanism(): string | null {
+    return this.#scram?.mechanism ?? null;
   }
 
   /** The backend's process ID (what `pg_backend_pid()` returns; what `cancel()` names). */
@@ -214,30 +360,79 @@ export class Client {
   }
 
   /**
-   * Runs one statement with the extended protocol; `$1`, `$2`, … are replaced by `params` (sent as text,
-   * never spliced into the SQL). The statement is prepared once per connection and reused.
-   * Rejects with {@link PgError} (the connection stays usable) or {@link PgConnectionError}.
+   * Runs one statement with the extended protocol; `$1`, `$2`, … are replaced by `params` (never spliced
+   * into the SQL), each encoded for the type the server declared for it (lib/pg/parameters.ts). The
+   * statement is prepared once per connection and reused; its first run with parameters waits one round
+   * trip for their types. A cached statement the server no longer accepts (its table was altered,
+   * `DISCARD ALL`, another `search_path`) is prepared again and run once more — outside a transaction.
+   * Rejects with {@link ParameterTypeError} before sending anything, {@link PgError} (the connection stays
+   * usable) or {@link PgConnectionError}.
    */
   query<Row = Record<string, unknown>>(
     text: string,
     params: readonly unknown[] = [],
   ): Promise<QueryResult<Row>> {
     if (this.#lost) return Promise.reject(this.#lost);
-    let values: (Uint8Array | null)[];
-    try {
-      values = params.map(serializeParameter);
-    } catch (error) {
-      return Promise.reject(new TypeError(`cannot send a parameter: ${(error as Error).message}`));
+    if (params.length > MAX_BIND_PARAMETERS) {
+      // Bind counts them in 16 bits: 65,536 would be sent as 0 and the server would blame the protocol.
+      return Promise.reject(
+        new RangeError(
+          `a query takes at most ${MAX_BIND_PARAMETERS.toLocaleString("en-US")} parameters; this one has ${params.length.toLocaleString("en-US")}`,
+        ),
+      );
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<QueryResult>();
+    this.#lastQuery = promise;
+    this.#submitExtended({ text, params, statement: null, retried: false, resolve, reject });
+    return promise as Promise<QueryResult<Row>>;
+  }
+
+  /** Writes `request` now if nothing waits before it (no job, no closure: the common path), else queues it. */
+  #submitExtended(request: ExtendedRequest): void {
+    if (this.#waiting.length === 0 && !this.#gate) {
+      this.#closeAbandoned();
+      if (this.#sendExtended(request)) return;
+    }
+    this.#waiting.push({ send: () => this.#sendExtended(request), reject: request.reject });
+  }
+
+  /**
+   * Bind + Execute + Sync for `request` (after Parse + Describe for a statement new and without
+   * parameters), or false when the statement's parameter types must be asked for first (Describe sent).
+   */
+  #sendExtended(request: ExtendedRequest): boolean {
+    if (request.statement?.forgotten) request.statement = null;
+    request.statement ??= this.#statementFor(request.text);
+    const statement = request.statement;
+    const params = request.params;
+    if (params.length > 0 && statement.paramTypes === null) {
+      if (!statement.parseSent) this.#describe(statement);
+      return false;
+    }
+    let values: (Uint8Array | ByteaParameter | null)[] = NO_VALUES;
+    if (params.length > 0) {
+      try {
+        values = encodeParameters(params, statement.paramTypes!);
+      } catch (error) {
+        request.reject(error as Error);
+        return true;
+      }
     }
     const out = this.#out;
-    const statement = this.#prepare(text, out);
+    if (!statement.parseSent) this.#writeParse(statement);
     writeBind(out, "", statement.name, values);
     writeExecute(out, "");
     writeSync(out);
-    const { promise, resolve, reject } = Promise.withResolvers<QueryResult>();
-    this.#enqueue({ kind: "extended", statement, rows: [], tag: null, error: null, resolve, reject });
-    this.#lastQuery = promise;
-    return promise as Promise<QueryResult<Row>>;
+    this.#enqueue({
+      kind: "extended",
+      request,
+      statement,
+      rows: [],
+      tag: null,
+      error: null,
+      reject: request.reject,
+    });
+    return true;
   }
 
   /**
@@ -246,11 +441,87 @@ export class Client {
    */
   simpleQuery(text: string): Promise<QueryResult[]> {
     if (this.#lost) return Promise.reject(this.#lost);
-    writeQuery(this.#out, text);
     const { promise, resolve, reject } = Promise.withResolvers<QueryResult[]>();
-    this.#enqueue({ kind: "simple", current: null, results: [], error: null, resolve, reject });
+    this.#submit({
+      reject,
+      send: () => {
+        writeQuery(this.#out, text);
+        this.#enqueue({ kind: "simple", current: null, results: [], error: null, resolve, reject });
+        return true;
+      },
+    });
     this.#lastQuery = promise;
     return promise;
+  }
+
+  /**
+   * Runs `COPY … FROM STDIN` and sends `source` as its data: bytes or strings in COPY's text (or CSV, or
+   * binary) format, exactly as the statement says. Reads the source only as fast as the server takes it
+   * (awaits the socket's drain), so a source of any size holds a bounded amount of memory. Resolves with the
+   * number of rows copied. If the source throws, the COPY is cancelled with CopyFail and the promise
+   * rejects with the server's error (57014, its message naming the source's); a bad row rejects with the
+   * server's error (22P02, …). Either way the connection stays usable. Other queries wait their turn.
+   */
+  copyFrom(sql: string, source: CopySource): Promise<number> {
+    if (this.#lost) return Promise.reject(this.#lost);
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    const pending: PendingCopyIn = {
+      kind: "copyIn",
+      tag: null,
+      error: null,
+      resolve,
+      reject,
+      start: () => void this.#pumpCopyData(pending, source),
+    };
+    this.#submit({
+      reject,
+      send: () => {
+        writeQuery(this.#out, sql);
+        this.#enqueue(pending);
+        // Nothing else may be written until CopyDone/CopyFail: the server is reading COPY data.
+        this.#gate = pending;
+        return true;
+      },
+    });
+    this.#lastQuery = promise;
+    return promise;
+  }
+
+  /**
+   * Runs `COPY … TO STDOUT` and yields its data as it arrives: chunks of bytes (one or more rows each, in
+   * the statement's format). While the consumer is slow, the socket is not read (at most ~4 MiB wait in
+   * between). A failure in the middle (say, an error raised by row 500,000) throws the server's PgError
+   * from the loop; stopping the loop early reads and drops the rest. Either way the connection stays usable.
+   */
+  async *copyTo(sql: string): AsyncGenerator<Uint8Array, void, undefined> {
+    if (this.#lost) throw this.#lost;
+    const stream = new CopyOutStream();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    promise.catch(() => {}); // the stream carries the error to the consumer
+    this.#submit({
+      reject: (error) => {
+        stream.finish(error);
+        reject(error);
+      },
+      send: () => {
+        writeQuery(this.#out, sql);
+        this.#enqueue({ kind: "copyOut", stream, error: null, resolve, reject });
+        return true;
+      },
+    });
+    this.#lastQuery = promise;
+    let finished = false;
+    try {
+      for (let chunk = await stream.next(); chunk; chunk = await stream.next()) yield chunk;
+      finished = true;
+    } finally {
+      if (!finished && !stream.done) {
+        // The consumer stopped early. A CancelRequest could hit the next query instead if the server has
+        // already finished this one, so the rest is read and dropped: the connection stays in step.
+        stream.discard();
+        await promise.catch(() => {});
+      }
+    }
   }
 
   /**
@@ -284,13 +555,21 @@ export class Client {
   async cancel(): Promise<void> {
     const key = this.#backendKey;
     if (!key || this.#lost) return;
-    const [reader, writer] = await openConnection(this.#options.host, this.#options.port);
+    const { reader, writer } = await openTransport(this.#options, new AbortController().signal);
     const out = new MessageBuilder();
     writeCancelRequest(out, key.processId, key.secretKey);
     writer.writeShared(out.take());
     writer.writeEof();
-    await reader.read(); // the server closes the connection once it has read the request
-    writer.close();
+    // The server closes the connection once it has read the request; a silent one gets CANCEL_GRACE_MS.
+    const timer = setTimeout(() => writer.abort(), CANCEL_GRACE_MS);
+    try {
+      await reader.read();
+    } catch {
+      // aborted, or reset by the server: the request was sent either way
+    } finally {
+      clearTimeout(timer);
+      writer.close();
+    }
   }
 
   /** Waits for the queries under way, says Terminate, and closes. Later queries reject. */
@@ -314,6 +593,8 @@ export class Client {
       database: this.#options.database,
       application_name: this.#options.applicationName,
       client_encoding: "UTF8",
+      // The date format lib/pg/types.ts reads (the server's default, but a role or database may change it).
+      DateStyle: "ISO, MDY",
     };
     writeStartupMessage(this.#out, parameters);
     this.#flush();
@@ -322,29 +603,39 @@ export class Client {
 
   #onAuthentication(body: Buffer): void {
     const { code, data } = parseAuthentication(body);
+    if (this.#framer.authenticated) {
+      // Authentication happens once, before the first ReadyForQuery: a later request is not PostgreSQL's.
+      throw new ProtocolError(`an authentication request (code ${code}) after authentication completed`);
+    }
     switch (code) {
       case Auth.Ok:
-        return;
+        this.#refuseUnboundLogin("no authentication at all");
+        return this.#onAuthenticationOk();
       case Auth.CleartextPassword:
+        this.#allowAuthentication("password");
+        this.#refuseUnboundLogin("a cleartext password");
         return this.#sendPassword(this.#requirePassword("password"));
       case Auth.MD5Password:
+        this.#allowAuthentication("md5");
+        this.#refuseUnboundLogin("an MD5 password");
         return this.#sendPassword(
           md5PasswordResponse(this.#options.user, this.#requirePassword("md5"), data.subarray(0, 4)),
         );
       case Auth.SASL: {
+        this.#allowAuthentication("scram-sha-256");
         const mechanisms = parseSASLMechanisms(data);
-        if (!mechanisms.includes("SCRAM-SHA-256")) {
+        const binding = this.#channelBinding(mechanisms);
+        if (binding.kind !== "tls-server-end-point" && !mechanisms.includes("SCRAM-SHA-256")) {
           throw new PgConnectionError(
             `the server offers only SASL mechanisms this client lacks: ${mechanisms.join(", ")}`,
           );
         }
-        this.#scram = new ScramClient(this.#requirePassword("scram-sha-256"));
+        this.#scram = new ScramClient(this.#requirePassword("scram-sha-256"), undefined, binding);
         writeSASLInitialResponse(this.#out, this.#scram.mechanism, this.#scram.clientFirstMessage());
         return this.#flush();
       }
       case Auth.SASLContinue:
-        writeSASLResponse(this.#out, this.#scramClient().clientFinalMessage(data.toString("utf8")));
-        return this.#flush();
+        return this.#continueScram(data.toString("utf8"));
       case Auth.SASLFinal:
         return this.#scramClient().verifyServerFinal(data.toString("utf8"));
       default:
@@ -352,6 +643,68 @@ export class Client {
           `the server asks for an authentication method this client lacks (code ${code})`,
         );
     }
+  }
+
+  /**
+   * Binds SCRAM to the TLS session when we can (a TLS connection, a certificate whose hash is defined) and
+   * the server offers SCRAM-SHA-256-PLUS; `channel_binding=require` refuses to log in without it.
+   */
+  #channelBinding(mechanisms: string[]): ScramChannelBinding {
+    const certificate = this.#peerCertificate;
+    const mode = this.#options.channelBinding;
+    const hash = certificate && mode !== "disable" ? endPointHashAlgorithm(certificate) : null;
+    if (hash && mechanisms.includes("SCRAM-SHA-256-PLUS")) {
+      return { kind: "tls-server-end-point", data: createHash(hash).update(certificate!).digest() };
+    }
+    if (mode === "require") {
+      throw new PgConnectionError(
+        certificate
+          ? `channel_binding=require, but the server offers no SCRAM-SHA-256-PLUS (${mechanisms.join(", ")})`
+          : "channel_binding=require needs TLS (sslmode=require or stronger)",
+      );
+    }
+    return hash ? { kind: "unused" } : { kind: "none" };
+  }
+
+  /** With `channel_binding=require`, a login that is not SCRAM-SHA-256-PLUS is refused (as libpq does). */
+  #refuseUnboundLogin(method: string): void {
+    if (this.#options.channelBinding !== "require" || this.#scram?.mechanism === "SCRAM-SHA-256-PLUS") return;
+    throw new PgConnectionError(`channel_binding=require, but the server asked for ${method}`);
+  }
+
+  /** AuthenticationOk: refused if a SCRAM exchange began and the server never proved its signature. */
+  #onAuthenticationOk(): void {
+    if (this.#scram && !this.#scram.verified) {
+      throw new PgConnectionError(
+        "the server ended SCRAM-SHA-256 authentication without proving it knows the password (no valid server-final-message); refusing it",
+      );
+    }
+    if (!this.#authChallenged) this.#allowAuthentication("none");
+    this.#framer.authenticated = true; // from now on, messages up to MAX_MESSAGE_BYTES
+  }
+
+  /** Throws before anything is sent if `requireAuth` does not allow the method the server chose. */
+  #allowAuthentication(method: AuthMethod): void {
+    this.#authChallenged = true;
+    const allowed = this.#options.allowedAuth;
+    if (allowed && !allowed.has(method)) {
+      throw new PgAuthenticationRefusedError(method, this.#options.requireAuth);
+    }
+  }
+
+  /** client-final-message: its PBKDF2 runs off the event loop; the server waits for it. */
+  #continueScram(serverFirst: string): void {
+    this.#scramClient()
+      .clientFinalMessage(serverFirst)
+      .then(
+        (message) => {
+          if (this.#lost) return;
+          writeSASLResponse(this.#out, message);
+          this.#flush();
+        },
+        (error: Error) =>
+          this.#fail(new PgConnectionError(`connection failed: ${error.message}`, { cause: error })),
+      );
   }
 
   #requirePassword(method: string): string {
@@ -376,47 +729,197 @@ export class Client {
 
   // ── Writing ──
 
-  /** Finds or prepares `text`: a cached statement, or Parse + Describe written into `out` now. */
-  #prepare(text: string, out: MessageBuilder): Statement {
+  /** The cached statement for `text`, or a new one (cached, unless the cache is off), not yet parsed. */
+  #statementFor(text: string): Statement {
     const capacity = this.#options.statementCacheSize;
     const cached = this.#statements.get(text);
     if (cached) {
-      // Most recently used goes last: the Map's order is the eviction order.
-      this.#statements.delete(text);
-      this.#statements.set(text, cached);
+      // Most recently used goes last: the Map's order is the eviction order. (Already last: nothing to do.)
+      if (this.#mostRecent !== cached) {
+        this.#statements.delete(text);
+        this.#statements.set(text, cached);
+        this.#mostRecent = cached;
+      }
       return cached;
     }
     const statement: Statement = {
-      name: capacity > 0 ? `${this.#statementPrefix}${++this.#statementCounter}` : "",
+      // Without a cache, statements are still named, so a Bind can follow its Describe's answer safely;
+      // each is closed right after use.
+      name: `${this.#statementPrefix}${++this.#statementCounter}`,
+      text,
+      paramTypes: null,
       fields: null,
       parsers: [],
       publicFields: [],
-      parseError: null,
+      parseSent: false,
+      parsed: false,
+      forgotten: false,
     };
     if (capacity > 0) {
       if (this.#statements.size >= capacity) {
         const [oldestText, oldest] = this.#statements.entries().next().value!;
         this.#statements.delete(oldestText);
-        writeClose(out, "S", oldest.name); // its CloseComplete arrives among this query's answers
+        oldest.forgotten = true;
+        // Its CloseComplete arrives among this query's answers; closing is never an error.
+        if (oldest.parseSent) writeClose(this.#out, "S", oldest.name);
       }
       this.#statements.set(text, statement);
+      this.#mostRecent = statement;
     }
-    writeParse(out, statement.name, text);
-    writeDescribe(out, "S", statement.name);
     return statement;
+  }
+
+  #writeParse(statement: Statement): void {
+    writeParse(this.#out, statement.name, statement.text);
+    writeDescribe(this.#out, "S", statement.name);
+    statement.parseSent = true;
+  }
+
+  /** Parse + Describe + Sync alone: the parameter types come back before any Bind is encoded. */
+  #describe(statement: Statement): void {
+    this.#writeParse(statement);
+    writeSync(this.#out);
+    this.#enqueue({ kind: "describe", statement, error: null, resolve: () => {}, reject: () => {} });
+  }
+
+  /** Forgets a statement; one the server may still hold is closed before the next query. */
+  #forgetStatement(statement: Statement): void {
+    if (statement.forgotten) return;
+    statement.forgotten = true;
+    if (this.#statements.get(statement.text) === statement) this.#statements.delete(statement.text);
+    if (statement.parsed) this.#abandoned.push(statement.name);
+  }
+
+  /** Writes `job` now, or after the jobs already waiting (order is kept: answers come back in order). */
+  #submit(job: Job): void {
+    if (this.#waiting.length > 0 || this.#gate) {
+      this.#waiting.push(job);
+      return;
+    }
+    this.#closeAbandoned();
+    if (!job.send()) this.#waiting.push(job);
+  }
+
+  /** Writes the waiting jobs in order, up to the first that must wait again. */
+  #sendWaiting(): void {
+    if (this.#lost || this.#gate) return;
+    this.#closeAbandoned();
+    while (this.#waiting.length > 0 && !this.#gate) {
+      if (!this.#waiting[0]!.send()) return;
+      this.#waiting.shift();
+    }
+  }
+
+  /** Close for each statement we let go of, and a Sync of their own: their answers fail nothing else. */
+  #closeAbandoned(): void {
+    if (this.#abandoned.length === 0) return;
+    for (const name of this.#abandoned) writeClose(this.#out, "S", name);
+    this.#abandoned = [];
+    writeSync(this.#out);
+    this.#enqueue({ kind: "close", error: null, resolve: () => {}, reject: () => {} });
   }
 
   #enqueue(pending: Pending): void {
     this.#pending.push(pending);
-    this.#flush();
-    // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
-    // (Queries issued together still leave in one write: only the first goes early.)
-    if (this.#pending.length - this.#head === 1) this.#writer.flushNow();
+    if (this.#pending.length - this.#head === 1) {
+      // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
+      // (Queries issued together still leave in one write: only the first goes early.)
+      this.#flush();
+      this.#writer.flushNow();
+      this.#startTimeout(pending);
+    } else if (!this.#handoverScheduled) {
+      // The rest of this turn's messages are handed to the writer in one piece, at the end of the turn.
+      this.#handoverScheduled = true;
+      atEndOfTurn(this.#handover);
+    }
   }
+
+  /** Arms `queryTimeoutMs` for the query the server is now working on (the head of the queue). */
+  #startTimeout(pending: Pending | undefined): void {
+    const timeoutMs = this.#options.queryTimeoutMs;
+    if (!pending || timeoutMs === 0) return;
+    pending.timer = setTimeout(() => this.#onQueryTimeout(pending), timeoutMs);
+  }
+
+  /**
+   * The query ran too long: ask the server to cancel it. A live server ends it (SQLSTATE 57014) and the
+   * connection goes on; one that stays silent for CANCEL_GRACE_MS more is taken for dead.
+   */
+  #onQueryTimeout(pending: Pending): void {
+    if (this.#lost) return;
+    pending.timedOut = true;
+    pending.timer = setTimeout(
+      () =>
+        this.#fail(
+          new PgConnectionError(
+            `the server did not answer a cancel within ${CANCEL_GRACE_MS / 1000} s; connection closed`,
+          ),
+        ),
+      CANCEL_GRACE_MS,
+    );
+    this.cancel().catch(() => {}); // a refused cancel connection: the grace timer decides
+  }
+
+  readonly #handover = (): void => {
+    this.#handoverScheduled = false;
+    if (!this.#lost && !this.#closing) this.#flush();
+  };
 
   /** Hands what was built to the writer, which sends it at the end of this turn with whatever follows. */
   #flush(): void {
     this.#writer.writeShared(this.#out.take());
+  }
+
+  /**
+   * Sends a COPY FROM's data: the source's chunks gathered into CopyData messages of ~64 KiB, waiting for
+   * the socket to drain whenever more than the writer's high-water mark is queued. Then CopyDone — or
+   * CopyFail if the source throws. Stops at once if the server reported an error (it ignores the rest).
+   */
+  async #pumpCopyData(pending: PendingCopyIn, source: CopySource): Promise<void> {
+    const out = this.#out;
+    let failure: string | null = null;
+    try {
+      const iterable: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> =
+        source instanceof ReadableStream ? (source as AsyncIterable<Uint8Array | string>) : source;
+      let gathered = 0;
+      for await (const chunk of iterable) {
+        if (pending.error || this.#lost) break;
+        if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
+          throw new TypeError(`it yielded ${chunk === null ? "null" : typeof chunk}, not bytes or a string`);
+        }
+        if (chunk.length >= COPY_MESSAGE_BYTES / 4) {
+          // A big chunk travels as it is, behind a header: no copy into the message buffer.
+          const bytes = typeof chunk === "string" ? utf8.encode(chunk) : chunk.slice(); // theirs to reuse
+          writeCopyDataHeader(out, bytes.length);
+          this.#flush();
+          this.#writer.writeShared(bytes);
+          gathered = COPY_MESSAGE_BYTES;
+        } else gathered += writeCopyData(out, chunk);
+        if (gathered >= COPY_MESSAGE_BYTES) {
+          gathered = 0;
+          this.#flush();
+          if (this.#writer.bufferedBytes > WRITE_HIGH_WATER) {
+            // Send now rather than at the end of the turn; wait only if the kernel cannot take it.
+            this.#writer.flushNow();
+            await this.#writer.drain();
+          }
+        }
+      }
+    } catch (error) {
+      failure = `the COPY source failed: ${(error as Error).message ?? String(error)}`;
+    }
+    if (!this.#lost) {
+      if (pending.error)
+        out.take(); // the server is no longer in copy-in mode: drop what was gathered
+      else if (failure !== null) {
+        out.take();
+        writeCopyFail(out, failure);
+      } else writeCopyDone(out);
+      this.#flush();
+      this.#writer.flushNow();
+    }
+    this.#gate = null;
+    this.#sendWaiting();
   }
 
   // ── Reading ──
@@ -427,6 +930,11 @@ export class Client {
         const chunk = await this.#reader.read(READ_BYTES);
         if (chunk.length === 0) break;
         this.#framer.push(chunk);
+        if (this.#copyParts.length > 0) this.#deliverCopyParts();
+        // A COPY TO consumer that is behind: stop reading (the socket pauses once the reader is full).
+        const copyOut = this.#pending[this.#head];
+        const full = copyOut?.kind === "copyOut" ? copyOut.stream.full() : null;
+        if (full) await full;
       }
       this.#fail(new PgConnectionError("the server closed the connection"));
     } catch (error) {
@@ -448,13 +956,19 @@ export class Client {
       case Backend.CommandComplete: // 'C'
         return this.#onCommandComplete(pending, body);
       case Backend.ReadyForQuery: // 'Z'
-        return this.#onReadyForQuery();
+        return this.#onReadyForQuery(body[0] ?? TransactionStatus.Idle);
       case Backend.ParseComplete: // '1'
+        if (pending && (pending.kind === "extended" || pending.kind === "describe"))
+          pending.statement.parsed = true;
+        return;
       case Backend.BindComplete: // '2'
       case Backend.CloseComplete: // '3'
-      case Backend.ParameterDescription: // 't'
       case Backend.CopyDone: // 'c'
       case Backend.PortalSuspended: // 's'
+        return;
+      case Backend.ParameterDescription: // 't'
+        if (pending && (pending.kind === "extended" || pending.kind === "describe"))
+          pending.statement.paramTypes = parseParameterDescription(body);
         return;
       case Backend.RowDescription: // 'T'
         return this.#onRowDescription(pending, parseRowDescription(body));
@@ -480,15 +994,17 @@ export class Client {
       case Backend.Authentication: // 'R'
         return this.#onAuthentication(body);
       case Backend.CopyInResponse: // 'G'
-        writeCopyFail(this.#out, "COPY FROM STDIN is not supported by this client");
+        if (pending?.kind === "copyIn") return pending.start();
+        // COPY … FROM STDIN through query()/simpleQuery(): there is no data to send. In copy-in mode the
+        // server ignored the query's own Sync, so an extended query needs another to end its error.
+        writeCopyFail(this.#out, "COPY FROM STDIN needs copyFrom(sql, source)");
+        if (pending?.kind === "extended") writeSync(this.#out);
         return this.#flush();
       case Backend.CopyOutResponse: // 'H'
+        if (pending?.kind === "copyOut") return;
         return this.#onRowDescription(pending, [copyField()]);
       case Backend.CopyData: // 'd'
-        if (pending?.kind === "simple" && pending.current) {
-          pending.current.rows.push({ copy: body.toString("utf8").replace(/\n$/, "") });
-        }
-        return;
+        return this.#onCopyData(pending, body);
       default:
         throw new ProtocolError(
           `unexpected message type ${JSON.stringify(String.fromCharCode(type))} from the server`,
@@ -496,18 +1012,36 @@ export class Client {
     }
   }
 
+  #onCopyData(pending: Pending | undefined, body: Buffer): void {
+    if (pending?.kind === "copyOut") {
+      // One CopyData per row: gathered, and handed over as one chunk per read (see #deliverCopyParts).
+      this.#copyParts.push(body);
+      this.#copyPartsStream = pending.stream;
+    } else if (pending?.kind === "simple" && pending.current) {
+      pending.current.rows.push({ copy: body.toString("utf8").replace(/\n$/, "") });
+    }
+  }
+
+  /** The CopyData bodies of one read, copied into one chunk (they are views into the framer's buffer). */
+  #deliverCopyParts(): void {
+    const chunk = Buffer.concat(this.#copyParts);
+    this.#copyParts = [];
+    this.#copyPartsStream?.push(chunk);
+  }
+
   #onRowDescription(pending: Pending | undefined, fields: FieldDescription[]): void {
     if (!pending) throw new ProtocolError("a row description with no query waiting");
     const described = describeFields(fields);
-    if (pending.kind === "extended") {
+    if (pending.kind === "extended" || pending.kind === "describe") {
       Object.assign(pending.statement, { fields }, described);
-    } else {
+    } else if (pending.kind === "simple") {
       pending.current = { fields, ...described, rows: [] };
     }
   }
 
   #onDataRow(pending: Pending | undefined, body: Buffer): void {
-    if (!pending) throw new ProtocolError("a data row with no query waiting");
+    if (pending?.kind !== "extended" && pending?.kind !== "simple")
+      throw new ProtocolError("a data row with no query waiting");
     const target = pending.kind === "extended" ? pending.statement : pending.current;
     if (!target?.fields) throw new ProtocolError("a data row before its row description");
     if (pending.error) return; // a value already failed to parse: skip the rest
@@ -523,10 +1057,12 @@ export class Client {
   #onCommandComplete(pending: Pending | undefined, body: Buffer): void {
     if (!pending) throw new ProtocolError("a command completion with no query waiting");
     const tag = parseCommandComplete(body);
-    if (pending.kind === "extended") {
+    if (tag.command === "DISCARD ALL" || tag.command === "DEALLOCATE ALL") this.#forgetPrepared();
+    if (pending.kind === "extended" || pending.kind === "copyIn") {
       pending.tag = tag;
       return;
     }
+    if (pending.kind !== "simple") return;
     const current = pending.current;
     pending.results.push({
       ...tag,
@@ -536,35 +1072,33 @@ export class Client {
     pending.current = null;
   }
 
+  /**
+   * The server dropped every prepared statement: forget those it had parsed when it did (a statement whose
+   * ParseComplete is still to come was parsed after, and stays).
+   */
+  #forgetPrepared(): void {
+    for (const [text, statement] of this.#statements) {
+      if (statement.parsed) this.#statements.delete(text);
+    }
+  }
+
   #onEmptyQuery(pending: Pending | undefined): void {
     if (pending?.kind === "simple")
       pending.results.push({ command: "", rowCount: null, fields: [], rows: [] });
-    else if (pending) pending.tag = { command: "", rowCount: null };
+    else if (pending?.kind === "extended") pending.tag = { command: "", rowCount: null };
   }
 
   #onErrorResponse(pending: Pending | undefined, error: PgError): void {
     if (error.severity === "FATAL" || error.severity === "PANIC" || !pending) throw error;
-    if (pending.kind === "extended") {
-      const statement = pending.statement;
-      if (statement.fields === null) {
-        // Its Parse failed: the statement does not exist on the server. Forget it.
-        statement.parseError = error;
-        this.#forgetStatement(statement);
-      } else if (error.code === "26000" || error.code === "0A000") {
-        // Gone (DISCARD ALL) or stale (the table changed under a cached plan): prepare afresh next time.
-        this.#forgetStatement(statement);
-      }
+    if (pending.kind === "copyOut") {
+      if (this.#copyParts.length > 0) this.#deliverCopyParts();
+      pending.stream.finish(error);
     }
     pending.error ??= error;
   }
 
-  #forgetStatement(statement: Statement): void {
-    for (const [text, cached] of this.#statements) {
-      if (cached === statement) this.#statements.delete(text);
-    }
-  }
-
-  #onReadyForQuery(): void {
+  /** The end of one query's answers: settle it, and write what was waiting for it. */
+  #onReadyForQuery(status: number): void {
     if (this.#head === this.#pending.length) {
       this.#startup.resolve(); // the first one ends the startup
       return;
@@ -575,21 +1109,78 @@ export class Client {
       this.#pending = [];
       this.#head = 0;
     }
-    if (pending.error) {
-      const parseError = pending.kind === "extended" ? pending.statement.parseError : null;
-      const error = pending.error;
-      pending.reject(parseError && error instanceof PgError && error.code === "26000" ? parseError : error);
-    } else if (pending.kind === "extended") {
+    if (pending.timer !== undefined) clearTimeout(pending.timer);
+    if (this.#options.queryTimeoutMs > 0) this.#startTimeout(this.#pending[this.#head]);
+    if (pending.timedOut && pending.error) {
+      pending.error = new PgQueryTimeoutError(this.#options.queryTimeoutMs, false, { cause: pending.error });
+    }
+    switch (pending.kind) {
+      case "extended":
+        this.#settleExtended(pending, status);
+        break;
+      case "describe":
+        if (pending.error) {
+          // The Parse failed (or the Describe): the query that asked for it gets the error.
+          this.#forgetStatement(pending.statement);
+          const job = this.#waiting.shift();
+          job?.reject(pending.error);
+        }
+        this.#sendWaiting();
+        break;
+      case "simple":
+        if (pending.error) pending.reject(pending.error);
+        else pending.resolve(pending.results);
+        break;
+      case "close":
+        break; // closing a statement the server no longer has is no error; nothing else to do
+      case "copyIn":
+        if (this.#gate === pending && pending.error) {
+          // Refused before any data was asked for (no such table, …): nothing more will be sent.
+          this.#gate = null;
+          this.#sendWaiting();
+        }
+        if (pending.error) pending.reject(pending.error);
+        else pending.resolve(pending.tag?.rowCount ?? 0);
+        break;
+      case "copyOut":
+        if (this.#copyParts.length > 0) this.#deliverCopyParts();
+        pending.stream.finish(pending.error);
+        if (pending.error) pending.reject(pending.error);
+        else pending.resolve();
+        break;
+    }
+    // A query may have been waiting for this one's ParameterDescription (or failure).
+    if (this.#waiting.length > 0) this.#sendWaiting();
+  }
+
+  /**
+   * A statement the server no longer accepts — 26000 (it does not exist: DISCARD ALL, DEALLOCATE, or its
+   * Parse failed earlier in this pipeline) or 0A000 (cached plan must not change result type: its table was
+   * altered, or search_path now finds another) — is forgotten and closed. Outside a transaction the query
+   * is written again once, with a fresh Parse: it gets its own real answer. Inside a transaction the server
+   * has failed the transaction anyway, so the error is the answer.
+   */
+  #settleExtended(pending: PendingExtended, status: number): void {
+    const error = pending.error;
+    if (!this.#options.statementCacheSize) this.#forgetStatement(pending.statement);
+    const request = pending.request;
+    if (!error) {
       const tag = pending.tag;
-      pending.resolve({
+      request.resolve({
         command: tag?.command ?? "",
         rowCount: tag?.rowCount ?? null,
         fields: pending.statement.publicFields,
         rows: pending.rows,
       });
-    } else {
-      pending.resolve(pending.results);
+      return;
     }
+    const stale = error instanceof PgError && (error.code === "26000" || error.code === "0A000");
+    if (stale || !pending.statement.parsed) this.#forgetStatement(pending.statement);
+    if (stale && status === TransactionStatus.Idle && !request.retried) {
+      request.retried = true;
+      request.statement = null;
+      this.#submitExtended(request);
+    } else request.reject(error);
   }
 
   #onNotification(notification: Notification): void {
@@ -614,7 +1205,18 @@ export class Client {
     const pending = this.#pending.slice(this.#head);
     this.#pending = [];
     this.#head = 0;
-    for (const query of pending) query.reject(error instanceof PgError ? error : this.#lost);
+    for (const query of pending) {
+      clearTimeout(query.timer);
+      const reason = query.timedOut
+        ? new PgQueryTimeoutError(this.#options.queryTimeoutMs, true, { cause: this.#lost })
+        : error instanceof PgError
+          ? error
+          : this.#lost;
+      if (query.kind === "copyOut") query.stream.finish(reason);
+      query.reject(reason);
+    }
+    for (const job of this.#waiting.splice(0)) job.reject(error instanceof PgError ? error : this.#lost);
+    this.#gate = null;
     this.#listeners.clear();
     this.#writer.abort();
   }

@@ -95,3 +95,37 @@ export type PgNotice = PgErrorFields;
 export class PgConnectionError extends Error {
   override name = "PgConnectionError";
 }
+
+/**
+ * A query ran past `queryTimeoutMs`. A CancelRequest was sent; `connectionClosed` says whether the server
+ * ignored it (then the connection was closed, and every other pending query failed with
+ * PgConnectionError) or answered (then the connection goes on). `cause` is what the server answered.
+ */
+export class PgQueryTimeoutError extends Error {
+  override name = "PgQueryTimeoutError";
+  constructor(
+    readonly timeoutMs: number,
+    readonly connectionClosed: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `the query ran longer than ${timeoutMs} ms and was cancelled${connectionClosed ? "; the server did not answer the cancel, so the connection was closed" : ""}`,
+      options,
+    );
+  }
+}
+
+/** The server's authentication request is one `requireAuth` does not allow; nothing was sent in reply. */
+export class PgAuthenticationRefusedError extends PgConnectionError {
+  override name = "PgAuthenticationRefusedError";
+  constructor(
+    readonly method: string,
+    readonly requireAuth: string,
+  ) {
+    super(
+      method === "none"
+        ? `the server let us in without authentication, but require_auth=${requireAuth} does not allow that`
+        : `the server asks for ${method} authentication, but require_auth=${requireAuth} does not allow it; no password was sent`,
+    );
+  }
+}

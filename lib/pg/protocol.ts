@@ -15,10 +15,29 @@
 export const PROTOCOL_VERSION_3 = 196_608;
 /** The "version" a CancelRequest carries instead: 1234 << 16 | 5678. */
 export const CANCEL_REQUEST_CODE = 80_877_102;
+/** The "version" an SSLRequest carries: 1234 << 16 | 5679. */
+export const SSL_REQUEST_CODE = 80_877_103;
+/** The one-byte answers to an SSLRequest: go ahead with the TLS handshake, or TLS is not available. */
+export const SSL_ACCEPTED = 0x53; // 'S'
+export const SSL_REFUSED = 0x4e; // 'N'
 /** Bytes of the type byte plus the length field that start every typed message. */
 export const HEADER_BYTES = 5;
-/** Largest message we accept from the server: 1 GiB, PostgreSQL's own limit for one field. */
+/**
+ * Largest message we accept from the server once it has authenticated: 1 GiB. PostgreSQL builds each
+ * message in one buffer of at most MaxAllocSize (1 GiB − 1 byte), so no real server sends more; a DataRow
+ * can legitimately come close (a big bytea or text value).
+ */
 export const MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
+/**
+ * Before authentication completes, a server has proved nothing, so it gets far less — libpq's bounds
+ * (src/interfaces/libpq/fe-connect.c, PQconnectPoll): an authentication request of at most 2,000 bytes
+ * ("authentication requests can't be very large")…
+ */
+export const MAX_AUTHENTICATION_BYTES = 2_000;
+/** …and an ErrorResponse (or any other message) of at most 30,000 bytes (libpq's MAX_ERRLEN). */
+export const MAX_PREAUTH_MESSAGE_BYTES = 30_000;
+/** Bind counts parameters in an Int16 the server reads as unsigned: at most 65,535 per query. */
+export const MAX_BIND_PARAMETERS = 65_535;
 
 /** Backend message types, by their type byte. */
 export const Backend = {
@@ -49,6 +68,8 @@ export const Backend = {
 const Frontend = {
   Bind: 0x42, // 'B'
   Close: 0x43, // 'C'
+  CopyData: 0x64, // 'd'
+  CopyDone: 0x63, // 'c'
   CopyFail: 0x66, // 'f'
   Describe: 0x44, // 'D'
   Execute: 0x45, // 'E'
@@ -78,9 +99,19 @@ const utf8 = new TextEncoder();
 
 // ── Writing: a growable buffer and one function per frontend message ──────────────────────────────────
 
+/** Bytes a MessageBuilder keeps between messages; a larger buffer is handed over by `take()`, not kept. */
+const BUILDER_KEEP_BYTES = 64 * 1024; // 64 KiB
+const BUILDER_INITIAL_BYTES = 1024;
+/** Byte b → its two lowercase hex digits, at [2b] and [2b + 1]. */
+const HEX_DIGIT_PAIRS = new Uint8Array(512);
+for (let byte = 0; byte < 256; byte++) {
+  HEX_DIGIT_PAIRS[2 * byte] = "0123456789abcdef".charCodeAt(byte >> 4);
+  HEX_DIGIT_PAIRS[2 * byte + 1] = "0123456789abcdef".charCodeAt(byte & 15);
+}
+
 /** Builds frontend messages into one buffer; `take()` hands the bytes over and starts afresh. */
 export class MessageBuilder {
-  #bytes = new Uint8Array(1024);
+  #bytes = new Uint8Array(BUILDER_INITIAL_BYTES);
   #view = new DataView(this.#bytes.buffer);
   #length = 0;
   /** Where the length field of the message being built is. */
@@ -135,16 +166,56 @@ export class MessageBuilder {
     return this.byte(0);
   }
 
-  /** The bytes built so far (a fresh buffer the caller owns); the builder is empty again. */
+  /** A UTF-8 string without a terminator; returns the bytes written. */
+  utf8(value: string): number {
+    this.#reserve(value.length * 3);
+    const { written } = utf8.encodeInto(value, this.#bytes.subarray(this.#length));
+    this.#length += written;
+    return written;
+  }
+
+  /**
+   * A bytea value in PostgreSQL's hex text format (`\x` then two hex digits per byte), written straight
+   * into the message from a lookup table: no hex string of the value, no second copy, no garbage (a
+   * chunked `toString("hex")` left 200 MB of dead strings behind for a 100 MB value).
+   */
+  byteaHex(value: Uint8Array): this {
+    this.#reserve(2 + 2 * value.length);
+    const bytes = this.#bytes;
+    let at = this.#length;
+    bytes[at++] = 0x5c; // '\'
+    bytes[at++] = 0x78; // 'x'
+    for (let index = 0; index < value.length; index++) {
+      const pair = value[index]! << 1;
+      bytes[at++] = HEX_DIGIT_PAIRS[pair]!;
+      bytes[at++] = HEX_DIGIT_PAIRS[pair + 1]!;
+    }
+    this.#length = at;
+    return this;
+  }
+
+  /**
+   * The bytes built so far, which the caller now owns; the builder is empty again. Small messages are
+   * copied out and the buffer reused; a buffer grown past {@link BUILDER_KEEP_BYTES} (a big parameter) is
+   * handed over as it is and replaced, so the builder never keeps a big message's memory.
+   */
   take(): Uint8Array {
-    const bytes = this.#bytes.slice(0, this.#length);
+    const length = this.#length;
     this.#length = 0;
+    if (this.#bytes.length <= BUILDER_KEEP_BYTES) return this.#bytes.slice(0, length);
+    const bytes = this.#bytes.subarray(0, length);
+    this.#bytes = new Uint8Array(BUILDER_INITIAL_BYTES);
+    this.#view = new DataView(this.#bytes.buffer);
     return bytes;
   }
 
   #reserve(extra: number): void {
     if (this.#length + extra <= this.#bytes.length) return;
-    const grown = new Uint8Array(Math.max(this.#bytes.length * 2, this.#length + extra));
+    // Doubling keeps many small writes cheap; one big write (a bytea) gets what it needs plus room for the
+    // rest of its message — doubling a 200 MB buffer for the last few bytes would cost 400 MB.
+    const doubled = this.#bytes.length * 2;
+    const needed = this.#length + extra;
+    const grown = new Uint8Array(needed > doubled ? needed + BUILDER_KEEP_BYTES : doubled);
     grown.set(this.#bytes.subarray(0, this.#length));
     this.#bytes = grown;
     this.#view = new DataView(grown.buffer);
@@ -153,6 +224,10 @@ export class MessageBuilder {
 
 /** StartupMessage: protocol version, then name/value pairs (user, database, …), then a zero byte. */
 export function writeStartupMessage(out: MessageBuilder, parameters: Record<string, string>): void {
+  for (const [name, value] of Object.entries(parameters)) {
+    // A NUL would end the C string early and turn the rest into parameters of its own.
+    if (value.includes("\0")) throw new ProtocolError(`the startup parameter ${name} contains a NUL byte`);
+  }
   out.begin(null).int32(PROTOCOL_VERSION_3);
   for (const [name, value] of Object.entries(parameters)) out.cstring(name).cstring(value);
   out.byte(0).end();
@@ -161,6 +236,11 @@ export function writeStartupMessage(out: MessageBuilder, parameters: Record<stri
 /** CancelRequest: sent on a new connection to stop what the backend `processId` is doing. */
 export function writeCancelRequest(out: MessageBuilder, processId: number, secretKey: number): void {
   out.begin(null).int32(CANCEL_REQUEST_CODE).int32(processId).int32(secretKey).end();
+}
+
+/** SSLRequest: asks the server to switch this connection to TLS before the startup; it answers one byte. */
+export function writeSSLRequest(out: MessageBuilder): void {
+  out.begin(null).int32(SSL_REQUEST_CODE).end();
 }
 
 /** PasswordMessage: a cleartext or MD5-hashed password. */
@@ -194,18 +274,27 @@ export function writeDescribe(out: MessageBuilder, kind: "S" | "P", name: string
   out.begin(Frontend.Describe).byte(kind.charCodeAt(0)).cstring(name).end();
 }
 
-/** Bind: a portal from a statement and parameter values — all in text format; null is SQL NULL. */
+/** A bytea parameter, to be written as hex text straight into the Bind message. */
+export class ByteaParameter {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/**
+ * Bind: a portal from a statement and parameter values — all in text format; null is SQL NULL.
+ * At most {@link MAX_BIND_PARAMETERS} values (the caller checks, before writing anything).
+ */
 export function writeBind(
   out: MessageBuilder,
   portal: string,
   statement: string,
-  values: (Uint8Array | null)[],
+  values: (Uint8Array | ByteaParameter | null)[],
 ): void {
   out.begin(Frontend.Bind).cstring(portal).cstring(statement);
   out.int16(1).int16(TEXT_FORMAT); // one format code, applied to every parameter
   out.int16(values.length);
   for (const value of values) {
     if (value === null) out.int32(NULL_LENGTH);
+    else if (value instanceof ByteaParameter) out.int32(2 + 2 * value.bytes.length).byteaHex(value.bytes);
     else out.int32(value.length).bytes(value);
   }
   out.int16(1).int16(TEXT_FORMAT).end(); // every result column in text too
@@ -226,6 +315,24 @@ export function writeSync(out: MessageBuilder): void {
   out.begin(Frontend.Sync).end();
 }
 
+/** CopyData: a piece of COPY data — any split will do, rows may span messages. Returns its length. */
+export function writeCopyData(out: MessageBuilder, data: Uint8Array | string): number {
+  out.begin(Frontend.CopyData);
+  const length = typeof data === "string" ? out.utf8(data) : out.bytes(data) && data.length;
+  out.end();
+  return length;
+}
+
+/** The header of a CopyData of `length` bytes whose data the caller sends itself (no copy into here). */
+export function writeCopyDataHeader(out: MessageBuilder, length: number): void {
+  out.byte(Frontend.CopyData).int32(length + 4);
+}
+
+/** CopyDone: the end of a COPY … FROM STDIN's data. */
+export function writeCopyDone(out: MessageBuilder): void {
+  out.begin(Frontend.CopyDone).end();
+}
+
 /** CopyFail: refuse a COPY … FROM STDIN the server asked data for. */
 export function writeCopyFail(out: MessageBuilder, reason: string): void {
   out.begin(Frontend.CopyFail).cstring(reason).end();
@@ -243,14 +350,39 @@ export class ProtocolError extends Error {
   override name = "ProtocolError";
 }
 
+/** A message header announced more bytes than we accept at this point; refused before any are buffered. */
+export class MessageTooLongError extends ProtocolError {
+  override name = "MessageTooLongError";
+  constructor(
+    readonly type: number,
+    /** The length field: the body plus the field's own 4 bytes. */
+    readonly length: number,
+    readonly limit: number,
+    readonly authenticated: boolean,
+  ) {
+    super(
+      `the server announced a ${length.toLocaleString("en-US")}-byte message (type ${JSON.stringify(String.fromCharCode(type))}) ${authenticated ? "" : "before authentication "}— the limit is ${limit.toLocaleString("en-US")} bytes`,
+    );
+  }
+}
+
+/** The largest length field accepted for a message of `type`, before or after authentication completes. */
+export function maxMessageLength(type: number, authenticated: boolean): number {
+  if (authenticated) return MAX_MESSAGE_BYTES;
+  return type === Backend.Authentication ? MAX_AUTHENTICATION_BYTES : MAX_PREAUTH_MESSAGE_BYTES;
+}
+
 /**
  * Cuts the byte stream from the server into messages. `push(chunk)` calls `onMessage(type, body)` for each
- * complete message, synchronously; `body` is a view valid only during the call.
+ * complete message, synchronously; `body` is a view valid only during the call. A header whose length is
+ * over `maxMessageLength(type, authenticated)` throws {@link MessageTooLongError} as soon as its 5 bytes are
+ * in: nothing of the body is kept. `authenticated` starts false; the client sets it at AuthenticationOk.
  */
 export class MessageFramer {
   #buffer: Buffer = Buffer.alloc(0);
   #start = 0;
   #end = 0;
+  authenticated = false;
 
   constructor(private readonly onMessage: (type: number, body: Buffer) => void) {}
 
@@ -260,11 +392,13 @@ export class MessageFramer {
     while (this.#end - this.#start >= HEADER_BYTES) {
       const type = buffer[this.#start]!;
       const length = buffer.readInt32BE(this.#start + 1);
-      if (length < 4 || length > MAX_MESSAGE_BYTES) {
+      if (length < 4) {
         throw new ProtocolError(
           `invalid message length ${length} for message type ${String.fromCharCode(type)}`,
         );
       }
+      const limit = maxMessageLength(type, this.authenticated);
+      if (length > limit) throw new MessageTooLongError(type, length, limit, this.authenticated);
       const end = this.#start + 1 + length;
       if (end > this.#end) break;
       const bodyStart = this.#start + HEADER_BYTES;
@@ -358,16 +492,29 @@ export function parseRowDescription(body: Buffer): FieldDescription[] {
   return fields;
 }
 
-const DIGITS = /^\d+$/;
+const SPACE = 0x20;
+const isDigitByte = (byte: number | undefined) => byte !== undefined && byte >= 0x30 && byte <= 0x39;
 
-/** CommandComplete ('C'): the command tag, e.g. `SELECT 3`, `INSERT 0 1`, `CREATE TABLE`. */
+/**
+ * CommandComplete ('C'): the command tag, e.g. `SELECT 3`, `INSERT 0 1`, `CREATE TABLE`. The verb is
+ * everything before the first number (INSERT has two: the OID, always 0, then the count); the count is the
+ * last number. Read from the bytes (tags are ASCII): one per query, so no split, no regular expression.
+ */
 export function parseCommandComplete(body: Buffer): { command: string; rowCount: number | null } {
-  const tag = body.toString("utf8", 0, body.length - 1);
-  // The verb is everything before the first number (INSERT has two: the OID, always 0, then the count).
-  const words = tag.split(" ");
-  const firstNumber = words.findIndex((word) => DIGITS.test(word));
-  if (firstNumber === -1) return { command: tag, rowCount: null };
-  return { command: words.slice(0, firstNumber).join(" "), rowCount: Number(words[words.length - 1]) };
+  const end = body.length - 1; // the terminating zero
+  let verbEnd = -1;
+  for (let index = 0; index < end; index++) {
+    if (body[index] === SPACE && isDigitByte(body[index + 1])) {
+      verbEnd = index;
+      break;
+    }
+  }
+  if (verbEnd === -1) return { command: body.toString("latin1", 0, end), rowCount: null };
+  let countStart = end;
+  while (countStart > verbEnd + 1 && isDigitByte(body[countStart - 1])) countStart--;
+  let rowCount = 0;
+  for (let index = countStart; index < end; index++) rowCount = rowCount * 10 + body[index]! - 0x30;
+  return { command: body.toString("latin1", 0, verbEnd), rowCount };
 }
 
 /** ErrorResponse / NoticeResponse ('E' / 'N'): fields as (code byte, string) pairs until a zero byte. */
@@ -386,6 +533,22 @@ export function parseParameterStatus(body: Buffer): [name: string, value: string
   const reader = new BodyReader(body);
   return [reader.cstring(), reader.cstring()];
 }
+
+/** ParameterDescription ('t'): Int16 count, then the type OID the server gave each parameter. */
+export function parseParameterDescription(body: Buffer): number[] {
+  const reader = new BodyReader(body);
+  const count = reader.int16();
+  const types: number[] = new Array(count);
+  for (let i = 0; i < count; i++) types[i] = reader.int32() >>> 0; // OIDs are unsigned
+  return types;
+}
+
+/** Transaction status in ReadyForQuery ('Z'): idle, in a transaction block, or in a failed one. */
+export const TransactionStatus = {
+  Idle: 0x49, // 'I'
+  InTransaction: 0x54, // 'T'
+  Failed: 0x45, // 'E'
+} as const;
 
 /** BackendKeyData ('K'): what a CancelRequest must quote. */
 export function parseBackendKeyData(body: Buffer): { processId: number; secretKey: number } {

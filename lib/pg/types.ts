@@ -38,7 +38,7 @@ export const TypeOid = {
 } as const;
 
 /** Array type OID → element type OID. */
-const ARRAY_ELEMENTS: Record<number, number> = {
+export const ARRAY_ELEMENTS: Record<number, number> = {
   1000: TypeOid.bool,
   1001: TypeOid.bytea,
   1002: TypeOid.char,
@@ -76,13 +76,20 @@ export function parseBytea(text: string): Uint8Array {
   return Uint8Array.from(Buffer.from(text.slice(2), "hex"));
 }
 
-/** `2024-01-02` → that day at 00:00 UTC. `… BC` years are turned into astronomical ones (1 BC = year 0). */
-export function parseDate(text: string): Date {
+/**
+ * What a date or timestamp column reads as: a Date — or, where a Date cannot say it, something that still
+ * round-trips as a parameter: `infinity` / `-infinity` → the numbers `Infinity` / `-Infinity`; a year
+ * beyond a Date's ±275,760 → the text as PostgreSQL sent it.
+ */
+export type DateValue = Date | number | string;
+
+/** `2024-01-02` → that day at 00:00 UTC; `0044-03-15 BC` → astronomical year −43 (1 BC is year 0). */
+export function parseDate(text: string): DateValue {
   return parseDateTime(text);
 }
 
 /** `2024-01-02 03:04:05.678` (timestamp) → read as UTC; `…+05:30` (timestamptz) → that instant. */
-export function parseTimestamp(text: string): Date {
+export function parseTimestamp(text: string): DateValue {
   return parseDateTime(text);
 }
 
@@ -100,15 +107,19 @@ const isDigitAt = (text: string, index: number) => {
   return code >= ZERO && code <= NINE;
 };
 
+/** Date.UTC reads years 0–99 as 1900–1999; these are the first it takes as they are. */
+const FIRST_LITERAL_YEAR = 100;
+
 /**
  * The common shapes — `YYYY-MM-DD`, then ` HH:MM:SS`, `.ffffff`, and a zone `±HH[:MM[:SS]]` — read by
  * character codes: a 1,000-row result with a timestamp column parses 1,000 of these. Null for anything
- * else (BC, 5-digit years, infinity), which the general parser below handles.
+ * else (BC, years before 100 or after 9999, infinity), which the general parser below handles.
  */
 function parseDateTimeFast(text: string): Date | null {
   if (text.length < 10 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || !isDigitAt(text, 0))
     return null;
   const year = digits(text, 0, 4);
+  if (year < FIRST_LITERAL_YEAR) return null;
   const month = digits(text, 5, 7) - 1;
   const day = digits(text, 8, 10);
   if (text.length === 10) return new Date(Date.UTC(year, month, day));
@@ -128,27 +139,35 @@ function parseDateTimeFast(text: string): Date | null {
   let offsetSeconds = 0;
   const sign = text.charCodeAt(index);
   if (sign === 43 || sign === 45) {
-    // '+' or '-'
+    // '+' or '-': ±HH, then :MM, then :SS (historical zones: Europe/Amsterdam was +00:19:32 until 1937)
     offsetSeconds = digits(text, index + 1, index + 3) * 3600;
-    if (text.charCodeAt(index + 3) === 58) offsetSeconds += digits(text, index + 4, index + 6) * 60;
-    if (text.charCodeAt(index + 6) === 58) offsetSeconds += digits(text, index + 7, index + 9);
+    index += 3;
+    if (text.charCodeAt(index) === 58) {
+      offsetSeconds += digits(text, index + 1, index + 3) * 60;
+      index += 3;
+    }
+    if (text.charCodeAt(index) === 58) {
+      offsetSeconds += digits(text, index + 1, index + 3);
+      index += 3;
+    }
     if (sign === 45) offsetSeconds = -offsetSeconds;
-  } else if (index !== text.length) return null;
+  }
+  if (index !== text.length) return null; // " BC", or something unexpected: the general parser decides
   return new Date(Date.UTC(year, month, day, hour, minute, second, milliseconds) - offsetSeconds * 1000);
 }
 
 /** Text without a zone is read as UTC. */
-function parseDateTime(text: string): Date {
+function parseDateTime(text: string): DateValue {
   const fast = parseDateTimeFast(text);
   if (fast) return fast;
-  if (text === "infinity") return new Date(Number.POSITIVE_INFINITY); // an Invalid Date, like postgres.js
-  if (text === "-infinity") return new Date(Number.NEGATIVE_INFINITY);
+  if (text === "infinity") return Number.POSITIVE_INFINITY;
+  if (text === "-infinity") return Number.NEGATIVE_INFINITY;
   const bc = text.endsWith(" BC");
   const match =
-    /^(\d{4,})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(\.\d+)?)?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?/.exec(
+    /^(\d{4,})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(\.\d+)?)?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?(?: BC)?$/.exec(
       text,
     );
-  if (!match) return new Date(Number.NaN);
+  if (!match) throw new Error(`unexpected date/time text: ${text.slice(0, 40)}`);
   const [, year, month, day, hour = "00", minute = "00", second = "00", fraction = "", zone] = match;
   let fullYear = Number(year);
   if (bc) fullYear = 1 - fullYear;
@@ -156,7 +175,8 @@ function parseDateTime(text: string): Date {
   const date = new Date(Date.UTC(2000, 0, 1, Number(hour), Number(minute), Number(second), milliseconds));
   // setUTCFullYear takes any year as it is (Date.UTC would map 0–99 to 1900–1999).
   date.setUTCFullYear(fullYear, Number(month) - 1, Number(day));
-  return new Date(date.getTime() - zoneOffsetMs(zone ?? "Z"));
+  const instant = new Date(date.getTime() - zoneOffsetMs(zone ?? "Z"));
+  return Number.isNaN(instant.getTime()) ? text : instant; // beyond a Date's range: keep the text
 }
 
 /** `+05`, `+05:30`, `-03:00:00`, `Z` → milliseconds east of UTC. */
@@ -200,12 +220,15 @@ export function parserFor(oid: number): Parser {
 
 /**
  * A one-dimensional array literal: `{1,2,NULL}`, `{"a b","quote \" and \\ backslash"}`. Unquoted NULL is
- * null; quoted "NULL" is the string. (Multi-dimensional literals come back as nested arrays.)
+ * null; quoted "NULL" is the string. (Multi-dimensional literals come back as nested arrays.) Throws
+ * "malformed array literal" for anything else — an unterminated quote or brace included: every step
+ * moves forward or stops at the end of the text.
  */
 export function parseArray(text: string, parseElement: Parser): unknown[] {
   let position = 0;
+  const malformed = () => new Error(`malformed array literal: ${text.slice(0, 40)}`);
   const parseLevel = (): unknown[] => {
-    if (text[position] !== "{") throw new Error(`malformed array literal: ${text.slice(0, 40)}`);
+    if (text[position] !== "{") throw malformed();
     position++;
     const items: unknown[] = [];
     if (text[position] === "}") {
@@ -219,12 +242,14 @@ export function parseArray(text: string, parseElement: Parser): unknown[] {
         position++;
         while (text[position] !== '"') {
           if (text[position] === "\\") position++;
+          if (position >= text.length) throw malformed(); // the quote (or an escape) never ends
           value += text[position++];
         }
         position++;
         items.push(parseElement(value));
       } else {
         const end = text.slice(position).search(/[,}]/);
+        if (end === -1) throw malformed(); // the element never ends
         const raw = text.slice(position, position + end);
         position += end;
         items.push(raw === "NULL" ? null : parseElement(raw));
@@ -233,12 +258,14 @@ export function parseArray(text: string, parseElement: Parser): unknown[] {
       else if (text[position] === "}") {
         position++;
         return items;
-      } else throw new Error(`malformed array literal: ${text.slice(0, 40)}`);
+      } else throw malformed();
     }
   };
   // Arrays with explicit bounds start `[1:3]={…}`: skip the bounds.
   if (text[0] === "[") position = text.indexOf("=") + 1;
-  return parseLevel();
+  const items = parseLevel();
+  if (position !== text.length) throw malformed();
+  return items;
 }
 
 // ── Parameters: JavaScript → text ────────────────────────────────────────────────────────────────────

@@ -26,11 +26,17 @@ export const USERS = {
   password: { user: "password_user", password: "cleartext pass" },
   md5: { user: "md5_user", password: "md5 pass" },
   scram: { user: "scram_user", password: "scram pässword" },
+  /** Only over TLS (hostssl), as a hosted database: a plain connection is refused by pg_hba.conf. */
+  tlsOnly: { user: "tls_only_user", password: "" },
 } as const;
 
 export interface PostgresCluster {
   host: string;
   port: number;
+  /** The folder holding the Unix-domain socket `.s.PGSQL.<port>`. */
+  socketDir: string;
+  /** PEM files made for this cluster: the CA that signed the server's certificate (for `localhost` only), and a CA that signed nothing. */
+  tls: { caFile: string; otherCaFile: string };
   url(kind: keyof typeof USERS, password?: string): string;
   /** A superuser URL (trust). */
   superuserUrl: string;
@@ -57,9 +63,11 @@ export function findPostgresBin(): string | null {
  */
 export function postgresAvailability(): { bin: string } | { skipReason: string } {
   const bin = findPostgresBin();
-  if (bin) return { bin };
-  const reason =
-    "PostgreSQL server binaries (initdb, postgres) not found; install Debian's postgresql package";
+  // The cluster runs with ssl=on, its certificates made by openssl.
+  if (bin && Bun.which("openssl")) return { bin };
+  const reason = bin
+    ? "openssl not found (the test cluster's TLS certificates are made with it); install Debian's openssl package"
+    : "PostgreSQL server binaries (initdb, postgres) not found; install Debian's postgresql package";
   if (process.env.CI) throw new Error(`CI is set and ${reason}`);
   return { skipReason: reason };
 }
@@ -88,10 +96,80 @@ host all ${USERS.trust.user} 127.0.0.1/32 trust
 host all ${USERS.password.user} 127.0.0.1/32 password
 host all ${USERS.md5.user} 127.0.0.1/32 md5
 host all ${USERS.scram.user} 127.0.0.1/32 scram-sha-256
+hostssl all ${USERS.tlsOnly.user} 127.0.0.1/32 trust
+hostnossl all ${USERS.tlsOnly.user} 127.0.0.1/32 reject
 host all all 127.0.0.1/32 scram-sha-256
 `;
 
 const sqlString = (text: string) => `'${text.replaceAll("'", "''")}'`;
+
+/**
+ * A CA, a server certificate for `localhost` (no IP address in it, so `verify-full` to 127.0.0.1 fails),
+ * and a second CA that signed nothing — made with `openssl` in `folder`. The key must be owned by the
+ * server's user with mode 0600, or PostgreSQL refuses to start.
+ */
+function makeCertificates(folder: string, owner: { uid: number; gid: number } | null) {
+  const openssl = (...args: string[]) => run(["openssl", ...args], null);
+  const file = (name: string) => join(folder, name);
+  const makeCa = (name: string) =>
+    openssl(
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${name}`,
+      "-keyout",
+      file(`${name}.key`),
+      "-out",
+      file(`${name}.crt`),
+    );
+  makeCa("test-ca");
+  makeCa("other-ca");
+  openssl(
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=localhost",
+    "-keyout",
+    file("server.key"),
+    "-out",
+    file("server.csr"),
+  );
+  writeFileSync(file("server.ext"), "subjectAltName=DNS:localhost\n");
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    file("server.csr"),
+    "-CA",
+    file("test-ca.crt"),
+    "-CAkey",
+    file("test-ca.key"),
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    file("server.ext"),
+    "-out",
+    file("server.crt"),
+  );
+  for (const name of ["server.key", "server.crt"]) {
+    if (owner) chownSync(file(name), owner.uid, owner.gid);
+    chmodSync(file(name), 0o600);
+  }
+  return {
+    caFile: file("test-ca.crt"),
+    otherCaFile: file("other-ca.crt"),
+    certFile: file("server.crt"),
+    keyFile: file("server.key"),
+  };
+}
 
 export async function startPostgres(bin: string): Promise<PostgresCluster> {
   const asRoot = userInfo().uid === 0;
@@ -100,12 +178,13 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
   const data = join(folder, "data");
   const sockets = join(folder, "sockets");
   Bun.spawnSync(["mkdir", "-p", sockets]);
-  if (asRoot) {
-    const { uid, gid } = postgresIds();
-    chownSync(folder, uid, gid);
-    chownSync(sockets, uid, gid);
+  const owner = asRoot ? postgresIds() : null;
+  if (owner) {
+    chownSync(folder, owner.uid, owner.gid);
+    chownSync(sockets, owner.uid, owner.gid);
   }
   chmodSync(folder, 0o700);
+  const certificates = makeCertificates(folder, owner);
   run(
     [
       join(bin, "initdb"),
@@ -144,6 +223,12 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
       "full_page_writes=off",
       "-c",
       "max_connections=200",
+      "-c",
+      "ssl=on",
+      "-c",
+      `ssl_cert_file=${certificates.certFile}`,
+      "-c",
+      `ssl_key_file=${certificates.keyFile}`,
     ],
     { stdout: "ignore", stderr: "pipe" },
   );
@@ -168,6 +253,7 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
       runAs,
     );
   psql(`CREATE ROLE ${USERS.trust.user} LOGIN SUPERUSER`);
+  psql(`CREATE ROLE ${USERS.tlsOnly.user} LOGIN`);
   psql(`CREATE ROLE ${USERS.password.user} LOGIN PASSWORD ${sqlString(USERS.password.password)}`);
   // An md5 user needs its password stored as an MD5 hash.
   psql(
@@ -183,6 +269,8 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
   return {
     host: "127.0.0.1",
     port,
+    socketDir: sockets,
+    tls: { caFile: certificates.caFile, otherCaFile: certificates.otherCaFile },
     url,
     superuserUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
     async stop() {
