@@ -191,6 +191,7 @@ const DEPARTURE_NOTICES: Record<Departure, (name: string) => string> = {
 /** The reply to every line while the room is paused (lesson 07: Redis is unreachable). */
 export const PAUSED_REPLY = "ERR chat paused: reconnecting";
 
+/** One connection to this process, registered or not: its name, its clocks, its flood bucket. */
 export class ChatMember {
   /** Null until CONNECT succeeds. */
   name: string | null = null;
