@@ -42,8 +42,9 @@
  * lib/screen), lesson 02 (lib/streams).
  */
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
-import { parseCommandLine } from "../lib/args.ts";
+import { parseCommandLine, parseFlags } from "../lib/args.ts";
 import { EXIT_INTERRUPTED, NotATerminalError } from "../lib/cbreak.ts";
+import { ROOM_FLAGS, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import { showControls } from "../lib/sanitize.ts";
 import type { Message, Screen } from "../lib/screen.ts";
 import {
@@ -412,19 +413,13 @@ export interface Target {
   port: number;
 }
 
-/** Lesson 05's server with lesson 05's defaults, in this process, quiet. Throws when it cannot listen. */
+/**
+ * Lesson 05's server with lesson 05's defaults, in this process, quiet. Throws lib/listen's ListenError
+ * (one line that says why) when it cannot listen.
+ */
 function startServerHere(host: string, port: number): ChatServer {
-  return startChatServer({
-    host,
-    port,
-    idleSeconds: SERVER_FLAGS.idle.default,
-    maxLineBytes: SERVER_FLAGS["max-line"].default,
-    sendQueueBytes: SERVER_FLAGS.sendq.default,
-    floodBurst: SERVER_FLAGS["flood-burst"].default,
-    floodRate: SERVER_FLAGS["flood-rate"].default,
-    maxUsers: SERVER_FLAGS["max-users"].default,
-    log: () => {},
-  });
+  const defaults = roomOptionsFromFlags(parseFlags([], ROOM_FLAGS), () => {});
+  return startChatServer({ host, port, ...defaults });
 }
 
 /** How others join a server running in this client. */
@@ -450,12 +445,7 @@ async function connectOrStartServer(
       if (mode === "connect" || !refused) throw error;
     }
   }
-  let hosted: ChatServer;
-  try {
-    hosted = mode === "serve" ? startServerHere(host, port) : startServerHere("127.0.0.1", 0);
-  } catch (error) {
-    throw new Error(`cannot listen on ${host}:${port}: ${(error as Error).message}`);
-  }
+  const hosted = mode === "serve" ? startServerHere(host, port) : startServerHere("127.0.0.1", 0);
   const why = mode === "serve" ? "As asked (--serve)" : `No chat server at ${host}:${port}, so`;
   log.info(
     `${why} a chat server is running inside this client on ${hosted.hostname}:${hosted.port}.\n${joinCommand(hosted)}`,
