@@ -191,6 +191,7 @@ const DEPARTURE_NOTICES: Record<Departure, (name: string) => string> = {
 /** The reply to every line while the room is paused (lesson 07: Redis is unreachable). */
 export const PAUSED_REPLY = "ERR chat paused: reconnecting";
 
+/** One connection to this process, registered or not: its name, its clocks, its flood bucket. */
 export class ChatMember {
   /** Null until CONNECT succeeds. */
   name: string | null = null;
@@ -224,8 +225,12 @@ export class ChatMember {
 // ── The room ──────────────────────────────────────────────────────────────────────────────────────────
 
 const utf8 = new TextEncoder();
-/** How long shutdown waits for clients to take their last bytes before cutting them: 2 s. */
-const SHUTDOWN_GRACE_MS = 2000;
+/**
+ * How long a closed connection may take to read its last lines (and to close its own half) before it is
+ * cut — at shutdown, and after any departure: 2 s. Without it a peer that stops reading would keep its
+ * socket for ever.
+ */
+const CLOSE_GRACE_MS = 2000;
 /** A join notice is `* NAME joined`: what {@link ChatRoom.deliver} looks for to start a new user's feed. */
 const JOIN_NOTICE = /^\* ([A-Za-z0-9_-]{1,32}) joined$/;
 
@@ -507,7 +512,7 @@ export class ChatRoom {
     member.gone = true;
     this.clients.delete(member);
     if (why === "not reading") member.writer.abort();
-    else if (!member.writer.isClosing()) member.writer.close();
+    else member.writer.close(CLOSE_GRACE_MS);
     if (member.name === null) return;
     const key = member.name.toLowerCase();
     this.users.delete(key);
@@ -562,7 +567,7 @@ export class ChatRoom {
       this.#send(member, "* server shutting down");
       this.depart(member, "shutdown");
     }
-    await closeAll(writers, SHUTDOWN_GRACE_MS);
+    await closeAll(writers, CLOSE_GRACE_MS);
   }
 }
 

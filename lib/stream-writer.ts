@@ -133,6 +133,8 @@ export class StreamWriter {
   #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] | null = null;
   #closedWaiters: (() => void)[] | null = null;
   readonly #peer: string;
+  /** Set by `close(graceMs)`: aborts the connection if it outlives the grace. */
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(socket: WritableSocket) {
     this.#socket = socket;
@@ -207,8 +209,17 @@ export class StreamWriter {
   /**
    * Closes the connection after every queued byte has been sent (Bun's own `end(data)` would drop them).
    * Returns at once; `await waitClosed()` to know it is done.
+   *
+   * `graceMs`: abort the connection if it is still open after `graceMs` in which the peer took no bytes.
+   * A peer that reads nothing (so the queue never empties), or whose own half stays open while nobody
+   * reads what it sends, would otherwise hold the socket — and its memory — for as long as it likes. A
+   * peer that keeps reading is never cut. A server closing a connection should pass one.
    */
-  close(): void {
+  close(graceMs?: number): void {
+    if (graceMs !== undefined && !this.#closed && !this.#graceTimer) {
+      this.#graceTimer = setTimeout(() => this.abort(), graceMs);
+      this.#graceTimer.unref();
+    }
     if (this.#closeRequested) return;
     this.#closeRequested = true;
     this.#scheduleFlush();
@@ -259,6 +270,7 @@ export class StreamWriter {
   #onClose(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#graceTimer);
     if (this.#queuedBytes > 0 || error) {
       const unsent = this.#queuedBytes;
       this.#lost = new ConnectionLostError(
@@ -297,6 +309,8 @@ export class StreamWriter {
       const written = this.#socket.write(chunk, 0, length);
       if (written < 0) return; // closed under us: the close handler reports it
       this.#queuedBytes -= written;
+      // The peer is reading: a closing connection's grace starts again.
+      if (written > 0) this.#graceTimer?.refresh();
       if (written < length) {
         this.#dropSent(written);
         this.#blocked = true;

@@ -183,7 +183,9 @@ export function connectError(error: unknown, host: string, port: number): Connec
   const cause = error as Error & { code?: string };
   const known = cause.code ? CONNECT_FAILURES[cause.code] : undefined;
   const reason = known ? `${known} (${cause.code})` : (cause.message ?? String(error));
-  return new ConnectionLostError(`cannot connect to ${host}:${port}: ${reason}`, { cause });
+  // An IPv6 address in brackets, as in a URL (RFC 3986 §3.2.2): `[::1]:8000`, not `::1:8000`.
+  const address = host.includes(":") ? `[${host}]` : host;
+  return new ConnectionLostError(`cannot connect to ${address}:${port}: ${reason}`, { cause });
 }
 
 export type ClientConnected = (reader: StreamReader, writer: StreamWriter) => void | Promise<void>;

@@ -45,8 +45,11 @@ import {
   startServer,
 } from "../lib/streams.ts";
 
-/** How long shutdown waits for clients to take their last bytes before cutting them: 2 s. */
-const SHUTDOWN_GRACE_MS = 2000;
+/**
+ * How long a client we close may take to read its last lines (and close its own half) before it is cut —
+ * at shutdown, when refused, when idle: 2 s. Without it, a client that reads nothing keeps its socket.
+ */
+const CLOSE_GRACE_MS = 2000;
 
 export const FLAGS = {
   host: { kind: "string", default: "127.0.0.1", help: "address to listen on" },
@@ -75,7 +78,7 @@ async function serveClient(reader: StreamReader, writer: StreamWriter, shared: C
   const { clients, lastLineAt } = shared;
   if (clients.size >= shared.maxClients) {
     writer.write(`ERR server full (${shared.maxClients} clients)\n`);
-    writer.close();
+    writer.close(CLOSE_GRACE_MS);
     return;
   }
   writer.write(greeting(clients.size));
@@ -90,6 +93,7 @@ async function serveClient(reader: StreamReader, writer: StreamWriter, shared: C
       } catch (error) {
         // readLine skipped the whole over-long line: say so, and the connection goes on.
         if (!(error instanceof LimitOverrunError)) throw error;
+        if (writer.isClosing()) break; // shutdown or the idle sweep closed it meanwhile
         writer.write(`ERR line too long: ${error.consumed} bytes, the limit is ${reader.limit}\n`);
         continue;
       }
@@ -105,7 +109,7 @@ async function serveClient(reader: StreamReader, writer: StreamWriter, shared: C
   } finally {
     clients.delete(writer);
     lastLineAt.delete(writer);
-    if (!writer.isClosing()) writer.close();
+    writer.close(CLOSE_GRACE_MS);
     log(`- ${writer.peer} left (${clients.size} connected)`);
   }
 }
@@ -132,8 +136,7 @@ function sweepIdle({ clients, lastLineAt }: Clients, idleSeconds: number, log: L
     if (now - (lastLineAt.get(writer) ?? now) <= idleSeconds * 1000 || writer.isClosing()) continue;
     log(`- ${writer.peer} idle for ${idleSeconds} s`);
     writer.write(`* disconnected: idle for ${idleSeconds} s\n`);
-    writer.close();
-    setTimeout(() => writer.abort(), SHUTDOWN_GRACE_MS).unref();
+    writer.close(CLOSE_GRACE_MS);
   }
 }
 
@@ -178,7 +181,7 @@ export async function startEchoServer(options: EchoOptions = {}): Promise<EchoSe
     clearInterval(sweeper);
     server.close();
     for (const writer of clients) writer.write("* server shutting down\n");
-    await closeAll(clients, SHUTDOWN_GRACE_MS);
+    await closeAll(clients, CLOSE_GRACE_MS);
   }
   return { server, clients, shutdown };
 }

@@ -35,11 +35,16 @@
  * several processes. This file is the single-process wiring: the room's default parts (a Map of names, a
  * bus that delivers each turn's lines at its end) on lib/streams' line server.
  *
+ * Speed: a turn's broadcasts are encoded once, as one buffer every user's writer queues (`writeShared`,
+ * never a copy per user), and each writer joins what it holds into one `socket.write()` at the end of the
+ * turn — one system call per user per turn, however many messages arrived (lib/chat-room.ts,
+ * lib/stream-writer.ts).
+ *
  * Why callbacks here, where lesson 04 awaits: lesson 04's `startServer` gives each client an async function
  * that awaits `readLine()` — one promise per line. A chat room never needs to wait: a line arrives, the
  * rules run, replies are queued. So `startLineServer` calls `onLine(user, line)` straight from the socket's
  * `data` handler: no promise, no async frame per line. Measured (`bun run bench echo`, the same echo both
- * ways, side by side on a shared two-core machine): the awaiting server runs at 0.89–0.94× of the
+ * ways, side by side on a shared two-core machine): the awaiting server runs at 0.89–0.98× of the
  * callback one. Small for an echo; a chat room pays it on every line of every user, and gains nothing.
  *
  *   asyncio (book)                          here
@@ -50,7 +55,9 @@
  *
  * Run it:    bun scripts/05-chat-server.ts [--port 8000] [--idle 60] [--help for every limit]
  * Poke it:   `nc 127.0.0.1 8000` in two more terminals; type `CONNECT ann` in one and `CONNECT bob` in the
- *            other, then chat. Or `bun scripts/06-chat-client.ts` (lesson 06).
+ *            other, then chat. Or `bun scripts/06-chat-client.ts` (lesson 06). A line too long to paste
+ *            (a terminal cuts a pasted line at 4,095 bytes): `head -c 5000 /dev/zero | tr '\0' x |
+ *            (echo CONNECT ann; cat; echo) | nc -q 1 127.0.0.1 8000` → `ERR line too long (max 4096 bytes)`.
  *
  * Builds on: lesson 04 (a server, shared state, graceful shutdown) — its subject, not its `startServer`:
  * lib/line-server.ts (framing with lib/lines, a StreamWriter per user) and lib/chat-room.ts (the rules).

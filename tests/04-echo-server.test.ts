@@ -177,4 +177,56 @@ describe("lesson 04: limits", () => {
       server.child.kill();
     }
   }, 15_000);
+
+  test("2,000 clients that each send 1 MiB without reading, then idle: memory stays bounded", async () => {
+    // The default server: 1,000 are served (each line over the 64 KiB limit is skipped as it arrives), the
+    // other 1,000 are refused and cut after the grace. Before --max-clients and the reader giving its
+    // buffer back, this held 1.2 GiB while idle (2.2 GiB at the peak).
+    const server = await startServerProcess("scripts/04-echo-server.ts", ["--quiet"]);
+    const payload = new Uint8Array(1024 * 1024).fill(0x78); // no newline: one endless line
+    let peak = 0;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, server.rss());
+    }, 100);
+    const sockets: { terminate(): void }[] = [];
+    try {
+      await Promise.all(
+        Array.from({ length: 2000 }, async () => {
+          let offset = 0;
+          const done = Promise.withResolvers<void>();
+          const pump = (socket: { write(data: Uint8Array): number }) => {
+            while (offset < payload.length) {
+              const written = socket.write(payload.subarray(offset));
+              if (written <= 0) return;
+              offset += written;
+            }
+            done.resolve();
+          };
+          const socket = await Bun.connect({
+            hostname: "127.0.0.1",
+            port: server.port,
+            socket: {
+              open: (s) => s.pause(),
+              data() {},
+              drain: pump,
+              close: () => done.resolve(),
+              error() {},
+            },
+          });
+          sockets.push(socket);
+          pump(socket);
+          // A refused client that never reads may not notice it was cut: stop waiting after 4 s.
+          await Promise.race([done.promise, Bun.sleep(4000)]);
+        }),
+      );
+      await Bun.sleep(1000);
+      const idle = server.rss();
+      expect(idle).toBeLessThan(150 * 1024 * 1024);
+      expect(peak).toBeLessThan(400 * 1024 * 1024);
+    } finally {
+      clearInterval(sampler);
+      for (const socket of sockets) socket.terminate();
+      server.child.kill();
+    }
+  }, 60_000);
 });

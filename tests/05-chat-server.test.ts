@@ -435,3 +435,62 @@ describe("lesson 05: running out of file descriptors", () => {
     }
   }, 30_000);
 });
+
+describe("lesson 05: a user cut while it reads nothing", () => {
+  test("is closed after the grace even with lines still queued for it, not kept for ever", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", [
+      "--quiet",
+      "--idle",
+      "1",
+      "--sendq",
+      String(64 * 1024 * 1024),
+      "--flood-burst",
+      "100000",
+      "--flood-rate",
+      "100000",
+    ]);
+    try {
+      let received = 0;
+      const registered = Promise.withResolvers<void>();
+      const closed = Promise.withResolvers<void>();
+      const victim = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+        socket: {
+          data(_socket, chunk) {
+            received += chunk.length;
+            if (String(chunk).startsWith("OK")) registered.resolve();
+          },
+          close: () => closed.resolve(),
+          error() {},
+        },
+      });
+      victim.write("CONNECT victim\n");
+      await registered.promise;
+      victim.pause();
+      const talker = await join(server, "talker");
+      const total = 30_000; // 30 MB for the victim: far more than the kernel's buffers hold
+      const payload = "q".repeat(1000);
+      for (let sent = 0; sent < total; sent += 500) {
+        talker.send(`${Array.from({ length: 500 }, () => payload).join("\n")}\n`);
+        await talker.writer.drain();
+        await Bun.sleep(1);
+      }
+      const chatter = setInterval(() => talker.send("keeping busy\n"), 300);
+      try {
+        await talker.lineMatching("* victim was disconnected (idle)", 15_000);
+        await Bun.sleep(3000); // the 2 s grace, and a margin
+        victim.resume();
+        await Promise.race([closed.promise, Bun.sleep(5000)]);
+        // Cut: it got what the kernel buffers held, not the 30 MB still queued for it.
+        expect(received).toBeLessThan(total * 1000 * 0.7);
+      } finally {
+        clearInterval(chatter);
+      }
+      victim.terminate();
+      talker.close();
+    } finally {
+      server.child.kill();
+    }
+  }, 60_000);
+});

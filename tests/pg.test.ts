@@ -402,9 +402,45 @@ describe("connection settings", () => {
     );
   });
 
+  test("a number that is not one is refused with what was given, not NaN", () => {
+    expect(() => resolveOptions("postgres://h/db?port=abc", {})).toThrow(
+      'invalid port "abc": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?connect_timeout=soon", {})).toThrow(
+      'invalid connect_timeout "soon": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?keepalives_idle=-1", {})).toThrow(
+      'invalid keepalives_idle "-1": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?connect_timeout=3000000", {})).toThrow(
+      "a connect timeout of 3000000 s is over a timer's limit (24.8 days)",
+    );
+    expect(() => resolveOptions("postgres://h/db", { PGPORT: "54 32" })).toThrow(
+      'invalid PGPORT "54 32": use a whole number',
+    );
+  });
+
+  test("connect_timeout=0 waits as long as it takes, as in libpq, instead of timing out at once", async () => {
+    const url = new URL(pglite.url);
+    url.searchParams.set("connect_timeout", "0");
+    expect(resolveOptions(url.href, {}).connectTimeoutMs).toBe(0);
+    const client = await connect(url.href);
+    try {
+      expect((await client.query<{ one: number }>("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await client.close();
+    }
+  });
+
   test("a refused connection is a PgConnectionError naming the address", async () => {
     await expect(connect("postgres://u@127.0.0.1:1/db")).rejects.toThrow(
       "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused",
+    );
+  });
+
+  test("an IPv6 address is named in brackets in the error, as in the URL", async () => {
+    await expect(connect("postgres://u@[::1]:1/db")).rejects.toThrow(
+      "cannot connect to PostgreSQL at [::1]:1: ",
     );
   });
 

@@ -314,6 +314,7 @@ export class Client {
     let client: Client | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
+      if (options.connectTimeoutMs === 0) return; // no limit
       timer = setTimeout(() => {
         const error = new PgConnectionError(
           `timed out after ${options.connectTimeoutMs / 1000} s connecting to ${where}`,

@@ -291,7 +291,9 @@ function connectFailure(error: unknown, unix: boolean): string {
 
 /** `host:port`, or the socket's path. */
 export function describeAddress(options: Pick<ResolvedOptions, "host" | "port" | "socketPath">): string {
-  return options.socketPath ?? `${options.host}:${options.port}`;
+  // An IPv6 address in brackets, as in a URL (RFC 3986 §3.2.2): `[::1]:5432`, not `::1:5432`.
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  return options.socketPath ?? `${host}:${options.port}`;
 }
 
 /** Signature algorithm OID → the hash tls-server-end-point uses (RFC 5929 §4.1: MD5 and SHA-1 become SHA-256). */
