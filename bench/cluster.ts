@@ -191,21 +191,19 @@ async function latencyRun(cluster: Contender): Promise<LatencyRun> {
   await load.nextLine();
   const last = spawnLoadgen("observe", ports, "last");
   await last.nextLine();
-  const processes: Record<string, number> = {
-    ...cluster.processes,
-    "load generator": load.child.pid,
-    "observers (2)": first.child.pid,
-  };
-  const cpuBefore = Object.values(processes).map(cpuSeconds);
-  const lastCpuBefore = cpuSeconds(last.child.pid);
+  const processes: [name: string, pids: number[]][] = [
+    ...Object.entries(cluster.processes ?? {}).map(([name, pid]): [string, number[]] => [name, [pid]]),
+    ["load generator", [load.child.pid]],
+    ["observers (2 processes)", [first.child.pid, last.child.pid]],
+  ];
+  const cpuOf = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const cpuBefore = processes.map(([, pids]) => cpuOf(pids));
   const startedAt = performance.now();
   const result = JSON.parse(await load.nextLine()) as { bytes: number };
   const seconds = (performance.now() - startedAt) / 1000;
   const cpu: Record<string, number> = {};
-  for (const [index, [name, pid]] of Object.entries(processes).entries()) {
-    const used = cpuSeconds(pid) - cpuBefore[index]!;
-    const observerExtra = name === "observers (2)" ? cpuSeconds(last.child.pid) - lastCpuBefore : 0;
-    cpu[name] = (100 * (used + observerExtra)) / seconds;
+  for (const [index, [name, pids]] of processes.entries()) {
+    cpu[name] = (100 * (cpuOf(pids) - cpuBefore[index]!)) / seconds;
   }
   await load.child.exited;
   const samples = [first, last].map(async ({ child, nextLine }) => {
