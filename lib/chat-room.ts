@@ -25,18 +25,38 @@ export const ROOM_FLAGS = {
     kind: "number",
     default: 60,
     min: 0.1,
+    value: "SECONDS",
     help: "seconds without a complete line before a user is disconnected (and to finish CONNECT)",
   },
   // 4 KiB: a chat line is a sentence or a paste, not a file; it also bounds what a line costs every user.
-  "max-line": { kind: "int", default: 4096, min: 16, help: "longest line in bytes; longer ones get ERR" },
+  "max-line": {
+    kind: "int",
+    default: 4096,
+    min: 16,
+    value: "BYTES",
+    help: "longest line in bytes; longer ones get ERR",
+  },
   // 256 KiB: ~3,000 typical messages of backlog — far more than a reader that is merely slow needs.
-  sendq: { kind: "int", default: 256 * 1024, min: 1024, help: "bytes queued for one user before it is cut" },
+  sendq: {
+    kind: "int",
+    default: 256 * 1024,
+    min: 1024,
+    value: "BYTES",
+    help: "bytes queued for one user before it is cut",
+  },
   // 10 lines at once, then 5 a second: a paste of a few lines passes, a flood does not.
-  "flood-burst": { kind: "int", default: 10, min: 1, help: "lines a user may send in a burst" },
+  "flood-burst": {
+    kind: "int",
+    default: 10,
+    min: 1,
+    value: "LINES",
+    help: "lines a user may send in a burst",
+  },
   "flood-rate": {
     kind: "number",
     default: 5,
     min: 0.01,
+    value: "RATE",
     help: "lines per second a user may send after the burst",
   },
   // 10,000 users cost < 64 MB (see README); the operating system's file limit is usually 1,024–65,536.

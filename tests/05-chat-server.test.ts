@@ -297,7 +297,7 @@ describe("lesson 05: a client that half-closes after a last line without a newli
   const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
   afterAll(() => server.child.kill());
 
-  // What `nc` does on Ctrl+D after a partial line: the bytes, then FIN, and it keeps reading.
+  // What `nc -N` does on Ctrl+D after a partial line: the bytes, then FIN, and it keeps reading.
   test("still gets the reply to CONNECT, /who and /quit, and its own last line, then EOF", async () => {
     const cases = [
       ["CONNECT halfway", /^OK welcome halfway, \d+ users? online$/],
