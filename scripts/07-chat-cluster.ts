@@ -231,18 +231,38 @@ interface NodeProcess {
 async function spawnNode(number: number, argv: string[]): Promise<NodeProcess> {
   const child = Bun.spawn(["bun", import.meta.path, ...argv], {
     stdout: "pipe",
-    stderr: "inherit",
+    stderr: "pipe",
     stdin: "ignore",
     detached: true,
     env: { ...process.env, CHAT_CLUSTER_LAUNCHER_PID: String(process.pid) },
   });
+  // Its errors: held until it listens — a node that cannot start has said why in one line, which becomes
+  // the launcher's own one line — then passed on as they come.
+  let listening = false;
+  let startupErrors = "";
+  const errorsDone = (async () => {
+    const errorDecoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      if (listening) process.stderr.write(chunk);
+      else startupErrors += errorDecoder.decode(chunk, { stream: true });
+    }
+  })();
   const reader = child.stdout.getReader();
   const decoder = new TextDecoder();
   let pending = "";
   let first: string | null = null;
   while (first === null) {
     const { value, done } = await reader.read();
-    if (done) throw new Error(`node ${number} exited (${await child.exited}) before listening`);
+    if (done) {
+      const code = await child.exited;
+      await errorsDone;
+      const why = startupErrors
+        .trim()
+        .split("\n")
+        .at(-1)
+        ?.replace(/^error: /, "");
+      throw new Error(`node ${number}: ${why || `exited (${code}) before listening`}`);
+    }
     pending += decoder.decode(value, { stream: true });
     const newline = pending.indexOf("\n");
     if (newline !== -1) {
@@ -251,6 +271,8 @@ async function spawnNode(number: number, argv: string[]): Promise<NodeProcess> {
     }
   }
   if (!first.startsWith("listening on ")) throw new Error(`node ${number}: ${first}`);
+  listening = true;
+  if (startupErrors) process.stderr.write(startupErrors);
   const output = (async () => {
     for (;;) {
       let newline = pending.indexOf("\n");

@@ -552,6 +552,23 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
   );
 
   test(
+    "a port already taken is one line, from the node that could not listen, and exit 1",
+    async () => {
+      const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      try {
+        const { exitCode, stderr } = await runScript([SCRIPT, "--port", String(holder.port), "--quiet"]);
+        expect(exitCode).toBe(1);
+        expect(stderr.trim().split("\n")).toEqual([
+          expect.stringMatching(/^error: node 1: cannot start a node .*address already in use/),
+        ]);
+      } finally {
+        holder.stop(true);
+      }
+    },
+    SLOW_TEST_MS,
+  );
+
+  test(
     "without redis-server on the PATH, says how to install it in one line and exits 1",
     async () => {
       // A PATH with bun alone on it.
