@@ -32,7 +32,8 @@
  *   const { rows } = await db.query("SELECT name FROM products WHERE price < $1", [10]);
  *   await db.close();
  */
-export { MAX_SCRAM_ITERATIONS, md5PasswordResponse, ScramClient, ScramIterationsError } from "./pg/auth.ts";
+// ScramClient stays inside lib/pg/auth.ts: the client runs the exchange; a caller catches its errors.
+export { MAX_SCRAM_ITERATIONS, md5PasswordResponse, ScramError, ScramIterationsError } from "./pg/auth.ts";
 export {
   Client,
   type CopySource,
