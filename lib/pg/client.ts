@@ -12,16 +12,11 @@
  * (ParameterDescription), and a COPY FROM, during which only its data may be sent.
  */
 import { createHash } from "node:crypto";
-import {
-  atEndOfTurn,
-  ConnectionLostError,
-  type StreamReader,
-  type StreamWriter,
-  WRITE_HIGH_WATER,
-} from "../streams.ts";
+import { atEndOfTurn, type StreamReader, type StreamWriter, WRITE_HIGH_WATER } from "../streams.ts";
 import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
 import { CopyOutStream, type CopySource } from "./copy-out-stream.ts";
 import {
+  connectionFailure,
   errorFields,
   PgAuthenticationRefusedError,
   PgConnectionError,
@@ -43,6 +38,7 @@ import {
   parseAuthentication,
   parseBackendKeyData,
   parseCommandComplete,
+  parseDataRow,
   parseErrorFields,
   parseNotificationResponse,
   parseParameterDescription,
@@ -702,8 +698,7 @@ export class Client {
           writeSASLResponse(this.#out, message);
           this.#flush();
         },
-        (error: Error) =>
-          this.#fail(new PgConnectionError(`connection failed: ${error.message}`, { cause: error })),
+        (error: Error) => this.#fail(connectionFailure(error)),
       );
   }
 
@@ -938,12 +933,7 @@ export class Client {
       }
       this.#fail(new PgConnectionError("the server closed the connection"));
     } catch (error) {
-      if (error instanceof PgConnectionError) this.#fail(error);
-      else if (error instanceof PgError) this.#fail(error);
-      else if (error instanceof ConnectionLostError)
-        this.#fail(new PgConnectionError(error.message, { cause: error }));
-      else
-        this.#fail(new PgConnectionError(`connection failed: ${(error as Error).message}`, { cause: error }));
+      this.#fail(connectionFailure(error));
     }
   }
 
@@ -1232,44 +1222,4 @@ function copyField(): FieldDescription {
     typeModifier: -1,
     format: 0,
   };
-}
-
-/**
- * DataRow ('D'): Int16 column count, then per column an Int32 length (−1 for NULL) and that many bytes of
- * text. Integers are read straight from the bytes; everything else is decoded as UTF-8 and parsed.
- */
-export function parseDataRow(
-  body: Buffer,
-  fields: FieldDescription[],
-  parsers: Parser[],
-): Record<string, unknown> {
-  const count = body.readInt16BE(0);
-  const row: Record<string, unknown> = {};
-  let offset = 2;
-  for (let column = 0; column < count; column++) {
-    const length = body.readInt32BE(offset);
-    offset += 4;
-    const field = fields[column]!;
-    if (length === -1) {
-      row[field.name] = null;
-      continue;
-    }
-    const end = offset + length;
-    const typeOid = field.typeOid;
-    row[field.name] =
-      typeOid === TypeOid.int4 || typeOid === TypeOid.int2 || typeOid === TypeOid.oid
-        ? parseAsciiInteger(body, offset, end)
-        : parsers[column]!(body.toString("utf8", offset, end));
-    offset = end;
-  }
-  return row;
-}
-
-/** A decimal integer of at most 10 digits, without making a string first. */
-function parseAsciiInteger(bytes: Buffer, start: number, end: number): number {
-  const negative = bytes[start] === 0x2d; // '-'
-  let value = 0;
-  for (let index = negative ? start + 1 : start; index < end; index++)
-    value = value * 10 + (bytes[index]! - 0x30);
-  return negative ? -value : value;
 }

@@ -5,6 +5,8 @@
  * Notice Message Fields"): S severity, C SQLSTATE code, M message, D detail, H hint, P position, … A
  * NoticeResponse ('N') has the same fields and does not fail anything.
  */
+import { ConnectionLostError } from "../streams.ts";
+
 // ── Errors ────────────────────────────────────────────────────────────────────────────────────────────
 
 /** ErrorResponse field codes (manual: "Error and Notice Message Fields") → property names. */
@@ -94,6 +96,21 @@ export type PgNotice = PgErrorFields;
 /** The connection failed or is gone; every pending and later query rejects with it. */
 export class PgConnectionError extends Error {
   override name = "PgConnectionError";
+}
+
+/**
+ * The one failure path of a connection whose reading (or login) threw: what its queries reject with. A
+ * PgConnectionError, or the server's own PgError (a FATAL ErrorResponse), stays as it is; a lost socket
+ * keeps its words (`connection lost: …`); anything else — a protocol violation, a refused SCRAM exchange —
+ * reads `connection failed: …`. The original is the `cause`.
+ */
+export function connectionFailure(error: unknown): PgConnectionError | PgError {
+  if (error instanceof PgConnectionError || error instanceof PgError) return error;
+  const message = (error as Error).message;
+  return new PgConnectionError(
+    error instanceof ConnectionLostError ? message : `connection failed: ${message}`,
+    { cause: error },
+  );
 }
 
 /**
