@@ -44,6 +44,7 @@ export {
   PgError,
   type PgNotice,
   PgQueryTimeoutError,
+  PgResultValueError,
   type QueryResult,
   quoteIdentifier,
 } from "./pg/client.ts";
@@ -60,7 +61,7 @@ export {
 export { ParameterTypeError } from "./pg/parameters.ts";
 export { Pool, type PoolOptions } from "./pg/pool.ts";
 export { PgTlsError } from "./pg/transport.ts";
-export { TypeOid } from "./pg/types.ts";
+export { PgValueTextError, TypeOid } from "./pg/types.ts";
 
 import { Client } from "./pg/client.ts";
 import type { ConnectOptions } from "./pg/options.ts";

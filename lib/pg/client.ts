@@ -23,6 +23,7 @@ import {
   PgError,
   type PgNotice,
   PgQueryTimeoutError,
+  PgResultValueError,
 } from "./errors.ts";
 import { type AuthMethod, type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { encodeParameters } from "./parameters.ts";
@@ -85,6 +86,7 @@ export {
   type PgErrorFields,
   type PgNotice,
   PgQueryTimeoutError,
+  PgResultValueError,
 } from "./errors.ts";
 
 // ── Results ───────────────────────────────────────────────────────────────────────────────────────────
@@ -1040,7 +1042,7 @@ export class Client {
       if (pending.kind === "extended") pending.rows.push(row);
       else pending.current!.rows.push(row);
     } catch (error) {
-      pending.error = new TypeError(`cannot read a value of the result: ${(error as Error).message}`);
+      pending.error = new PgResultValueError(error);
     }
   }
 

@@ -90,6 +90,18 @@ export class PgError extends Error implements PgErrorFields {
   }
 }
 
+/**
+ * A value of a result could not be read (its text is not what its type's output looks like, see
+ * PgValueTextError): the query rejects with it, its other rows are dropped, the connection goes on. A
+ * TypeError, as before it had a class of its own; `cause` is the parser's error.
+ */
+export class PgResultValueError extends TypeError {
+  override name = "PgResultValueError";
+  constructor(cause: unknown) {
+    super(`cannot read a value of the result: ${(cause as Error).message}`, { cause });
+  }
+}
+
 /** A NoticeResponse (a warning or notice that does not fail the query). */
 export type PgNotice = PgErrorFields;
 
