@@ -11,24 +11,21 @@
  * statement's first run with parameters, whose Bind waits for the server to say the parameters' types
  * (ParameterDescription), and a COPY FROM, during which only its data may be sent.
  */
-import { createHash } from "node:crypto";
 import { atEndOfTurn, type StreamReader, type StreamWriter, WRITE_HIGH_WATER } from "../streams.ts";
-import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
 import { CopyOutStream, type CopySource } from "./copy-out-stream.ts";
 import {
   connectionFailure,
   errorFields,
-  PgAuthenticationRefusedError,
   PgConnectionError,
   PgError,
   type PgNotice,
   PgQueryTimeoutError,
   PgResultValueError,
 } from "./errors.ts";
-import { type AuthMethod, type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import { Login } from "./login.ts";
+import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { encodeParameters } from "./parameters.ts";
 import {
-  Auth,
   Backend,
   type ByteaParameter,
   type FieldDescription,
@@ -36,7 +33,6 @@ import {
   MessageBuilder,
   MessageFramer,
   ProtocolError,
-  parseAuthentication,
   parseBackendKeyData,
   parseCommandComplete,
   parseDataRow,
@@ -45,7 +41,6 @@ import {
   parseParameterDescription,
   parseParameterStatus,
   parseRowDescription,
-  parseSASLMechanisms,
   TransactionStatus,
   writeBind,
   writeCancelRequest,
@@ -57,15 +52,12 @@ import {
   writeDescribe,
   writeExecute,
   writeParse,
-  writePasswordMessage,
   writeQuery,
-  writeSASLInitialResponse,
-  writeSASLResponse,
   writeStartupMessage,
   writeSync,
   writeTerminate,
 } from "./protocol.ts";
-import { describeAddress, endPointHashAlgorithm, openTransport, type Transport } from "./transport.ts";
+import { describeAddress, openTransport, type Transport } from "./transport.ts";
 import { type Parser, parserFor, TypeOid } from "./types.ts";
 
 const utf8 = new TextEncoder();
@@ -265,9 +257,8 @@ export class Client {
   #closing = false;
   /** Settles when the startup ends: the first ReadyForQuery, or an error. */
   readonly #startup = Promise.withResolvers<void>();
-  #scram: ScramClient | null = null;
-  /** The server asked for a password or SASL: the startup was not `trust` ("none"). */
-  #authChallenged = false;
+  /** Answers the server's Authentication requests during the startup. */
+  readonly #login: Login;
   #lastQuery: Promise<unknown> = Promise.resolve();
   /** Jobs that cannot be written yet, in call order (see {@link Job}). */
   #waiting: Job[] = [];
@@ -287,6 +278,15 @@ export class Client {
     this.#reader = transport.reader;
     this.#writer = transport.writer;
     this.#peerCertificate = transport.peerCertificate;
+    const client = this;
+    this.#login = new Login(options, transport.peerCertificate, {
+      out: this.#out,
+      flush: () => this.#flush(),
+      fail: (error) => this.#fail(error),
+      get closed() {
+        return client.closed;
+      },
+    });
   }
 
   /**
@@ -344,7 +344,7 @@ export class Client {
 
   /** The SASL mechanism the login used (`SCRAM-SHA-256-PLUS` when bound to the TLS session), else null. */
   get saslMechanism(): string | null {
-    return this.#scram?.mechanism ?? null;
+    return this.#login.saslMechanism;
   }
 
   /** The backend's process ID (what `pg_backend_pid()` returns; what `cancel()` names). */
@@ -583,7 +583,7 @@ export class Client {
     this.#fail(new PgConnectionError("the connection is closed"));
   }
 
-  // ── Startup and authentication ──
+  // ── Startup ──
 
   #start(): void {
     const parameters: Record<string, string> = {
@@ -597,131 +597,6 @@ export class Client {
     writeStartupMessage(this.#out, parameters);
     this.#flush();
     void this.#readLoop();
-  }
-
-  #onAuthentication(body: Buffer): void {
-    const { code, data } = parseAuthentication(body);
-    if (this.#framer.authenticated) {
-      // Authentication happens once, before the first ReadyForQuery: a later request is not PostgreSQL's.
-      throw new ProtocolError(`an authentication request (code ${code}) after authentication completed`);
-    }
-    switch (code) {
-      case Auth.Ok:
-        this.#refuseUnboundLogin("no authentication at all");
-        return this.#onAuthenticationOk();
-      case Auth.CleartextPassword:
-        this.#allowAuthentication("password");
-        this.#refuseUnboundLogin("a cleartext password");
-        return this.#sendPassword(this.#requirePassword("password"));
-      case Auth.MD5Password:
-        this.#allowAuthentication("md5");
-        this.#refuseUnboundLogin("an MD5 password");
-        return this.#sendPassword(
-          md5PasswordResponse(this.#options.user, this.#requirePassword("md5"), data.subarray(0, 4)),
-        );
-      case Auth.SASL: {
-        this.#allowAuthentication("scram-sha-256");
-        const mechanisms = parseSASLMechanisms(data);
-        const binding = this.#channelBinding(mechanisms);
-        if (binding.kind !== "tls-server-end-point" && !mechanisms.includes("SCRAM-SHA-256")) {
-          throw new PgConnectionError(
-            `the server offers only SASL mechanisms this client lacks: ${mechanisms.join(", ")}`,
-          );
-        }
-        this.#scram = new ScramClient(this.#requirePassword("scram-sha-256"), undefined, binding);
-        writeSASLInitialResponse(this.#out, this.#scram.mechanism, this.#scram.clientFirstMessage());
-        return this.#flush();
-      }
-      case Auth.SASLContinue:
-        return this.#continueScram(data.toString("utf8"));
-      case Auth.SASLFinal:
-        return this.#scramClient().verifyServerFinal(data.toString("utf8"));
-      default:
-        throw new PgConnectionError(
-          `the server asks for an authentication method this client lacks (code ${code})`,
-        );
-    }
-  }
-
-  /**
-   * Binds SCRAM to the TLS session when we can (a TLS connection, a certificate whose hash is defined) and
-   * the server offers SCRAM-SHA-256-PLUS; `channel_binding=require` refuses to log in without it.
-   */
-  #channelBinding(mechanisms: string[]): ScramChannelBinding {
-    const certificate = this.#peerCertificate;
-    const mode = this.#options.channelBinding;
-    const hash = certificate && mode !== "disable" ? endPointHashAlgorithm(certificate) : null;
-    if (hash && mechanisms.includes("SCRAM-SHA-256-PLUS")) {
-      return { kind: "tls-server-end-point", data: createHash(hash).update(certificate!).digest() };
-    }
-    if (mode === "require") {
-      throw new PgConnectionError(
-        certificate
-          ? `channel_binding=require, but the server offers no SCRAM-SHA-256-PLUS (${mechanisms.join(", ")})`
-          : "channel_binding=require needs TLS (sslmode=require or stronger)",
-      );
-    }
-    return hash ? { kind: "unused" } : { kind: "none" };
-  }
-
-  /** With `channel_binding=require`, a login that is not SCRAM-SHA-256-PLUS is refused (as libpq does). */
-  #refuseUnboundLogin(method: string): void {
-    if (this.#options.channelBinding !== "require" || this.#scram?.mechanism === "SCRAM-SHA-256-PLUS") return;
-    throw new PgConnectionError(`channel_binding=require, but the server asked for ${method}`);
-  }
-
-  /** AuthenticationOk: refused if a SCRAM exchange began and the server never proved its signature. */
-  #onAuthenticationOk(): void {
-    if (this.#scram && !this.#scram.verified) {
-      throw new PgConnectionError(
-        "the server ended SCRAM-SHA-256 authentication without proving it knows the password (no valid server-final-message); refusing it",
-      );
-    }
-    if (!this.#authChallenged) this.#allowAuthentication("none");
-    this.#framer.authenticated = true; // from now on, messages up to MAX_MESSAGE_BYTES
-  }
-
-  /** Throws before anything is sent if `requireAuth` does not allow the method the server chose. */
-  #allowAuthentication(method: AuthMethod): void {
-    this.#authChallenged = true;
-    const allowed = this.#options.allowedAuth;
-    if (allowed && !allowed.has(method)) {
-      throw new PgAuthenticationRefusedError(method, this.#options.requireAuth);
-    }
-  }
-
-  /** client-final-message: its PBKDF2 runs off the event loop; the server waits for it. */
-  #continueScram(serverFirst: string): void {
-    this.#scramClient()
-      .clientFinalMessage(serverFirst)
-      .then(
-        (message) => {
-          if (this.#lost) return;
-          writeSASLResponse(this.#out, message);
-          this.#flush();
-        },
-        (error: Error) => this.#fail(connectionFailure(error)),
-      );
-  }
-
-  #requirePassword(method: string): string {
-    const password = this.#options.password;
-    if (password === undefined) {
-      throw new PgConnectionError(
-        `the server asks for a password (${method}) and none was given (URL, options or PGPASSWORD)`,
-      );
-    }
-    return password;
-  }
-
-  #scramClient(): ScramClient {
-    if (!this.#scram) throw new ProtocolError("SASL message before the SASL exchange began");
-    return this.#scram;
-  }
-
-  #sendPassword(password: string): void {
-    writePasswordMessage(this.#out, password);
-    this.#flush();
   }
 
   // ── Writing ──
@@ -984,7 +859,9 @@ export class Client {
         this.#backendKey = parseBackendKeyData(body);
         return;
       case Backend.Authentication: // 'R'
-        return this.#onAuthentication(body);
+        // From AuthenticationOk on, messages up to MAX_MESSAGE_BYTES.
+        if (this.#login.onAuthentication(body)) this.#framer.authenticated = true;
+        return;
       case Backend.CopyInResponse: // 'G'
         if (pending?.kind === "copyIn") return pending.start();
         // COPY … FROM STDIN through query()/simpleQuery(): there is no data to send. In copy-in mode the
