@@ -26,6 +26,15 @@ import { Login } from "./login.ts";
 import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { encodeParameters } from "./parameters.ts";
 import {
+  describeFields,
+  type ExtendedRequest,
+  type Job,
+  type Pending,
+  type PendingCopyIn,
+  type PendingExtended,
+  type QueryResult,
+} from "./pending.ts";
+import {
   Backend,
   type ByteaParameter,
   type FieldDescription,
@@ -44,21 +53,19 @@ import {
   TransactionStatus,
   writeBind,
   writeCancelRequest,
-  writeClose,
   writeCopyData,
   writeCopyDataHeader,
   writeCopyDone,
   writeCopyFail,
-  writeDescribe,
   writeExecute,
-  writeParse,
   writeQuery,
   writeStartupMessage,
   writeSync,
   writeTerminate,
 } from "./protocol.ts";
+import { type Statement, StatementCache, writeParseAndDescribe } from "./statement-cache.ts";
 import { describeAddress, openTransport, type Transport } from "./transport.ts";
-import { type Parser, parserFor, TypeOid } from "./types.ts";
+import { TypeOid } from "./types.ts";
 
 const utf8 = new TextEncoder();
 
@@ -81,21 +88,9 @@ export {
   PgResultValueError,
 } from "./errors.ts";
 
+export type { Field, QueryResult } from "./pending.ts";
+
 // ── Results ───────────────────────────────────────────────────────────────────────────────────────────
-
-export interface Field {
-  name: string;
-  typeOid: number;
-}
-
-export interface QueryResult<Row = Record<string, unknown>> {
-  /** The command tag's verb: `SELECT`, `INSERT`, `CREATE TABLE`, … */
-  command: string;
-  /** Rows returned or affected, when the tag says (null for e.g. `CREATE TABLE`). */
-  rowCount: number | null;
-  fields: Field[];
-  rows: Row[];
-}
 
 export interface Notification {
   processId: number;
@@ -103,124 +98,10 @@ export interface Notification {
   payload: string;
 }
 
-/** A prepared statement: parsed once by the server, then only bound and executed. */
-interface Statement {
-  name: string;
-  text: string;
-  /** The type the server gave each `$n` (ParameterDescription); null until it has answered. */
-  paramTypes: number[] | null;
-  fields: FieldDescription[] | null;
-  parsers: Parser[];
-  publicFields: Field[];
-  /** Parse has been written (alone, or ahead of a Bind). */
-  parseSent: boolean;
-  /** The server has answered ParseComplete: it holds the statement. */
-  parsed: boolean;
-  /** Dropped from the cache: a query waiting on it prepares afresh. */
-  forgotten: boolean;
-}
-
-/** Rows and fields of the result set being received. */
-interface ResultSet {
-  fields: FieldDescription[];
-  parsers: Parser[];
-  publicFields: Field[];
-  rows: Record<string, unknown>[];
-}
-
-/**
- * A query not yet written: `send()` writes its messages and returns true, or returns false when it must
- * wait (its statement's parameter types are not known yet). Jobs are written strictly in call order.
- */
-interface Job {
-  send(): boolean;
-  reject(error: Error): void;
-}
-
-/** What the responses at the head of the queue belong to. */
-interface PendingBase {
-  error: Error | null;
-  reject(error: Error): void;
-  /** The `queryTimeoutMs` timer, then the cancel's grace timer. */
-  timer?: ReturnType<typeof setTimeout>;
-  /** It ran past `queryTimeoutMs` and a cancel was sent. */
-  timedOut?: boolean;
-}
-
-/** A `query()` call: kept until answered, so that it can be written again once (see #settleExtended). */
-interface ExtendedRequest {
-  text: string;
-  params: readonly unknown[];
-  /** The statement it runs; kept while it waits for the statement's Describe. */
-  statement: Statement | null;
-  retried: boolean;
-  resolve(result: QueryResult): void;
-  reject(error: Error): void;
-}
-
-interface PendingExtended extends PendingBase {
-  kind: "extended";
-  request: ExtendedRequest;
-  statement: Statement;
-  rows: Record<string, unknown>[];
-  tag: { command: string; rowCount: number | null } | null;
-}
-
-interface PendingSimple extends PendingBase {
-  kind: "simple";
-  current: ResultSet | null;
-  results: QueryResult[];
-  resolve(results: QueryResult[]): void;
-}
-
-/** Parse + Describe + Sync of a statement whose parameter types we need before we can encode a Bind. */
-interface PendingDescribe extends PendingBase {
-  kind: "describe";
-  statement: Statement;
-  resolve(): void;
-}
-
-/** Close of statements we no longer use, with a Sync of its own so that nothing else can fail with it. */
-interface PendingClose extends PendingBase {
-  kind: "close";
-  resolve(): void;
-}
-
-/** COPY … FROM STDIN: rows go up while the server is in copy-in mode. */
-interface PendingCopyIn extends PendingBase {
-  kind: "copyIn";
-  /** Called on CopyInResponse: start sending. */
-  start(): void;
-  tag: { command: string; rowCount: number | null } | null;
-  resolve(rowCount: number): void;
-}
-
-/** COPY … TO STDOUT: chunks come down into a bounded queue the consumer drains. */
-interface PendingCopyOut extends PendingBase {
-  kind: "copyOut";
-  stream: CopyOutStream;
-  resolve(): void;
-}
-
-type Pending =
-  | PendingExtended
-  | PendingSimple
-  | PendingDescribe
-  | PendingClose
-  | PendingCopyIn
-  | PendingCopyOut;
-
 /** Bytes of COPY data gathered into one CopyData message. */
 const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
 const NO_FIELDS: FieldDescription[] = [];
 const NO_VALUES: (Uint8Array | null)[] = [];
-
-function describeFields(fields: FieldDescription[]): Pick<ResultSet, "parsers" | "publicFields"> {
-  return {
-    parsers: fields.map((field) => parserFor(field.typeOid)),
-    publicFields: fields.map(({ name, typeOid }) => ({ name, typeOid })),
-  };
-}
 
 /** `"a""b"` — an identifier quoted for SQL. */
 export function quoteIdentifier(name: string): string {
@@ -242,15 +123,7 @@ export class Client {
   readonly #framer = new MessageFramer((type, body) => this.#dispatch(type, body));
   #pending: Pending[] = [];
   #head = 0;
-  readonly #statements = new Map<string, Statement>();
-  #statementCounter = 0;
-  /** The statement last in the cache's order (used most recently). */
-  #mostRecent: Statement | null = null;
-  /**
-   * Statement names are unique to this client, not just to its connection: a server that multiplexes
-   * several connections onto one session (PGlite's socket server; poolers) would otherwise see two `s1`s.
-   */
-  readonly #statementPrefix = `s${Math.floor(Math.random() * 36 ** 6).toString(36)}_`;
+  readonly #statements: StatementCache;
   #backendKey: { processId: number; secretKey: number } | null = null;
   readonly #listeners = new Map<string, Set<(notification: Notification) => void>>();
   #lost: PgConnectionError | null = null;
@@ -268,8 +141,6 @@ export class Client {
   /** COPY TO data of the current read, not yet handed to its stream. */
   #copyParts: Buffer[] = [];
   #copyPartsStream: CopyOutStream | null = null;
-  /** Names of statements the server may hold that we no longer use: closed before the next write. */
-  #abandoned: string[] = [];
   /** The server's certificate (DER) when the connection is TLS. */
   readonly #peerCertificate: Uint8Array | null;
 
@@ -278,6 +149,7 @@ export class Client {
     this.#reader = transport.reader;
     this.#writer = transport.writer;
     this.#peerCertificate = transport.peerCertificate;
+    this.#statements = new StatementCache(options.statementCacheSize);
     const client = this;
     this.#login = new Login(options, transport.peerCertificate, {
       out: this.#out,
@@ -400,7 +272,7 @@ export class Client {
    */
   #sendExtended(request: ExtendedRequest): boolean {
     if (request.statement?.forgotten) request.statement = null;
-    request.statement ??= this.#statementFor(request.text);
+    request.statement ??= this.#statements.statementFor(request.text, this.#out);
     const statement = request.statement;
     const params = request.params;
     if (params.length > 0 && statement.paramTypes === null) {
@@ -417,7 +289,7 @@ export class Client {
       }
     }
     const out = this.#out;
-    if (!statement.parseSent) this.#writeParse(statement);
+    if (!statement.parseSent) writeParseAndDescribe(this.#out, statement);
     writeBind(out, "", statement.name, values);
     writeExecute(out, "");
     writeSync(out);
@@ -601,65 +473,11 @@ export class Client {
 
   // ── Writing ──
 
-  /** The cached statement for `text`, or a new one (cached, unless the cache is off), not yet parsed. */
-  #statementFor(text: string): Statement {
-    const capacity = this.#options.statementCacheSize;
-    const cached = this.#statements.get(text);
-    if (cached) {
-      // Most recently used goes last: the Map's order is the eviction order. (Already last: nothing to do.)
-      if (this.#mostRecent !== cached) {
-        this.#statements.delete(text);
-        this.#statements.set(text, cached);
-        this.#mostRecent = cached;
-      }
-      return cached;
-    }
-    const statement: Statement = {
-      // Without a cache, statements are still named, so a Bind can follow its Describe's answer safely;
-      // each is closed right after use.
-      name: `${this.#statementPrefix}${++this.#statementCounter}`,
-      text,
-      paramTypes: null,
-      fields: null,
-      parsers: [],
-      publicFields: [],
-      parseSent: false,
-      parsed: false,
-      forgotten: false,
-    };
-    if (capacity > 0) {
-      if (this.#statements.size >= capacity) {
-        const [oldestText, oldest] = this.#statements.entries().next().value!;
-        this.#statements.delete(oldestText);
-        oldest.forgotten = true;
-        // Its CloseComplete arrives among this query's answers; closing is never an error.
-        if (oldest.parseSent) writeClose(this.#out, "S", oldest.name);
-      }
-      this.#statements.set(text, statement);
-      this.#mostRecent = statement;
-    }
-    return statement;
-  }
-
-  #writeParse(statement: Statement): void {
-    writeParse(this.#out, statement.name, statement.text);
-    writeDescribe(this.#out, "S", statement.name);
-    statement.parseSent = true;
-  }
-
   /** Parse + Describe + Sync alone: the parameter types come back before any Bind is encoded. */
   #describe(statement: Statement): void {
-    this.#writeParse(statement);
+    writeParseAndDescribe(this.#out, statement);
     writeSync(this.#out);
     this.#enqueue({ kind: "describe", statement, error: null, resolve: () => {}, reject: () => {} });
-  }
-
-  /** Forgets a statement; one the server may still hold is closed before the next query. */
-  #forgetStatement(statement: Statement): void {
-    if (statement.forgotten) return;
-    statement.forgotten = true;
-    if (this.#statements.get(statement.text) === statement) this.#statements.delete(statement.text);
-    if (statement.parsed) this.#abandoned.push(statement.name);
   }
 
   /** Writes `job` now, or after the jobs already waiting (order is kept: answers come back in order). */
@@ -684,10 +502,7 @@ export class Client {
 
   /** Close for each statement we let go of, and a Sync of their own: their answers fail nothing else. */
   #closeAbandoned(): void {
-    if (this.#abandoned.length === 0) return;
-    for (const name of this.#abandoned) writeClose(this.#out, "S", name);
-    this.#abandoned = [];
-    writeSync(this.#out);
+    if (!this.#statements.writeCloseAbandoned(this.#out)) return;
     this.#enqueue({ kind: "close", error: null, resolve: () => {}, reject: () => {} });
   }
 
@@ -926,7 +741,7 @@ export class Client {
   #onCommandComplete(pending: Pending | undefined, body: Buffer): void {
     if (!pending) throw new ProtocolError("a command completion with no query waiting");
     const tag = parseCommandComplete(body);
-    if (tag.command === "DISCARD ALL" || tag.command === "DEALLOCATE ALL") this.#forgetPrepared();
+    if (tag.command === "DISCARD ALL" || tag.command === "DEALLOCATE ALL") this.#statements.forgetPrepared();
     if (pending.kind === "extended" || pending.kind === "copyIn") {
       pending.tag = tag;
       return;
@@ -939,16 +754,6 @@ export class Client {
       rows: current?.rows ?? [],
     });
     pending.current = null;
-  }
-
-  /**
-   * The server dropped every prepared statement: forget those it had parsed when it did (a statement whose
-   * ParseComplete is still to come was parsed after, and stays).
-   */
-  #forgetPrepared(): void {
-    for (const [text, statement] of this.#statements) {
-      if (statement.parsed) this.#statements.delete(text);
-    }
   }
 
   #onEmptyQuery(pending: Pending | undefined): void {
@@ -990,7 +795,7 @@ export class Client {
       case "describe":
         if (pending.error) {
           // The Parse failed (or the Describe): the query that asked for it gets the error.
-          this.#forgetStatement(pending.statement);
+          this.#statements.forget(pending.statement);
           const job = this.#waiting.shift();
           job?.reject(pending.error);
         }
@@ -1031,7 +836,7 @@ export class Client {
    */
   #settleExtended(pending: PendingExtended, status: number): void {
     const error = pending.error;
-    if (!this.#options.statementCacheSize) this.#forgetStatement(pending.statement);
+    if (!this.#options.statementCacheSize) this.#statements.forget(pending.statement);
     const request = pending.request;
     if (!error) {
       const tag = pending.tag;
@@ -1044,7 +849,7 @@ export class Client {
       return;
     }
     const stale = error instanceof PgError && (error.code === "26000" || error.code === "0A000");
-    if (stale || !pending.statement.parsed) this.#forgetStatement(pending.statement);
+    if (stale || !pending.statement.parsed) this.#statements.forget(pending.statement);
     if (stale && status === TransactionStatus.Idle && !request.retried) {
       request.retried = true;
       request.statement = null;
