@@ -11,8 +11,9 @@
  * statement's first run with parameters, whose Bind waits for the server to say the parameters' types
  * (ParameterDescription), and a COPY FROM, during which only its data may be sent.
  */
-import { atEndOfTurn, type StreamReader, type StreamWriter, WRITE_HIGH_WATER } from "../streams.ts";
-import { CopyOutStream, type CopySource } from "./copy-out-stream.ts";
+import { atEndOfTurn, type StreamReader, type StreamWriter } from "../streams.ts";
+import { type CopyInConnection, type CopySource, sendCopyData } from "./copy-in.ts";
+import { CopyOutStream } from "./copy-out-stream.ts";
 import {
   connectionFailure,
   errorFields,
@@ -22,7 +23,7 @@ import {
   PgQueryTimeoutError,
   PgResultValueError,
 } from "./errors.ts";
-import { Login } from "./login.ts";
+import { Login, type LoginConnection } from "./login.ts";
 import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { encodeParameters } from "./parameters.ts";
 import {
@@ -53,9 +54,6 @@ import {
   TransactionStatus,
   writeBind,
   writeCancelRequest,
-  writeCopyData,
-  writeCopyDataHeader,
-  writeCopyDone,
   writeCopyFail,
   writeExecute,
   writeQuery,
@@ -67,8 +65,6 @@ import { type Statement, StatementCache, writeParseAndDescribe } from "./stateme
 import { describeAddress, openTransport, type Transport } from "./transport.ts";
 import { TypeOid } from "./types.ts";
 
-const utf8 = new TextEncoder();
-
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
 const READ_BYTES = 4 * 1024 * 1024;
 /**
@@ -77,7 +73,7 @@ const READ_BYTES = 4 * 1024 * 1024;
  */
 export const CANCEL_GRACE_MS = 2_000;
 
-export type { CopySource } from "./copy-out-stream.ts";
+export type { CopySource } from "./copy-in.ts";
 export {
   PgAuthenticationRefusedError,
   PgConnectionError,
@@ -98,8 +94,6 @@ export interface Notification {
   payload: string;
 }
 
-/** Bytes of COPY data gathered into one CopyData message. */
-const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
 const NO_FIELDS: FieldDescription[] = [];
 const NO_VALUES: (Uint8Array | null)[] = [];
 
@@ -130,6 +124,8 @@ export class Client {
   #closing = false;
   /** Settles when the startup ends: the first ReadyForQuery, or an error. */
   readonly #startup = Promise.withResolvers<void>();
+  /** What the login and a COPY FROM write through: the message buffer, the writer, and the way out. */
+  readonly #wire: LoginConnection & CopyInConnection;
   /** Answers the server's Authentication requests during the startup. */
   readonly #login: Login;
   #lastQuery: Promise<unknown> = Promise.resolve();
@@ -151,14 +147,16 @@ export class Client {
     this.#peerCertificate = transport.peerCertificate;
     this.#statements = new StatementCache(options.statementCacheSize);
     const client = this;
-    this.#login = new Login(options, transport.peerCertificate, {
+    this.#wire = {
       out: this.#out,
+      writer: this.#writer,
       flush: () => this.#flush(),
       fail: (error) => this.#fail(error),
       get closed() {
         return client.closed;
       },
-    });
+    };
+    this.#login = new Login(options, transport.peerCertificate, this.#wire);
   }
 
   /**
@@ -557,54 +555,9 @@ export class Client {
     this.#writer.writeShared(this.#out.take());
   }
 
-  /**
-   * Sends a COPY FROM's data: the source's chunks gathered into CopyData messages of ~64 KiB, waiting for
-   * the socket to drain whenever more than the writer's high-water mark is queued. Then CopyDone — or
-   * CopyFail if the source throws. Stops at once if the server reported an error (it ignores the rest).
-   */
+  /** Sends a COPY FROM's data (lib/pg/copy-in.ts), then lets the queries waiting behind it go. */
   async #pumpCopyData(pending: PendingCopyIn, source: CopySource): Promise<void> {
-    const out = this.#out;
-    let failure: string | null = null;
-    try {
-      const iterable: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> =
-        source instanceof ReadableStream ? (source as AsyncIterable<Uint8Array | string>) : source;
-      let gathered = 0;
-      for await (const chunk of iterable) {
-        if (pending.error || this.#lost) break;
-        if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
-          throw new TypeError(`it yielded ${chunk === null ? "null" : typeof chunk}, not bytes or a string`);
-        }
-        if (chunk.length >= COPY_MESSAGE_BYTES / 4) {
-          // A big chunk travels as it is, behind a header: no copy into the message buffer.
-          const bytes = typeof chunk === "string" ? utf8.encode(chunk) : chunk.slice(); // theirs to reuse
-          writeCopyDataHeader(out, bytes.length);
-          this.#flush();
-          this.#writer.writeShared(bytes);
-          gathered = COPY_MESSAGE_BYTES;
-        } else gathered += writeCopyData(out, chunk);
-        if (gathered >= COPY_MESSAGE_BYTES) {
-          gathered = 0;
-          this.#flush();
-          if (this.#writer.bufferedBytes > WRITE_HIGH_WATER) {
-            // Send now rather than at the end of the turn; wait only if the kernel cannot take it.
-            this.#writer.flushNow();
-            await this.#writer.drain();
-          }
-        }
-      }
-    } catch (error) {
-      failure = `the COPY source failed: ${(error as Error).message ?? String(error)}`;
-    }
-    if (!this.#lost) {
-      if (pending.error)
-        out.take(); // the server is no longer in copy-in mode: drop what was gathered
-      else if (failure !== null) {
-        out.take();
-        writeCopyFail(out, failure);
-      } else writeCopyDone(out);
-      this.#flush();
-      this.#writer.flushNow();
-    }
+    await sendCopyData(source, pending, this.#wire);
     this.#gate = null;
     this.#sendWaiting();
   }
