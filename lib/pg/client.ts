@@ -33,6 +33,7 @@ import {
   type Pending,
   type PendingCopyIn,
   type PendingExtended,
+  PendingQueue,
   type QueryResult,
 } from "./pending.ts";
 import {
@@ -115,8 +116,8 @@ export class Client {
   readonly #writer: StreamWriter;
   readonly #out = new MessageBuilder();
   readonly #framer = new MessageFramer((type, body) => this.#dispatch(type, body));
-  #pending: Pending[] = [];
-  #head = 0;
+  /** The queries written and not yet answered, oldest (the one being answered) first. */
+  readonly #inFlight = new PendingQueue();
   readonly #statements: StatementCache;
   #backendKey: { processId: number; secretKey: number } | null = null;
   readonly #listeners = new Map<string, Set<(notification: Notification) => void>>();
@@ -505,8 +506,7 @@ export class Client {
   }
 
   #enqueue(pending: Pending): void {
-    this.#pending.push(pending);
-    if (this.#pending.length - this.#head === 1) {
+    if (this.#inFlight.push(pending) === 1) {
       // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
       // (Queries issued together still leave in one write: only the first goes early.)
       this.#flush();
@@ -572,7 +572,7 @@ export class Client {
         this.#framer.push(chunk);
         if (this.#copyParts.length > 0) this.#deliverCopyParts();
         // A COPY TO consumer that is behind: stop reading (the socket pauses once the reader is full).
-        const copyOut = this.#pending[this.#head];
+        const copyOut = this.#inFlight.head;
         const full = copyOut?.kind === "copyOut" ? copyOut.stream.full() : null;
         if (full) await full;
       }
@@ -584,7 +584,7 @@ export class Client {
 
   /** One backend message, routed by its type byte. */
   #dispatch(type: number, body: Buffer): void {
-    const pending = this.#pending[this.#head];
+    const pending = this.#inFlight.head;
     switch (type) {
       case Backend.DataRow: // 'D'
         return this.#onDataRow(pending, body);
@@ -726,18 +726,13 @@ export class Client {
 
   /** The end of one query's answers: settle it, and write what was waiting for it. */
   #onReadyForQuery(status: number): void {
-    if (this.#head === this.#pending.length) {
+    const pending = this.#inFlight.shift();
+    if (!pending) {
       this.#startup.resolve(); // the first one ends the startup
       return;
     }
-    const pending = this.#pending[this.#head]!;
-    this.#pending[this.#head++] = undefined as unknown as Pending;
-    if (this.#head === this.#pending.length) {
-      this.#pending = [];
-      this.#head = 0;
-    }
     if (pending.timer !== undefined) clearTimeout(pending.timer);
-    if (this.#options.queryTimeoutMs > 0) this.#startTimeout(this.#pending[this.#head]);
+    if (this.#options.queryTimeoutMs > 0) this.#startTimeout(this.#inFlight.head);
     if (pending.timedOut && pending.error) {
       pending.error = new PgQueryTimeoutError(this.#options.queryTimeoutMs, false, { cause: pending.error });
     }
@@ -829,9 +824,7 @@ export class Client {
         : new PgConnectionError(`connection lost: ${error.message}`, { cause: error });
     this.#startup.reject(error);
     this.#startup.promise.catch(() => {});
-    const pending = this.#pending.slice(this.#head);
-    this.#pending = [];
-    this.#head = 0;
+    const pending = this.#inFlight.drain();
     for (const query of pending) {
       clearTimeout(query.timer);
       const reason = query.timedOut

@@ -1,8 +1,8 @@
 /**
  * lib/pg/pending.ts — the bookkeeping of queries between the call and the answer: what a result looks like
  * (`QueryResult`, `Field`), a query not yet written (`Job`), and what each kind of query in flight collects
- * from the server's messages until its ReadyForQuery settles it (`Pending`). The client keeps the queries
- * in flight in call order: the server answers in that order, so the head of the queue owns each message.
+ * from the server's messages until its ReadyForQuery settles it (`Pending`), and the queue of those in
+ * flight (`PendingQueue`).
  */
 import type { CopyOutStream } from "./copy-out-stream.ts";
 import type { FieldDescription } from "./protocol.ts";
@@ -119,4 +119,45 @@ export function describeFields(fields: FieldDescription[]): Pick<ResultSet, "par
     parsers: fields.map((field) => parserFor(field.typeOid)),
     publicFields: fields.map(({ name, typeOid }) => ({ name, typeOid })),
   };
+}
+
+/**
+ * The queries in flight, in the order they were written — the order the server answers them in, so the
+ * head owns every message until its ReadyForQuery. An array read from a moving head (no `shift()`, which
+ * copies), emptied whenever the head catches up with the tail.
+ */
+export class PendingQueue {
+  #items: Pending[] = [];
+  #head = 0;
+
+  /** The query the server is answering now; undefined when none is in flight (as during the startup). */
+  get head(): Pending | undefined {
+    return this.#items[this.#head];
+  }
+
+  /** Adds `pending` behind the others; returns how many are now in flight (1: it is the head). */
+  push(pending: Pending): number {
+    this.#items.push(pending);
+    return this.#items.length - this.#head;
+  }
+
+  /** Removes and returns the head; undefined when none is in flight. */
+  shift(): Pending | undefined {
+    if (this.#head === this.#items.length) return undefined;
+    const pending = this.#items[this.#head]!;
+    this.#items[this.#head++] = undefined as unknown as Pending;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    }
+    return pending;
+  }
+
+  /** Empties the queue; returns what was in flight, oldest first. */
+  drain(): Pending[] {
+    const pending = this.#items.slice(this.#head);
+    this.#items = [];
+    this.#head = 0;
+    return pending;
+  }
 }
