@@ -50,7 +50,10 @@ export interface PendingBase {
   timedOut?: boolean;
 }
 
-/** A `query()` call: kept until answered, so that it can be written again once (see #settleExtended). */
+/**
+ * A `query()` call: kept until answered, so that it can be written again once — when its cached statement
+ * turned out stale (the client's `#settleExtended`).
+ */
 export interface ExtendedRequest {
   text: string;
   params: readonly unknown[];
