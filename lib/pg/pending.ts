@@ -9,11 +9,13 @@ import type { FieldDescription } from "./protocol.ts";
 import type { Statement } from "./statement-cache.ts";
 import { type Parser, parserFor } from "./types.ts";
 
+/** A result column: its name and its type's OID (see TypeOid). */
 export interface Field {
   name: string;
   typeOid: number;
 }
 
+/** What a statement returned: its command tag, and its rows (empty for a statement that returns none). */
 export interface QueryResult<Row = Record<string, unknown>> {
   /** The command tag's verb: `SELECT`, `INSERT`, `CREATE TABLE`, … */
   command: string;
@@ -42,6 +44,7 @@ export interface Job {
 
 /** What the responses at the head of the queue belong to. */
 export interface PendingBase {
+  /** The first error of its answers (the rest are still read, up to ReadyForQuery); it rejects with it. */
   error: Error | null;
   reject(error: Error): void;
   /** The `queryTimeoutMs` timer, then the cancel's grace timer. */
