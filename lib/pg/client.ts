@@ -98,6 +98,12 @@ export interface Notification {
   payload: string;
 }
 
+/**
+ * A lone query's messages up to this size go to the kernel straight from the builder's buffer (the writer
+ * copies only what the kernel does not take); a bigger one (a large parameter) is handed over whole, so a
+ * slow socket never makes a second copy of it: 64 KiB.
+ */
+const SEND_FROM_BUILDER_BYTES = 64 * 1024;
 const NO_FIELDS: FieldDescription[] = [];
 const NO_VALUES: (Uint8Array | null)[] = [];
 
@@ -512,8 +518,7 @@ export class Client {
     if (this.#inFlight.push(pending) === 1) {
       // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
       // (Queries issued together still leave in one write: only the first goes early.)
-      this.#flush();
-      this.#writer.flushNow();
+      this.#sendNow();
       this.#startTimeout(pending);
     } else if (!this.#handoverScheduled) {
       // The rest of this turn's messages are handed to the writer in one piece, at the end of the turn.
@@ -552,6 +557,13 @@ export class Client {
     this.#handoverScheduled = false;
     if (!this.#lost && !this.#closing) this.#flush();
   };
+
+  /** Sends what was built at once, behind anything the writer still holds. */
+  #sendNow(): void {
+    if (this.#out.length <= SEND_FROM_BUILDER_BYTES) return this.#writer.writeNow(this.#out.takeView());
+    this.#flush();
+    this.#writer.flushNow();
+  }
 
   /** Hands what was built to the writer, which sends it at the end of this turn with whatever follows. */
   #flush(): void {
