@@ -7,9 +7,9 @@
  * 2. Startup. We send StartupMessage (protocol 3.0, user, database); the server answers ParameterStatus
  *    messages (server_version, TimeZone, …), BackendKeyData (for cancelling), and ReadyForQuery — unless it
  *    first asks us to authenticate.
- * 3. Authentication ('R' messages, lib/pg/auth.ts): nothing (trust), the password (cleartext), an MD5 hash
- *    salted by the server, or SCRAM-SHA-256, where both sides prove they know the password without sending
- *    it — and we check the server's proof too.
+ * 3. Authentication ('R' messages, lib/pg/login.ts; the exchanges in lib/pg/auth.ts): nothing (trust),
+ *    the password (cleartext), an MD5 hash salted by the server, or SCRAM-SHA-256, where both sides prove
+ *    they know the password without sending it — and we check the server's proof too.
  * 4. Simple query: Query('Q', SQL text, possibly several statements) → for each statement RowDescription,
  *    DataRows, CommandComplete → finally ReadyForQuery. What a console sends for what the user types.
  * 5. Extended query: Parse (SQL with $1, $2 …) → Bind (values) → Execute → Sync. Parsing and planning
