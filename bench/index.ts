@@ -3,6 +3,7 @@
  * `bun run bench http lines` runs only the named ones.
  */
 import { cpus } from "node:os";
+import { benchCluster } from "./cluster.ts";
 import { benchHttp } from "./http.ts";
 import { benchLines } from "./lines.ts";
 import { benchPg } from "./pg.ts";
@@ -15,6 +16,7 @@ const benches: Record<string, () => Promise<void>> = {
   chat: () => benchChat(),
   memory: () => benchMemory(),
   pg: () => benchPg(),
+  cluster: () => benchCluster(),
 };
 
 const wanted = process.argv.slice(2);

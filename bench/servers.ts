@@ -2,8 +2,9 @@
  * bench/servers.ts — lessons 04 and 05 under load, next to their baselines, all driven by the same load
  * generator (bench/loadgen.ts) in a process of its own.
  *
- * - echo: 50 connections, one line in flight each — lesson 04 vs a bare Bun.listen echo and a node:net
- *   line echo (run by Node.js).
+ * - echo: 50 connections, one line in flight each — lesson 04 vs a bare Bun.listen echo, the same echo on
+ *   lib's callback line server (what lesson 05 runs on: no promise per line), and a node:net line echo
+ *   (run by Node.js).
  * - chat fan-out: 500 users each sending 5 messages, the next when its own copy returns — lesson 05 vs a
  *   node:net chat server (run by Node.js) with one write() per recipient per message.
  * - memory: 10,000 idle users, each join announced to all — lesson 05's resident memory.
@@ -62,6 +63,7 @@ export function benchEcho(rounds = 9): Promise<void> {
     {
       "lesson 04 (startServer)": ["bun", `${ROOT}/scripts/04-echo-server.ts`, "--port", "0", "--quiet"],
       "bare Bun.listen echo": ["bun", `${ROOT}/bench/peers/bun-echo-server.ts`],
+      "startLineServer echo (callbacks)": ["bun", `${ROOT}/bench/peers/line-echo-server.ts`],
       "node:net line echo (Node.js)": ["node", `${ROOT}/bench/peers/node-echo-server.mjs`],
     },
     ["echo", ECHO_CONNECTIONS, ECHO_ROUND_TRIPS],

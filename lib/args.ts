@@ -6,11 +6,20 @@
  * gives exit code 2 (a usage error, as in most Unix tools); `--help` prints the help and gives 0.
  */
 
+/** `value`: what the help shows for the flag's value (`--timeout SECONDS`); `N` or `TEXT` when left out. */
 export type FlagSpec =
-  | { kind: "int"; default: number; min?: number; max?: number; help: string }
+  | { kind: "int"; default: number; min?: number; max?: number; value?: string; help: string }
   /** `above`: an exclusive lower bound (a timeout must be > 0), where `min` is inclusive. */
-  | { kind: "number"; default: number; min?: number; above?: number; help: string }
-  | { kind: "string"; default?: string; help: string }
+  | {
+      kind: "number";
+      default: number;
+      min?: number;
+      above?: number;
+      max?: number;
+      value?: string;
+      help: string;
+    }
+  | { kind: "string"; default?: string; value?: string; help: string }
   | { kind: "boolean"; help: string };
 
 type FlagValue<F extends FlagSpec> = F extends { kind: "int" | "number" }
@@ -31,6 +40,11 @@ export type Flags<S extends Record<string, FlagSpec>> = { [K in keyof S]: FlagVa
 export interface Positionals {
   name: string;
   help: string;
+  /**
+   * What is wrong with one argument, in one line that names it, or undefined when it is fine. A wrong one is
+   * a usage error like a bad flag value: exit code 2 before anything runs.
+   */
+  check?: (value: string) => string | undefined;
 }
 
 /** A mistake on the command line; its message is one line for the user. */
@@ -41,7 +55,7 @@ export class UsageError extends Error {
 /**
  * Parses `argv` against `spec`: `--name value`, `--name=value`, boolean `--name`, `-h`/`--help`, `--`
  * (everything after it is positional). Throws {@link UsageError} for an unknown flag, a missing or bad
- * value, or a positional argument where none is taken.
+ * value, a positional argument where none is taken, or one that {@link Positionals.check} refuses.
  */
 export function parseFlags<S extends Record<string, FlagSpec>>(
   argv: string[],
@@ -81,6 +95,10 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     }
   }
   if (rest.length > 0 && !positionals) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
+  for (const value of rest) {
+    const problem = positionals?.check?.(value);
+    if (problem) throw new UsageError(problem);
+  }
   const flags: Record<string, unknown> = { help, positionals: rest };
   for (const [name, flag] of Object.entries(spec)) flags[name] = convert(name, flag, raw[name]);
   return flags as Flags<S>;
@@ -93,12 +111,13 @@ function convert(name: string, flag: FlagSpec, raw: string | true | undefined): 
   const value = Number(raw);
   const min = flag.min ?? Number.NEGATIVE_INFINITY;
   const above = flag.kind === "number" ? (flag.above ?? Number.NEGATIVE_INFINITY) : Number.NEGATIVE_INFINITY;
-  const max = flag.kind === "int" ? (flag.max ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY;
+  const max = flag.max ?? Number.POSITIVE_INFINITY;
   const wholeEnough = flag.kind === "number" || Number.isInteger(value);
   if (raw === "" || !Number.isFinite(value) || !wholeEnough || value < min || value <= above || value > max) {
+    const upTo = max === Number.POSITIVE_INFINITY ? "" : ` and ≤ ${max}`;
     const range =
       above > Number.NEGATIVE_INFINITY
-        ? `> ${above}`
+        ? `> ${above}${upTo}`
         : max === Number.POSITIVE_INFINITY
           ? `≥ ${min}`
           : `${min}–${max}`;
@@ -114,7 +133,7 @@ export function helpText(usage: string, spec: Record<string, FlagSpec>, position
   const lines = [`usage: ${usage}`, ""];
   if (positionals) lines.push(`  ${positionals.name.padEnd(24)} ${positionals.help}`);
   for (const [name, flag] of Object.entries(spec)) {
-    const value = flag.kind === "boolean" ? "" : ` ${flag.kind === "string" ? "TEXT" : "N"}`;
+    const value = flag.kind === "boolean" ? "" : ` ${flag.value ?? (flag.kind === "string" ? "TEXT" : "N")}`;
     const fallback = "default" in flag && flag.default !== undefined ? ` (default ${flag.default})` : "";
     lines.push(`  --${`${name}${value}`.padEnd(22)} ${flag.help}${fallback}`);
   }

@@ -7,8 +7,14 @@
  * clearing or retitling your terminal.
  */
 import type { FlagSpec, Positionals } from "./args.ts";
-import { DEFAULT_TIMEOUT_MS, type HttpResponse } from "./http.ts";
+import { DEFAULT_TIMEOUT_MS, type HttpResponse, parseTarget } from "./http.ts";
 import { showControls } from "./sanitize.ts";
+
+/**
+ * The longest --timeout: 2,147,483 s (24.8 days), as a timer holds at most 2^31 − 1 ms — a longer one fires
+ * at once (Node's and Bun's setTimeout: "TimeoutOverflowWarning … set to 1").
+ */
+export const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** The flags of both HTTP lessons. */
 export const HTTP_CLIENT_FLAGS = {
@@ -16,15 +22,25 @@ export const HTTP_CLIENT_FLAGS = {
     kind: "number",
     default: DEFAULT_TIMEOUT_MS / 1000,
     above: 0,
+    max: MAX_TIMEOUT_SECONDS,
+    value: "SECONDS",
     help: "seconds before one request gives up",
   },
   body: { kind: "boolean", help: "print each response's body too" },
 } as const satisfies Record<string, FlagSpec>;
 
-/** Their positional arguments. */
+/** Their positional arguments: URLs, each checked before any is fetched (`ftp://…` is a usage error). */
 export const URL_ARGUMENTS: Positionals = {
   name: "URL…",
-  help: "http:// or https:// URLs to GET (none: a local demo server)",
+  help: "http:// or https:// URLs to GET (none: a local demo, offline)",
+  check(url) {
+    try {
+      parseTarget(url);
+      return undefined;
+    } catch (error) {
+      return (error as Error).message;
+    }
+  },
 };
 
 const utf8 = new TextDecoder();

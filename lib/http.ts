@@ -128,7 +128,10 @@ export function parseTarget(url: string): Target {
   }
   const defaultPort = DEFAULT_PORTS[parsed.protocol];
   if (defaultPort === undefined)
-    throw new HttpError("bad-url", `unsupported URL scheme ${parsed.protocol} (use http: or https:)`);
+    throw new HttpError(
+      "bad-url",
+      `unsupported URL scheme ${parsed.protocol} in ${url} (use http: or https:)`,
+    );
   const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1"); // [::1] → ::1
   const port = parsed.port ? Number(parsed.port) : defaultPort;
   return {

@@ -18,10 +18,19 @@
  * lib/stream-writer.ts (StreamWriter: the send queue Bun's sockets lack) — and this one joins them to Bun's
  * socket handlers. Everything is re-exported here, so code imports from lib/streams.ts alone.
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket } from "bun";
+import { listen } from "./listen.ts";
 import { DEFAULT_LIMIT, StreamReader } from "./stream-reader.ts";
-import { ConnectionLostError, StreamWriter } from "./stream-writer.ts";
+import { ConnectionLostError, StreamWriter, socketHooks } from "./stream-writer.ts";
 
+export {
+  type LineConnection,
+  type LineServer,
+  type LineServerHandlers,
+  type LineServerOptions,
+  startLineServer,
+} from "./line-server.ts";
+export { DESCRIPTOR_RESERVE, ListenError, listen } from "./listen.ts";
 export {
   DEFAULT_LIMIT,
   IncompleteReadError,
@@ -60,7 +69,7 @@ function connectionLost(socket: Socket<Connection>, error?: Error): void {
   if (error)
     reader.setException(new ConnectionLostError(`connection lost: ${error.message}`, { cause: error }));
   else reader.feedEof();
-  writer?.onClose(error);
+  if (writer) socketHooks.onClose(writer, error);
 }
 
 /**
@@ -74,12 +83,12 @@ function streamHandlers(onOpen: (socket: Socket<Connection>) => void) {
       socket.data.reader.feedData(chunk);
     },
     drain(socket: Socket<Connection>) {
-      socket.data.writer?.onDrain();
+      if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
     },
     handshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null) {
       if (success) {
         socket.data.handshake?.resolve();
-        socket.data.writer?.onDrain();
+        if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
       } else {
         socket.data.handshake?.reject(authorizationError ?? new Error("TLS handshake failed"));
         socket.terminate();
@@ -107,11 +116,6 @@ function attach(socket: Socket<Connection>): StreamWriter {
 export interface OpenConnectionOptions extends StreamOptions {
   /** Speak TLS (`true`, or Bun's TLS options). The host name is sent for SNI and checked. */
   tls?: boolean | Record<string, unknown>;
-  /**
-   * Turn on TCP keepalive, first probe after this many idle milliseconds (Bun then probes every second,
-   * 10 times), so a peer that vanished without a FIN is noticed. Off when absent.
-   */
-  keepAliveMs?: number;
 }
 
 /**
@@ -158,7 +162,6 @@ export async function openConnection(
       );
     }
   }
-  if (options.keepAliveMs !== undefined) socket.setKeepAlive(true, options.keepAliveMs);
   return [reader, socket.data.writer ?? attach(socket)];
 }
 
@@ -173,14 +176,25 @@ const CONNECT_FAILURES: Record<string, string> = {
 };
 
 /**
+ * Why a connect failed, in words, from the error's `code`: `connection refused (is a server listening
+ * there?) (ECONNREFUSED)`; the error's own message when the code is not one of the common ones.
+ */
+export function connectFailureReason(error: unknown): string {
+  const cause = error as Error & { code?: string };
+  const known = cause.code ? CONNECT_FAILURES[cause.code] : undefined;
+  return known ? `${known} (${cause.code})` : (cause.message ?? String(error));
+}
+
+/**
  * One line for a failed connect — `cannot connect to HOST:PORT: connection refused (ECONNREFUSED)` — as a
  * {@link ConnectionLostError} whose `cause` is Bun's error.
  */
 export function connectError(error: unknown, host: string, port: number): ConnectionLostError {
-  const cause = error as Error & { code?: string };
-  const known = cause.code ? CONNECT_FAILURES[cause.code] : undefined;
-  const reason = known ? `${known} (${cause.code})` : (cause.message ?? String(error));
-  return new ConnectionLostError(`cannot connect to ${host}:${port}: ${reason}`, { cause });
+  const cause = error as Error;
+  const reason = connectFailureReason(error);
+  // An IPv6 address in brackets, as in a URL (RFC 3986 §3.2.2): `[::1]:8000`, not `::1:8000`.
+  const address = host.includes(":") ? `[${host}]` : host;
+  return new ConnectionLostError(`cannot connect to ${address}:${port}: ${reason}`, { cause });
 }
 
 export type ClientConnected = (reader: StreamReader, writer: StreamWriter) => void | Promise<void>;
@@ -206,7 +220,8 @@ export interface StreamServer {
 /**
  * Listens on `host:port` and calls `onClient(reader, writer)` for each connection (asyncio's
  * `start_server`). If `onClient` throws or rejects, the error is printed on one line and that connection
- * is closed (what was queued is still sent); the server goes on.
+ * is closed (what was queued is still sent); the server goes on. Rejects with a `ListenError` (one line:
+ * why, and what to do) if it cannot listen; stops accepting while file descriptors run low (lib/listen.ts).
  */
 export async function startServer(
   onClient: ClientConnected,
@@ -224,7 +239,7 @@ export async function startServer(
       failClient(writer, error);
     }
   });
-  const listener: TCPSocketListener<Connection> = Bun.listen<Connection>({
+  const listener = listen<Connection>({
     hostname: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
     allowHalfOpen: true,

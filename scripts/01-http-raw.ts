@@ -23,9 +23,7 @@
  * that sends an endless header line. The head is watched as it arrives, and the exchange fails the moment
  * a line passes 8 KiB — not at the 64 MiB buffer limit, nor at the deadline.
  *
- * Lines end in `
-`, but a bare `
-` is accepted too (RFC 9112 §2.2 allows it): that is what `nc` sends.
+ * Lines end in `\r\n`, but a bare `\n` is accepted too (RFC 9112 §2.2 allows it): that is what `nc` sends.
  *
  * Run it:
  *   bun scripts/01-http-raw.ts                    # starts a tiny local server and fetches from it (offline)
@@ -34,7 +32,8 @@
  *   bun scripts/01-http-raw.ts https://example.com/ --body    # TLS works too
  *   bun scripts/01-http-raw.ts --help
  * Poke it: in a second terminal run `nc -l 9000`, then `bun scripts/01-http-raw.ts http://127.0.0.1:9000/
- * --body`, read the request in nc, type `HTTP/1.1 200 OK`, Enter, Enter, some text, then Ctrl+C nc.
+ * --body`, read the request in nc, type `HTTP/1.1 200 OK`, Enter, Enter, some text, Enter (nc sends a line
+ * only when you press Enter), then Ctrl+C nc: that closes the connection, and the EOF ends the body.
  *
  * Builds on: nothing — this is the first lesson. Lesson 02 rebuilds it on StreamReader/StreamWriter.
  */

@@ -26,8 +26,9 @@
  *   bun scripts/02-http-streams.ts http://example.com/ https://example.org/ --timeout 5 --body
  *   bun scripts/02-http-streams.ts --help
  * Poke it: `nc -l 9000` in a second terminal, then `bun scripts/02-http-streams.ts http://127.0.0.1:9000/`;
- * answer `HTTP/1.1 200 OK`, `Content-Length: 3`, an empty line, `abc` — the client returns as soon as the
- * third byte arrives, without waiting for you to close nc (lesson 01 had to wait for EOF).
+ * answer `HTTP/1.1 200 OK`, `Content-Length: 3`, an empty line, `abc`, Enter (nc sends a line only then) —
+ * the client returns as soon as `abc` arrives, without waiting for you to close nc (lesson 01 had to wait
+ * for EOF).
  *
  * Builds on: lesson 01 (the same requests and parsing rules, from lib/http.ts) and lib/streams.ts
  * (asyncio.open_connection ↔ openConnection; StreamReader.readline ↔ readLine, readuntil ↔ readUntil,

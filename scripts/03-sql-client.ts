@@ -44,16 +44,28 @@
  *
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
-import { spinner } from "@clack/prompts";
 import { parseCommandLine } from "../lib/args.ts";
 import { NotATerminalError } from "../lib/cbreak.ts";
-import { type Field, PgError, Pool, type QueryResult, redact } from "../lib/pg.ts";
+import {
+  ConnectOptionsError,
+  type Field,
+  PgError,
+  Pool,
+  type QueryResult,
+  redact,
+  resolveOptions,
+} from "../lib/pg.ts";
 import { startPGliteServer } from "../lib/pglite-server.ts";
 import type { Message, Screen, Span } from "../lib/screen.ts";
+import { startSpinner } from "../lib/spinner.ts";
 import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
 
 export const FLAGS = {
-  url: { kind: "string", help: "postgres://user:password@host:port/database (default: an embedded PGlite)" },
+  url: {
+    kind: "string",
+    value: "URL",
+    help: "postgres://user:password@host:port/database (default: an embedded PGlite)",
+  },
   pool: {
     kind: "int",
     default: 4,
@@ -67,6 +79,11 @@ export const FLAGS = {
 export const MAX_TABLE_ROWS = 10;
 /** Widest a table column gets before its values are cut with "…": 40 cells. */
 const MAX_COLUMN_WIDTH = 40;
+/**
+ * Longest delay the demo takes: 2,147,483 s (24.8 days), as a timer holds at most 2^31 − 1 ms — a longer
+ * one would fire at once.
+ */
+export const MAX_DELAY_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 const PROMPT = "sql> ";
 
 // ── Step 1: a database to talk to ─────────────────────────────────────────────────────────────────────
@@ -112,6 +129,28 @@ export async function startEmbeddedDatabase(): Promise<Database> {
     poolSize: 1,
     stop: () => server.stop(),
   };
+}
+
+/**
+ * The database to use — the server at `url`, or the embedded one — with a pool on it, checked with one
+ * query. Throws, having stopped whatever it started, if that fails.
+ */
+async function openDatabase(
+  url: string | undefined,
+  poolSize: number,
+): Promise<{ database: Database; pool: Pool; version: string }> {
+  const database = url
+    ? { url, description: redact(url), poolSize, stop: async () => {} }
+    : await startEmbeddedDatabase();
+  const pool = new Pool(database.url, { max: database.poolSize });
+  try {
+    const { rows } = await pool.query<{ version: string }>("SELECT version() AS version");
+    return { database, pool, version: rows[0]?.version.split(",")[0] ?? "" };
+  } catch (error) {
+    await pool.close();
+    await database.stop();
+    throw error;
+  }
 }
 
 // ── Step 2: results as text that fits the screen ──────────────────────────────────────────────────────
@@ -232,6 +271,13 @@ export class SqlConsole {
 
   /** The delay demo: a task that sleeps, then reports; nothing waits for it. */
   #delay(number: number, seconds: number): void {
+    if (seconds > MAX_DELAY_SECONDS) {
+      this.screen.print([
+        { text: `[#${number}] `, style: { dim: true } },
+        { text: `a delay is at most ${MAX_DELAY_SECONDS} s (24.8 days)`, style: { color: "red" } },
+      ]);
+      return;
+    }
     this.screen.print([
       { text: `[#${number}] `, style: { dim: true } },
       { text: `sleeping ${seconds} s…`, style: { color: "yellow" } },
@@ -267,9 +313,20 @@ export class SqlConsole {
 // ── Step 4: the program — connect, switch the terminal, loop over keys, always restore ────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/03-sql-client.ts [flags]");
+  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/03-sql-client.ts [--url URL] [--pool N]");
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
+  // A --url that cannot be read (not postgres://, port=abc, sslmode=maybe) is a usage error, found before
+  // anything starts; only a URL that can be tried and then fails is a failure to connect (exit 1).
+  if (flags.url !== undefined) {
+    try {
+      resolveOptions(flags.url);
+    } catch (error) {
+      if (!(error instanceof ConnectOptionsError)) throw error;
+      console.error(`error: --url: ${error.message} (see --help)`);
+      return 2;
+    }
+  }
   if (!process.stdin.isTTY) {
     console.error(
       "error: this console reads keys from a terminal, but stdin is not one (is it piped?). Run it in a terminal.",
@@ -277,26 +334,27 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 2;
   }
 
-  const progress = spinner();
-  progress.start(
+  // A spinner while the database starts or the connection is made. Ctrl+C (or SIGTERM) meanwhile ends the
+  // wait at once with 130 (143); whatever was being started is closed behind us.
+  const progress = startSpinner(
     flags.url ? `Connecting to ${redact(flags.url)}` : "Starting the embedded database (PGlite)",
   );
-  let database: Database | undefined;
-  let pool: Pool;
-  let version: string;
-  try {
-    database = flags.url
-      ? { url: flags.url, description: redact(flags.url), poolSize: flags.pool, stop: async () => {} }
-      : await startEmbeddedDatabase();
-    pool = new Pool(database.url, { max: database.poolSize });
-    const { rows } = await pool.query<{ version: string }>("SELECT version() AS version");
-    version = rows[0]?.version.split(",")[0] ?? "";
-    progress.stop(`Connected: ${database.description}`);
-  } catch (error) {
-    progress.error(`Cannot connect: ${(error as Error).message}`);
-    await database?.stop();
+  const connecting = openDatabase(flags.url, flags.pool);
+  const outcome = await Promise.race([connecting, progress.interrupted]).catch((error: Error) => error);
+  if (typeof outcome === "number") {
+    progress.stop("Interrupted.", "failed");
+    connecting.then(
+      ({ pool, database }) => pool.close().then(() => database.stop()),
+      () => {},
+    );
+    return outcome;
+  }
+  if (outcome instanceof Error) {
+    progress.stop(`Cannot connect: ${outcome.message}`, "failed");
     return 1;
   }
+  const { database, pool, version } = outcome;
+  progress.stop(`Connected: ${database.description}`);
 
   let ui: TerminalUi;
   try {

@@ -10,6 +10,10 @@
  * state. (The book's broadcast version removed writers from its list while iterating over it; here each
  * client removes only itself, in a `finally`, whatever way it left.)
  *
+ * Two limits keep a server's memory and sockets bounded whatever clients do: `--max-clients` (past it, a
+ * newcomer gets `ERR server full` and is closed) and `--idle` (a client silent that long — no complete line
+ * — is told and disconnected, by one sweep timer over every client, as in lesson 05).
+ *
  *   asyncio                                  here
  *   asyncio.start_server(cb, host, port)  ↔  startServer(onClient, { host, port })
  *   server.sockets[0].getsockname()       ↔  server.port (the real one when 0 was asked)
@@ -17,9 +21,12 @@
  *   writer.write(data); await drain()     ↔  writer.write(data); await writer.drain()
  *   writer.get_extra_info("peername")     ↔  writer.peer
  *
- * Run it:    bun scripts/04-echo-server.ts [--host 127.0.0.1] [--port 8000] [--max-line BYTES] [--quiet]
+ * Run it:    bun scripts/04-echo-server.ts [--port 8000] [--max-line BYTES] [--max-clients N] [--idle SECONDS]
  * Poke it:   in a second and third terminal, `nc 127.0.0.1 8000`, and type. Each greeting counts the others.
  *            (No nc? `bun scripts/06-chat-client.ts` speaks to chat servers; for echo, `telnet` works too.)
+ *            Too long a line: a terminal cuts what you paste at 4,095 bytes, so generate one instead —
+ *            `head -c 100000 /dev/zero | tr '\0' x | nc -q 1 127.0.0.1 8000` (or start with --max-line 16
+ *            and type 17 characters): the reply is `ERR line too long: …`.
  * Stop it:   Ctrl+C — connected clients are told, everything queued is flushed, exit code 0.
  *
  * Builds on: lib/streams.ts (lesson 02's StreamReader/StreamWriter, here from the server side).
@@ -31,19 +38,32 @@ import {
   closeAll,
   DEFAULT_LIMIT,
   LimitOverrunError,
+  ListenError,
   type StreamReader,
   type StreamServer,
   type StreamWriter,
   startServer,
 } from "../lib/streams.ts";
 
-/** How long shutdown waits for clients to take their last bytes before cutting them: 2 s. */
-const SHUTDOWN_GRACE_MS = 2000;
+/**
+ * How long a client we close may take to read its last lines (and close its own half) before it is cut —
+ * at shutdown, when refused, when idle: 2 s. Without it, a client that reads nothing keeps its socket.
+ */
+const CLOSE_GRACE_MS = 2000;
 
 export const FLAGS = {
   host: { kind: "string", default: "127.0.0.1", help: "address to listen on" },
   port: { kind: "int", default: 8000, min: 0, max: 65535, help: "port to listen on; 0 picks a free one" },
   "max-line": { kind: "int", default: DEFAULT_LIMIT, min: 1, help: "longest line echoed, in bytes" },
+  // 1,000: each client may hold ~2 × --max-line being read and 64 KiB queued to send — at most ~200 MB in
+  // all with the defaults, and well under a default open-files limit of 1,024.
+  "max-clients": { kind: "int", default: 1000, min: 1, help: "clients connected at once; more get ERR" },
+  idle: {
+    kind: "number",
+    default: 60,
+    min: 0.1,
+    help: "seconds without a complete line before a client is cut",
+  },
   quiet: { kind: "boolean", help: "do not log each connection" },
 } as const;
 
@@ -54,9 +74,16 @@ export function greeting(others: number): string {
   return `welcome! ${others} other client${others === 1 ? " is" : "s are"} connected. Type a line and it comes back.\n`;
 }
 
-async function serveClient(reader: StreamReader, writer: StreamWriter, clients: Set<StreamWriter>, log: Log) {
+async function serveClient(reader: StreamReader, writer: StreamWriter, shared: Clients, log: Log) {
+  const { clients, lastLineAt } = shared;
+  if (clients.size >= shared.maxClients) {
+    writer.write(`ERR server full (${shared.maxClients} clients)\n`);
+    writer.close(CLOSE_GRACE_MS);
+    return;
+  }
   writer.write(greeting(clients.size));
   clients.add(writer);
+  lastLineAt.set(writer, performance.now());
   log(`+ ${writer.peer} connected (${clients.size} connected)`);
   try {
     for (;;) {
@@ -66,10 +93,13 @@ async function serveClient(reader: StreamReader, writer: StreamWriter, clients: 
       } catch (error) {
         // readLine skipped the whole over-long line: say so, and the connection goes on.
         if (!(error instanceof LimitOverrunError)) throw error;
+        if (writer.isClosing()) break; // shutdown or the idle sweep closed it meanwhile
         writer.write(`ERR line too long: ${error.consumed} bytes, the limit is ${reader.limit}\n`);
         continue;
       }
-      if (line.length === 0) break; // EOF: the client is done
+      // EOF: the client is done; or the idle sweep closed this writer while we waited.
+      if (line.length === 0 || writer.isClosing()) break;
+      lastLineAt.set(writer, performance.now());
       writer.write(line);
       // The brake: a client that sends faster than it reads waits here, not in our memory.
       await writer.drain();
@@ -78,14 +108,39 @@ async function serveClient(reader: StreamReader, writer: StreamWriter, clients: 
     if (!(error instanceof ConnectionLostError)) throw error;
   } finally {
     clients.delete(writer);
-    writer.close();
+    lastLineAt.delete(writer);
+    writer.close(CLOSE_GRACE_MS);
     log(`- ${writer.peer} left (${clients.size} connected)`);
   }
 }
 
-// ── Step 2: the server, and how it shuts down ─────────────────────────────────────────────────────────
+// ── Step 2: the limits — how many, and how long silent ────────────────────────────────────────────────
 
 type Log = (line: string) => void;
+
+/** The shared state: who is connected, and when each last sent a complete line. */
+interface Clients {
+  clients: Set<StreamWriter>;
+  lastLineAt: Map<StreamWriter, number>;
+  maxClients: number;
+}
+
+/**
+ * One pass over every client: who has been silent for more than `idleSeconds`? They are told and closed —
+ * gently (what is queued is still sent), then cut if they are not reading that either. Their coroutine
+ * ends when its `readLine()` sees the connection close.
+ */
+function sweepIdle({ clients, lastLineAt }: Clients, idleSeconds: number, log: Log): void {
+  const now = performance.now();
+  for (const writer of clients) {
+    if (now - (lastLineAt.get(writer) ?? now) <= idleSeconds * 1000 || writer.isClosing()) continue;
+    log(`- ${writer.peer} idle for ${idleSeconds} s`);
+    writer.write(`* disconnected: idle for ${idleSeconds} s\n`);
+    writer.close(CLOSE_GRACE_MS);
+  }
+}
+
+// ── Step 3: the server, and how it shuts down ─────────────────────────────────────────────────────────
 
 export interface EchoServer {
   server: StreamServer;
@@ -95,25 +150,43 @@ export interface EchoServer {
   shutdown(): Promise<void>;
 }
 
-export async function startEchoServer(
-  options: { host?: string; port?: number; maxLine?: number; log?: Log } = {},
-): Promise<EchoServer> {
-  const clients = new Set<StreamWriter>();
+export interface EchoOptions {
+  host?: string;
+  port?: number;
+  maxLine?: number;
+  /** Default {@link FLAGS}' `max-clients`. */
+  maxClients?: number;
+  /** Seconds; default {@link FLAGS}' `idle`. */
+  idleSeconds?: number;
+  log?: Log;
+}
+
+export async function startEchoServer(options: EchoOptions = {}): Promise<EchoServer> {
+  const shared: Clients = {
+    clients: new Set<StreamWriter>(),
+    lastLineAt: new Map(),
+    maxClients: options.maxClients ?? FLAGS["max-clients"].default,
+  };
+  const { clients } = shared;
   const log = options.log ?? (() => {});
-  const server = await startServer((reader, writer) => serveClient(reader, writer, clients, log), {
+  const server = await startServer((reader, writer) => serveClient(reader, writer, shared, log), {
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
     limit: options.maxLine ?? DEFAULT_LIMIT,
   });
+  const idleSeconds = options.idleSeconds ?? FLAGS.idle.default;
+  // One timer for everyone; a quarter of the idle time keeps the error under 25 % (and under 1 s).
+  const sweeper = setInterval(() => sweepIdle(shared, idleSeconds, log), Math.min(1000, idleSeconds * 250));
   async function shutdown() {
+    clearInterval(sweeper);
     server.close();
     for (const writer of clients) writer.write("* server shutting down\n");
-    await closeAll(clients, SHUTDOWN_GRACE_MS);
+    await closeAll(clients, CLOSE_GRACE_MS);
   }
   return { server, clients, shutdown };
 }
 
-// ── Step 3: the command line ──────────────────────────────────────────────────────────────────────────
+// ── Step 4: the command line ──────────────────────────────────────────────────────────────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const parsed = parseCommandLine(argv, FLAGS, "bun scripts/04-echo-server.ts [flags]");
@@ -125,10 +198,13 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       host: flags.host,
       port: flags.port,
       maxLine: flags["max-line"],
+      maxClients: flags["max-clients"],
+      idleSeconds: flags.idle,
       log: flags.quiet ? undefined : (line) => console.log(line),
     });
   } catch (error) {
-    console.error(`error: cannot listen on ${flags.host}:${flags.port}: ${(error as Error).message}`);
+    if (!(error instanceof ListenError)) throw error;
+    console.error(`error: ${error.message}`);
     return 1;
   }
   console.log(`listening on ${echo.server.hostname}:${echo.server.port}`);

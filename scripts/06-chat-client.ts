@@ -15,12 +15,14 @@
  *
  * The book's client set cbreak mode and never restored it, and redrew all messages on every new one. Here
  * /quit, Ctrl+C, Ctrl+D, the server closing on us, SIGTERM — every way out restores the terminal. /quit and
- * Ctrl+D exit 0; Ctrl+C exits 130, at the name prompt as in the chat (as a shell reports a program that
- * SIGINT ended); the server closing the connection exits 1.
+ * Ctrl+D exit 0 (Esc too, at the name prompt); Ctrl+C exits 130, at the name prompt as in the chat (as a
+ * shell reports a program that SIGINT ended); the server closing the connection exits 1.
  *
  * The server is a peer we do not control, so nothing it sends may break us: a line longer than 64 KiB (a
  * /who in a room of thousands) is shown cut, with a note, and the stream stays in step; its text reaches
  * the terminal neutralised (lib/sanitize) — in the chat, in an ERR at the prompt, and in its last words.
+ * A peer that answers CONNECT with neither OK nor ERR (lesson 04's echo server on the same port) is not a
+ * chat server: one line, exit 1 — and so is one that does not answer within 10 s.
  *
  *   asyncio (book)                                   here
  *   asyncio.open_connection(host, port)           ↔  openConnection(host, port)
@@ -40,8 +42,9 @@
  * lib/screen), lesson 02 (lib/streams).
  */
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
-import { parseCommandLine } from "../lib/args.ts";
+import { parseCommandLine, parseFlags } from "../lib/args.ts";
 import { EXIT_INTERRUPTED, NotATerminalError } from "../lib/cbreak.ts";
+import { ROOM_FLAGS, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import { showControls } from "../lib/sanitize.ts";
 import type { Message, Screen } from "../lib/screen.ts";
 import {
@@ -58,15 +61,16 @@ import { type ChatServer, NAME_PATTERN, FLAGS as SERVER_FLAGS, startChatServer }
 
 // Lesson 05 is the server this client talks to: its defaults are ours.
 export const FLAGS = {
-  host: { kind: "string", default: SERVER_FLAGS.host.default, help: "chat server address" },
+  host: { kind: "string", default: SERVER_FLAGS.host.default, value: "HOST", help: "chat server address" },
   port: {
     kind: "int",
     default: SERVER_FLAGS.port.default,
     min: 0,
     max: 65535,
-    help: "chat server port (with --serve, 0 picks a free one)",
+    value: "PORT",
+    help: "chat server port; with --serve, 0 picks a free one",
   },
-  name: { kind: "string", help: "your name (asked for when not given)" },
+  name: { kind: "string", value: "NAME", help: "your name (asked for when not given)" },
   serve: {
     kind: "boolean",
     help: "run lesson 05's server inside this client on --host/--port, and join it",
@@ -75,6 +79,10 @@ export const FLAGS = {
 
 /** How long /quit waits for the server to close the connection: 1 s. */
 const QUIT_GRACE_MS = 1000;
+/** How long the server may take to answer CONNECT: 10 s (lesson 05 answers at once). */
+export const JOIN_REPLY_TIMEOUT_MS = 10_000;
+/** What is quoted of a reply that is neither `OK` nor `ERR`: its first 60 characters. */
+const QUOTED_REPLY_CHARS = 60;
 /**
  * Longest server line shown whole: 64 KiB (the reader's limit). A longer one (a `/who` of thousands of
  * users) is shown cut to its first {@link CUT_LINE_SHOWN_BYTES}, with a note saying how long it was.
@@ -114,7 +122,7 @@ export function styleLine(line: string, ownName: string, time = timestamp()): Me
 
 // ── Step 2: joining — connect, ask for a name, CONNECT until the server says OK ───────────────────────
 
-interface Connection {
+export interface Connection {
   reader: StreamReader;
   writer: StreamWriter;
 }
@@ -161,21 +169,107 @@ export function validateName(name: string | undefined): string | undefined {
   return undefined;
 }
 
+/** 128 + the signal's number, as a shell reports a program the signal ended. */
+const SIGNAL_EXIT_CODES = { SIGHUP: 128 + 1, SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
+
 /**
- * Asks for a name (or takes --name) and registers it. Returns the name and the welcome line, or null if the
- * user cancelled. Reconnects once if the server closed the connection while the user was thinking; a
- * server that closes a fresh connection without answering is an error. What the server says is shown
- * neutralised (lib/sanitize): an `ERR` full of escape sequences cannot retitle or clear the terminal.
+ * Runs `work` (the name prompt) so that a signal cannot leave the terminal raw: @clack/prompts switches it
+ * to raw mode while it asks and installs no signal handlers, so SIGTERM or SIGHUP (a closed terminal
+ * window) would end the process with the terminal still raw and the cursor hidden. Here they put both back
+ * and exit 143 or 129 (and a `kill -INT`, 130). Ctrl+C typed at the prompt is a key, which clack reports
+ * as a cancel.
  */
-async function join(target: Target, first: Connection, givenName: string | undefined) {
+async function exitCleanlyOnSignals<T>(work: () => Promise<T>): Promise<T> {
+  const handlers = Object.entries(SIGNAL_EXIT_CODES).map(([signal, code]) => {
+    const handler = () => {
+      if (process.stdin.isTTY) process.stdin.setRawMode(false);
+      process.stdout.write("\x1b[?25h\n"); // the cursor back, and a fresh line after the prompt
+      process.exit(code);
+    };
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+  try {
+    return await work();
+  } finally {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  }
+}
+
+/**
+ * The server's answer to CONNECT, or null if it closed the connection first. Throws if it stays silent for
+ * {@link JOIN_REPLY_TIMEOUT_MS}: a peer that accepts connections but never speaks must not hang us.
+ */
+export async function replyToConnect(
+  connection: Connection,
+  target: Target,
+  timeoutMs = JOIN_REPLY_TIMEOUT_MS,
+): Promise<string | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silence = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const seconds = timeoutMs / 1000;
+      reject(new Error(`${target.host}:${target.port} did not answer CONNECT within ${seconds} s`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([readServerLine(connection.reader).catch(() => null), silence]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The name prompt (@clack/prompts' `text`), or the exit code when the user leaves instead: 130 for Ctrl+C
+ * (as if SIGINT had ended us), 0 for Esc or Ctrl+D — leaving normally, as Ctrl+D does in the chat. Clack
+ * reports Ctrl+C and Esc alike as a cancel and ignores Ctrl+D, so the keys are watched beside it (clack
+ * has the terminal emit `keypress` events on stdin).
+ */
+async function askName(): Promise<string | number> {
+  let leaving = EXIT_INTERRUPTED;
+  const abort = new AbortController();
+  const onKeypress = (_: string, key: { name?: string; ctrl?: boolean } | undefined) => {
+    if (key?.name === "escape") leaving = 0;
+    if (key?.ctrl && key.name === "d") {
+      leaving = 0;
+      abort.abort();
+    }
+  };
+  process.stdin.on("keypress", onKeypress);
+  try {
+    const answer = await text({
+      message: "Your name?",
+      placeholder: "ann",
+      validate: validateName,
+      signal: abort.signal,
+    });
+    return isCancel(answer) ? leaving : answer;
+  } finally {
+    process.stdin.off("keypress", onKeypress);
+  }
+}
+
+/**
+ * Asks for a name (or takes --name) and registers it. Returns the name and the welcome line, or the exit
+ * code if the user left at the prompt. Reconnects once if the server closed the connection while the user was thinking; a
+ * server that closes a fresh connection without answering is an error, and so is one that answers with
+ * anything but `OK …` or `ERR …` (lesson 04's echo server on the same port, a web server): it is not a
+ * chat server, and asking for another name would not help. What the server says is shown neutralised
+ * (lib/sanitize): an `ERR` full of escape sequences cannot retitle or clear the terminal.
+ */
+async function join(
+  target: Target,
+  first: Connection,
+  givenName: string | undefined,
+): Promise<{ name: string; welcome: string; connection: Connection } | { exitCode: number }> {
   let connection = first;
   let name = givenName;
   let fresh = true; // nobody waited on this connection yet: a close now is the server's doing
   for (;;) {
     if (name === undefined || validateName(name)) {
       if (name !== undefined) log.warn(`${JSON.stringify(name)}: ${validateName(name)}`);
-      const answer = await text({ message: "Your name?", placeholder: "ann", validate: validateName });
-      if (isCancel(answer)) return null;
+      const answer = await askName();
+      if (typeof answer === "number") return { exitCode: answer };
       name = answer;
       fresh = false;
     }
@@ -185,7 +279,13 @@ async function join(target: Target, first: Connection, givenName: string | undef
       fresh = true;
     }
     connection.writer.write(`CONNECT ${name}\n`);
-    const reply = await readServerLine(connection.reader).catch(() => null);
+    let reply: string | null;
+    try {
+      reply = await replyToConnect(connection, target);
+    } catch (error) {
+      connection.writer.abort();
+      throw error;
+    }
     if (reply?.startsWith("OK ")) return { name, welcome: reply.slice(3), connection };
     if (reply === null) {
       connection.writer.abort();
@@ -195,7 +295,14 @@ async function join(target: Target, first: Connection, givenName: string | undef
       fresh = true;
       continue;
     }
-    log.error(`The server said: ${showControls(reply.replace(/^ERR /, ""))}`);
+    if (!reply.startsWith("ERR ")) {
+      connection.writer.abort();
+      const quoted = reply.length > QUOTED_REPLY_CHARS ? `${reply.slice(0, QUOTED_REPLY_CHARS)}…` : reply;
+      throw new Error(
+        `${target.host}:${target.port} is not a chat server (lesson 05): it answered CONNECT with "${quoted}"`,
+      );
+    }
+    log.error(`The server said: ${showControls(reply.slice("ERR ".length))}`);
     name = undefined;
   }
 }
@@ -301,24 +408,18 @@ async function chat(connection: Connection, name: string, welcome: string, hoste
 
 // ── Step 4: the command line ──────────────────────────────────────────────────────────────────────────
 
-interface Target {
+export interface Target {
   host: string;
   port: number;
 }
 
-/** Lesson 05's server with lesson 05's defaults, in this process, quiet. Throws when it cannot listen. */
+/**
+ * Lesson 05's server with lesson 05's defaults, in this process, quiet. Throws lib/listen's ListenError
+ * (one line that says why) when it cannot listen.
+ */
 function startServerHere(host: string, port: number): ChatServer {
-  return startChatServer({
-    host,
-    port,
-    idleSeconds: SERVER_FLAGS.idle.default,
-    maxLineBytes: SERVER_FLAGS["max-line"].default,
-    sendQueueBytes: SERVER_FLAGS.sendq.default,
-    floodBurst: SERVER_FLAGS["flood-burst"].default,
-    floodRate: SERVER_FLAGS["flood-rate"].default,
-    maxUsers: SERVER_FLAGS["max-users"].default,
-    log: () => {},
-  });
+  const defaults = roomOptionsFromFlags(parseFlags([], ROOM_FLAGS), () => {});
+  return startChatServer({ host, port, ...defaults });
 }
 
 /** How others join a server running in this client. */
@@ -344,12 +445,7 @@ async function connectOrStartServer(
       if (mode === "connect" || !refused) throw error;
     }
   }
-  let hosted: ChatServer;
-  try {
-    hosted = mode === "serve" ? startServerHere(host, port) : startServerHere("127.0.0.1", 0);
-  } catch (error) {
-    throw new Error(`cannot listen on ${host}:${port}: ${(error as Error).message}`);
-  }
+  const hosted = mode === "serve" ? startServerHere(host, port) : startServerHere("127.0.0.1", 0);
   const why = mode === "serve" ? "As asked (--serve)" : `No chat server at ${host}:${port}, so`;
   log.info(
     `${why} a chat server is running inside this client on ${hosted.hostname}:${hosted.port}.\n${joinCommand(hosted)}`,
@@ -359,9 +455,17 @@ async function connectOrStartServer(
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const parsed = parseCommandLine(argv, FLAGS, "bun scripts/06-chat-client.ts [flags]");
+  const parsed = parseCommandLine(
+    argv,
+    FLAGS,
+    "bun scripts/06-chat-client.ts [--host HOST] [--port PORT] [--name NAME] [--serve]",
+  );
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
+  if (flags.port === 0 && !flags.serve) {
+    console.error("error: --port 0 picks a free port to serve on: it needs --serve (see --help)");
+    return 2;
+  }
   if (!process.stdin.isTTY) {
     console.error("error: this chat client reads keys from a terminal, but stdin is not one (is it piped?)");
     return 2;
@@ -381,17 +485,17 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   }
   let joined: Awaited<ReturnType<typeof join>>;
   try {
-    joined = await join(first, first, flags.name);
+    joined = await exitCleanlyOnSignals(() => join(first, first, flags.name));
   } catch (error) {
     console.error(`error: ${showControls((error as Error).message)}`);
     await first.hosted?.close();
     return 1;
   }
-  if (!joined) {
+  if ("exitCode" in joined) {
     cancel("No name, no chat. Bye!");
     first.writer.close();
     await first.hosted?.close();
-    return EXIT_INTERRUPTED; // Ctrl+C at the prompt (clack reports a cancel): as if SIGINT had ended us
+    return joined.exitCode; // 130 after Ctrl+C at the prompt; 0 after Esc or Ctrl+D
   }
   return chat(joined.connection, joined.name, joined.welcome, first.hosted);
 }

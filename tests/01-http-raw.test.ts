@@ -159,20 +159,34 @@ describe("lesson 01 as a command", () => {
     }
   });
 
-  test("prints one clear line, not a stack trace, for each bad URL", async () => {
+  test("prints one clear line, not a stack trace, for each URL it cannot fetch, and exits 1", async () => {
     const { exitCode, stderr } = await runScript([
       "scripts/01-http-raw.ts",
       "http://127.0.0.1:1/",
-      "ftp://example.com/",
       "http://host.invalid/",
     ]);
     expect(exitCode).toBe(1);
     expect(stderr.trim().split("\n")).toEqual([
       "http://127.0.0.1:1/: cannot connect to 127.0.0.1:1: connection refused (is a server listening there?) (ECONNREFUSED)",
-      "ftp://example.com/: unsupported URL scheme ftp: (use http: or https:)",
       "http://host.invalid/: cannot connect to host.invalid:80: unknown host (ENOTFOUND)",
     ]);
     expect(hasStackTrace(stderr)).toBe(false);
+  });
+
+  test("an argument that is not an http(s) URL is a usage error: one line, exit 2, nothing fetched", async () => {
+    for (const [bad, message] of [
+      ["ftp://example.com/", "unsupported URL scheme ftp: in ftp://example.com/ (use http: or https:)"],
+      ["example.com", "invalid URL: example.com"],
+    ]) {
+      const { exitCode, stdout, stderr } = await runScript([
+        "scripts/01-http-raw.ts",
+        "http://127.0.0.1:1/",
+        bad!,
+      ]);
+      expect(exitCode).toBe(2);
+      expect(stderr.trim()).toBe(`error: ${message} (see --help)`);
+      expect(stdout).toBe("");
+    }
   });
 
   describeHostileCli("scripts/01-http-raw.ts");

@@ -403,7 +403,20 @@ describe("lesson 02 as a command", () => {
   test("a bad option is one line and exit code 2", async () => {
     const { exitCode, stderr } = await runScript(["scripts/02-http-streams.ts", "--timeout", "-1"]);
     expect(exitCode).toBe(2);
-    expect(stderr.trim()).toBe('error: --timeout needs a number > 0, got "-1" (see --help)');
+    expect(stderr.trim()).toBe('error: --timeout needs a number > 0 and ≤ 2147483, got "-1" (see --help)');
+  });
+
+  test("a URL it cannot use is one line and exit code 2, before any request starts", async () => {
+    const { exitCode, stdout, stderr } = await runScript([
+      "scripts/02-http-streams.ts",
+      "http://127.0.0.1:1/",
+      "ftp://example.com/",
+    ]);
+    expect(exitCode).toBe(2);
+    expect(stderr.trim()).toBe(
+      "error: unsupported URL scheme ftp: in ftp://example.com/ (use http: or https:) (see --help)",
+    );
+    expect(stdout).toBe("");
   });
 
   describeHostileCli("scripts/02-http-streams.ts");

@@ -3,7 +3,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PgError } from "../lib/pg.ts";
-import { formatError, formatResult, formatTable, MAX_TABLE_ROWS } from "../scripts/03-sql-client.ts";
+import { Screen } from "../lib/screen.ts";
+import {
+  formatError,
+  formatResult,
+  formatTable,
+  MAX_DELAY_SECONDS,
+  MAX_TABLE_ROWS,
+  SqlConsole,
+} from "../scripts/03-sql-client.ts";
 import { type PostgresCluster, postgresAvailability, startPostgres } from "./helpers/postgres.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
@@ -78,6 +86,28 @@ function databasePort(rows: string[]): number {
   if (!match) throw new Error(`no database port on the screen:\n${rows.join("\n")}`);
   return Number(match[1]);
 }
+
+describe("lesson 03: the delay demo", () => {
+  test("a delay longer than a timer holds is refused, not reported as slept at once", async () => {
+    let written = "";
+    const shown = () => Bun.stripANSI(written);
+    const screen = new Screen({
+      output: { write: (text: string) => (written += text) },
+      columns: 80,
+      rows: 10,
+      prompt: "> ",
+    });
+    screen.start();
+    const pool = {} as ConstructorParameters<typeof SqlConsole>[1]; // a delay never touches the database
+    const sqlConsole = new SqlConsole(screen, pool, () => 80);
+    sqlConsole.submit(String(MAX_DELAY_SECONDS + 1));
+    sqlConsole.submit("0.05");
+    await Bun.sleep(200);
+    expect(shown()).toContain(`[#1] a delay is at most ${MAX_DELAY_SECONDS} s (24.8 days)`);
+    expect(shown()).not.toContain("slept 2147484 s");
+    expect(shown()).toContain("[#2] slept 0.05 s");
+  });
+});
 
 describe("lesson 03 in a real terminal, on its embedded database", () => {
   let folder: string;
@@ -167,6 +197,31 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
     expect(await listening(port)).toBe(false);
   }, 60_000);
 
+  test("Ctrl+C while the database starts exits 130 (not clack's 0), says so and restores the terminal; SIGTERM then exits 143", async () => {
+    const starting = (program: PtyProgram) =>
+      program.waitFor(
+        (rows) => rows.some((row) => row.includes("Starting the embedded database")),
+        "the spinner",
+        10_000,
+        5,
+      );
+    const interrupted = startConsole("spinner-interrupt");
+    await starting(interrupted);
+    interrupted.type("\x03");
+    expect(await interrupted.exited).toBe(130);
+    expect(interrupted.screen.rows().join("\n")).toContain("▲  Interrupted.");
+    expectTerminalRestored("spinner-interrupt");
+
+    const terminated = startConsole("spinner-sigterm");
+    await starting(terminated);
+    const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
+    expect(lesson.length).toBe(1);
+    process.kill(lesson[0]!, "SIGTERM");
+    expect(await terminated.exited).toBe(143);
+    expectTerminalRestored("spinner-sigterm");
+    expect(processesRunning("bun\0scripts/03-sql-client.ts")).toEqual([]);
+  }, 60_000);
+
   test("\\q exits 0 and SIGTERM 143, each restoring the terminal and taking the database with it", async () => {
     // Two consoles at once: the test waits for two database starts at the same time, not one after the other.
     const [quitter, terminated] = [startConsole("quit"), startConsole("sigterm")];
@@ -193,6 +248,19 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
 });
 
 describe("lesson 03 as a command", () => {
+  test("a --url it cannot read is a usage error: one line, exit 2, before anything starts", async () => {
+    for (const [url, message] of [
+      ["localhost/shop", "invalid database URL: localhost/shop"],
+      ["http://localhost/shop", "a database URL starts with postgres://, not http://"],
+      ["postgres://ann:secret@localhost/shop?port=abc", 'invalid port "abc": use a whole number'],
+    ]) {
+      const { exitCode, stdout, stderr } = await runScript(["scripts/03-sql-client.ts", "--url", url!]);
+      expect(exitCode).toBe(2);
+      expect(stderr.trim()).toBe(`error: --url: ${message} (see --help)`);
+      expect(stdout).toBe("");
+    }
+  });
+
   test("says it needs a terminal when stdin is piped", async () => {
     const { exitCode, stderr } = await runScript(["scripts/03-sql-client.ts"]);
     expect(exitCode).toBe(2);

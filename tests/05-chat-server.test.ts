@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { runScript } from "./helpers/run.ts";
 import { LineClient, type ServerProcess, startServerProcess } from "./helpers/servers.ts";
 
@@ -290,4 +291,206 @@ describe("lesson 05 as a command", () => {
       expect(stdout).toContain(flag);
     }
   });
+});
+
+describe("lesson 05: a client that half-closes after a last line without a newline", async () => {
+  const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+  afterAll(() => server.child.kill());
+
+  // What `nc` does on Ctrl+D after a partial line: the bytes, then FIN, and it keeps reading.
+  test("still gets the reply to CONNECT, /who and /quit, then EOF", async () => {
+    const cases = [
+      ["CONNECT halfway", /^OK welcome halfway, \d+ users? online$/],
+      ["CONNECT halfwho\n/who", /^\* online \(\d+\): .*\bhalfwho\b/],
+      ["CONNECT halfquit\n/quit", /^\* bye$/],
+    ] as const;
+    for (const [input, last] of cases) {
+      const client = await LineClient.connect(server.port);
+      client.send(input);
+      client.writer.writeEof();
+      const lines = await client.rest();
+      expect(lines.at(-1)).toMatch(last);
+    }
+  });
+
+  test("gets every reply queued before it left, even many in one turn", async () => {
+    const client = await LineClient.connect(server.port);
+    client.send(`CONNECT burst\n${"/who\n".repeat(5)}/who`);
+    client.writer.writeEof();
+    const lines = await client.rest();
+    expect(lines[0]).toMatch(/^OK welcome burst/);
+    // Six /who: the burst allows ten lines, each /who here is cheap (a short list).
+    expect(lines.filter((line) => line.startsWith("* online"))).toHaveLength(6);
+  });
+});
+
+describe("lesson 05: registration is timed from connecting", async () => {
+  const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet", "--idle", "0.6"]);
+  afterAll(() => server.child.kill());
+
+  test("a connection sending an empty line every 300 ms without CONNECT is still cut", async () => {
+    const lurker = await LineClient.connect(server.port);
+    const keepAlive = setInterval(() => lurker.send("\n"), 300);
+    try {
+      const started = performance.now();
+      expect(await lurker.lineMatching(/^ERR registration/, 4000)).toBe("ERR registration timeout for 0.6 s");
+      expect(performance.now() - started).toBeLessThan(2500);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  });
+});
+
+describe("lesson 05: /who in a big room", () => {
+  test("answers with the count and the first 100 names, sorted, and costs tokens by size", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+    try {
+      const names = Array.from({ length: 150 }, (_, i) => `${"w".repeat(28)}${String(i).padStart(4, "0")}`);
+      const users = await Promise.all(names.map((name) => join(server, name)));
+      const asker = users[0]!;
+      // ~3.4 KB per reply: one token for the line, three for the reply; the burst of 10 pays for three.
+      asker.send("/who\n/who\n/who\n/who\n/who\n");
+      const replies: string[] = [];
+      for (let i = 0; i < 5; i++) replies.push(await asker.lineMatching(/^(\* online|ERR)/));
+      const lists = replies.filter((line) => line.startsWith("* online"));
+      expect(lists).toHaveLength(3);
+      expect(replies.filter((line) => line === "ERR slow down")).toHaveLength(2);
+      expect(lists[0]).toBe(`* online (150): ${names.slice(0, 100).join(", ")}, … and 50 more`);
+      expect(Buffer.byteLength(lists[0]!)).toBeLessThan(4096);
+      for (const user of users) user.close();
+    } finally {
+      server.child.kill();
+    }
+  }, 30_000);
+});
+
+describe("lesson 05: names are checked as typed", async () => {
+  const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+  afterAll(() => server.child.kill());
+
+  test("CONNECT bad<BEL>name gets ERR invalid name, never the name with the BEL removed", async () => {
+    const client = await LineClient.connect(server.port);
+    client.send("CONNECT bad\x07name\nCONNECT \x1b[31mred\n");
+    expect(await client.line()).toBe("ERR invalid name: use 1-32 letters, digits, _ or -");
+    expect(await client.line()).toBe("ERR invalid name: use 1-32 letters, digits, _ or -");
+    client.send("/who\n");
+    expect(await client.line()).toBe("ERR send CONNECT <name> first");
+    client.close();
+  });
+
+  test("invisible format characters never reach the others", async () => {
+    const reader = await join(server, "reader");
+    const writer = await join(server, "writer");
+    await reader.lineMatching("* writer joined");
+    writer.send("a\u200eb\u202ec\u2028d\ufff9e\u{E0041}f\n");
+    expect(await reader.line()).toBe("writer: abcdef");
+    reader.close();
+    writer.close();
+  });
+});
+
+/** CPU time a process has used so far, in clock ticks (utime + stime from /proc/PID/stat). */
+function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+describe("lesson 05: running out of file descriptors", () => {
+  test("stops accepting instead of spinning; users already in keep chatting; resumes when they free", async () => {
+    const server = await startServerProcess(
+      "scripts/05-chat-server.ts",
+      [],
+      ["sh", "-c", "ulimit -n 128; exec bun scripts/05-chat-server.ts --port 0 --quiet"],
+    );
+    const clockTicks = Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString()) || 100;
+    const flood: { terminate(): void }[] = [];
+    try {
+      const ann = await join(server, "ann");
+      const bob = await join(server, "bob");
+      await ann.lineMatching("* bob joined");
+      // Far more connections than descriptors: the rest are refused (or reset) once the reserve is reached.
+      for (let i = 0; i < 300; i++) {
+        const socket = await Bun.connect({
+          hostname: "127.0.0.1",
+          port: server.port,
+          socket: { data() {}, error() {}, close() {} },
+        }).catch(() => null);
+        if (socket) flood.push(socket);
+      }
+      const before = cpuTicks(server.child.pid);
+      await Bun.sleep(2000);
+      const used = (cpuTicks(server.child.pid) - before) / clockTicks;
+      expect(used).toBeLessThan(0.5); // of 2 s: a spinning accept loop uses all of it
+      bob.send("still here\n");
+      expect(await ann.lineMatching("bob: still here")).toBe("bob: still here");
+      for (const socket of flood) socket.terminate();
+      await Bun.sleep(1500);
+      const late = await join(server, "late");
+      late.close();
+      ann.close();
+      bob.close();
+    } finally {
+      for (const socket of flood) socket.terminate();
+      server.child.kill();
+    }
+  }, 30_000);
+});
+
+describe("lesson 05: a user cut while it reads nothing", () => {
+  test("is closed after the grace even with lines still queued for it, not kept for ever", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", [
+      "--quiet",
+      "--idle",
+      "1",
+      "--sendq",
+      String(64 * 1024 * 1024),
+      "--flood-burst",
+      "100000",
+      "--flood-rate",
+      "100000",
+    ]);
+    try {
+      let received = 0;
+      const registered = Promise.withResolvers<void>();
+      const closed = Promise.withResolvers<void>();
+      const victim = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+        socket: {
+          data(_socket, chunk) {
+            received += chunk.length;
+            if (String(chunk).startsWith("OK")) registered.resolve();
+          },
+          close: () => closed.resolve(),
+          error() {},
+        },
+      });
+      victim.write("CONNECT victim\n");
+      await registered.promise;
+      victim.pause();
+      const talker = await join(server, "talker");
+      const total = 30_000; // 30 MB for the victim: far more than the kernel's buffers hold
+      const payload = "q".repeat(1000);
+      for (let sent = 0; sent < total; sent += 500) {
+        talker.send(`${Array.from({ length: 500 }, () => payload).join("\n")}\n`);
+        await talker.writer.drain();
+        await Bun.sleep(1);
+      }
+      const chatter = setInterval(() => talker.send("keeping busy\n"), 300);
+      try {
+        await talker.lineMatching("* victim was disconnected (idle)", 15_000);
+        await Bun.sleep(3000); // the 2 s grace, and a margin
+        victim.resume();
+        await Promise.race([closed.promise, Bun.sleep(5000)]);
+        // Cut: it got what the kernel buffers held, not the 30 MB still queued for it.
+        expect(received).toBeLessThan(total * 1000 * 0.7);
+      } finally {
+        clearInterval(chatter);
+      }
+      victim.terminate();
+      talker.close();
+    } finally {
+      server.child.kill();
+    }
+  }, 60_000);
 });

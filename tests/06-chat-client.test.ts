@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket } from "bun";
-import { styleLine, validateName } from "../scripts/06-chat-client.ts";
+import { openConnection } from "../lib/streams.ts";
+import { replyToConnect, styleLine, validateName } from "../scripts/06-chat-client.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
 import { LineClient, type ServerProcess, startServerProcess } from "./helpers/servers.ts";
@@ -191,6 +192,47 @@ describe("lesson 06 under load and at the prompt", () => {
     }
   }, 60_000);
 
+  test("SIGHUP or SIGTERM at the name prompt restores the terminal clack made raw, and exits 129 or 143", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+    const folder = mkdtempSync(join(tmpdir(), "lesson06-signal-"));
+    try {
+      for (const [signal, code] of [
+        ["SIGHUP", 129],
+        ["SIGTERM", 143],
+      ] as const) {
+        const program = startInPty([
+          "bash",
+          "-c",
+          `stty -g > ${folder}/before; bun scripts/06-chat-client.ts --port ${server.port}; code=$?; stty -g > ${folder}/after; exit $code`,
+        ]);
+        await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+        const [pid, ...others] = processesRunning(`bun\0scripts/06-chat-client.ts\0--port\0${server.port}\0`);
+        expect(others).toEqual([]);
+        process.kill(pid!, signal);
+        expect(await program.exited).toBe(code);
+        expect(readFileSync(`${folder}/after`, "utf8")).toBe(readFileSync(`${folder}/before`, "utf8"));
+      }
+    } finally {
+      server.child.kill();
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  test("Ctrl+D or Esc at the name prompt leaves normally: exit 0 (Ctrl+C is 130)", async () => {
+    const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
+    try {
+      for (const key of ["\x04", "\x1b"]) {
+        const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(server.port)]);
+        await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+        program.type(`an${key}`);
+        expect(await program.exited).toBe(0);
+        await program.waitFor((rows) => rows.some((row) => row.includes("No name, no chat")), "the goodbye");
+      }
+    } finally {
+      server.child.kill();
+    }
+  }, 30_000);
+
   test("Ctrl+C at the name prompt cancels cleanly", async () => {
     const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
     try {
@@ -223,6 +265,14 @@ describe("lesson 06 as a command", () => {
       `error: cannot connect to 127.0.0.1:${port}: connection refused (is a server listening there?) (ECONNREFUSED)`,
     );
     expect(rows.join("\n")).not.toMatch(/^\s+at /m);
+  });
+
+  test("--port 0 without --serve is a usage error, not an attempt to connect to port 0", async () => {
+    const { exitCode, stderr } = await runScript(["scripts/06-chat-client.ts", "--port", "0"]);
+    expect(exitCode).toBe(2);
+    expect(stderr.trim()).toBe(
+      "error: --port 0 picks a free port to serve on: it needs --serve (see --help)",
+    );
   });
 
   test("says it needs a terminal when stdin is piped", async () => {
@@ -261,6 +311,20 @@ describe("lesson 06 hosting the server itself", () => {
  * A hostile chat server in the test: answers the first CONNECT with `firstReply` (then OK to the next), and
  * after OK runs `afterJoin(socket)`.
  */
+/** PIDs whose command line starts with `prefix` (arguments separated by NUL), read from /proc. */
+function processesRunning(prefix: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "latin1").startsWith(prefix)) pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
 function hostileServer(firstReply: string | null, afterJoin: (socket: Socket<{ tries: number }>) => void) {
   return Bun.listen<{ tries: number }>({
     hostname: "127.0.0.1",
@@ -354,6 +418,41 @@ describe("lesson 06 against a hostile server", () => {
       server.stop(true);
     }
   }, 30_000);
+
+  test("a server that is not a chat server (lesson 04's echo server) gets one clear line and exit 1, not a new name prompt", async () => {
+    const echo = await startServerProcess("scripts/04-echo-server.ts", ["--quiet"]);
+    try {
+      const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(echo.port)]);
+      await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+      program.type("ann\r");
+      expect(await program.exited).toBe(1);
+      const rows = await program.waitFor((rows) => rows.some((row) => row.startsWith("error:")), "the error");
+      const text = rows.join("");
+      expect(text).toContain(
+        `error: 127.0.0.1:${echo.port} is not a chat server (lesson 05): it answered CONNECT with "welcome! 0`,
+      );
+      expect(text).not.toContain("The server said");
+    } finally {
+      echo.child.kill();
+    }
+  }, 30_000);
+
+  test("a server that never answers CONNECT is an error after the timeout, not a hang", async () => {
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const [reader, writer] = await openConnection("127.0.0.1", silent.port);
+      writer.write("CONNECT ann\n");
+      const started = performance.now();
+      const target = { host: "127.0.0.1", port: silent.port };
+      await expect(replyToConnect({ reader, writer }, target, 300)).rejects.toThrow(
+        `127.0.0.1:${silent.port} did not answer CONNECT within 0.3 s`,
+      );
+      expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+      writer.abort();
+    } finally {
+      silent.stop(true);
+    }
+  });
 
   test("a 200 KB line is shown cut with a note, the next line still arrives, and the last line is shown inert", async () => {
     let sendLast: () => void = () => {};

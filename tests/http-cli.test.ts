@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseFlags } from "../lib/args.ts";
+import { parseFlags, UsageError } from "../lib/args.ts";
 import { newHeaders } from "../lib/http.ts";
 import { countUrls, formatResponse, HTTP_CLIENT_FLAGS, URL_ARGUMENTS } from "../lib/http-cli.ts";
 
@@ -20,6 +20,13 @@ describe("the HTTP lessons' command line", () => {
     expect(flags.timeout).toBe(2.5);
     expect(flags.body).toBe(true);
     expect(parseFlags([], HTTP_CLIENT_FLAGS, URL_ARGUMENTS).timeout).toBe(10);
+  });
+
+  test("refuses a --timeout a timer cannot hold (over 2^31 − 1 ms), which would fire at once", () => {
+    expect(parseFlags(["--timeout", "2147483"], HTTP_CLIENT_FLAGS, URL_ARGUMENTS).timeout).toBe(2147483);
+    expect(() => parseFlags(["--timeout", "3000000"], HTTP_CLIENT_FLAGS, URL_ARGUMENTS)).toThrow(
+      new UsageError('--timeout needs a number > 0 and ≤ 2147483, got "3000000"'),
+    );
   });
 
   test("prints status, fields and body size, and the body only when asked", () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ScramClient } from "../lib/pg/auth.ts";
+import { ScramClient, ScramError } from "../lib/pg/auth.ts";
 import { type Client, connect, PgConnectionError, PgError, Pool, resolveOptions } from "../lib/pg.ts";
 import {
   type PostgresCluster,
@@ -238,9 +238,18 @@ describe.skipIf(!hasPostgres)("PostgreSQL", () => {
     test("a server whose SCRAM signature is wrong is refused", async () => {
       const fake = startFakeScramServer();
       try {
-        await expect(
-          connect({ host: "127.0.0.1", port: fake.port, user: "u", password: "p", sslmode: "disable" }),
-        ).rejects.toThrow("SCRAM: the server's signature is wrong");
+        const error = await connect({
+          host: "127.0.0.1",
+          port: fake.port,
+          user: "u",
+          password: "p",
+          sslmode: "disable",
+        }).catch((e) => e);
+        expect(error).toBeInstanceOf(PgConnectionError);
+        expect(error.message).toBe(
+          "connection failed: SCRAM: the server's signature is wrong — it does not know the password; refusing it",
+        );
+        expect(error.cause).toBeInstanceOf(ScramError);
       } finally {
         fake.stop();
       }
@@ -402,9 +411,49 @@ describe("connection settings", () => {
     );
   });
 
+  test("a number that is not one is refused with what was given, not NaN", () => {
+    expect(() => resolveOptions("postgres://h/db?port=abc", {})).toThrow(
+      'invalid port "abc": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?connect_timeout=soon", {})).toThrow(
+      'invalid connect_timeout "soon": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?keepalives_idle=-1", {})).toThrow(
+      'invalid keepalives_idle "-1": use a whole number',
+    );
+    expect(() => resolveOptions("postgres://h/db?connect_timeout=3000000", {})).toThrow(
+      "a connect timeout of 3000000 s is over a timer's limit (24.8 days)",
+    );
+    expect(() => resolveOptions("postgres://h/db", { PGPORT: "54 32" })).toThrow(
+      'invalid PGPORT "54 32": use a whole number',
+    );
+  });
+
+  test("connect_timeout=0 waits as long as it takes, as in libpq, instead of timing out at once", async () => {
+    const url = new URL(pglite.url);
+    url.searchParams.set("connect_timeout", "0");
+    expect(resolveOptions(url.href, {}).connectTimeoutMs).toBe(0);
+    const client = await connect(url.href);
+    try {
+      expect((await client.query<{ one: number }>("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await client.close();
+    }
+  });
+
   test("a refused connection is a PgConnectionError naming the address", async () => {
-    await expect(connect("postgres://u@127.0.0.1:1/db")).rejects.toThrow(
-      "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused",
+    const error = await connect("postgres://u@127.0.0.1:1/db").catch((e) => e);
+    expect(error).toBeInstanceOf(PgConnectionError);
+    // The words come from the error's code, once: no second address, no stack.
+    expect(error.message).toBe(
+      "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused (is a server listening there?) (ECONNREFUSED)",
+    );
+    expect(error.cause.code).toBe("ECONNREFUSED");
+  });
+
+  test("an IPv6 address is named in brackets in the error, as in the URL", async () => {
+    await expect(connect("postgres://u@[::1]:1/db")).rejects.toThrow(
+      "cannot connect to PostgreSQL at [::1]:1: ",
     );
   });
 

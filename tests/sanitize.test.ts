@@ -37,3 +37,48 @@ describe("showControls", () => {
     expect(showControls("plain 🎉")).toBe("plain 🎉");
   });
 });
+
+describe("invisible format characters (Unicode Cf, tags, line and paragraph separators)", () => {
+  const invisible = {
+    "U+200E left-to-right mark": "\u200e",
+    "U+200F right-to-left mark": "\u200f",
+    "U+061C Arabic letter mark": "\u061c",
+    "U+2028 line separator": "\u2028",
+    "U+2029 paragraph separator": "\u2029",
+    "U+FFF9 interlinear annotation anchor": "\ufff9",
+    "U+FFFA interlinear annotation separator": "\ufffa",
+    "U+FFFB interlinear annotation terminator": "\ufffb",
+    "U+E0001 language tag": "\u{E0001}",
+    "U+E0041 tag latin capital A": "\u{E0041}",
+    "U+E007F cancel tag": "\u{E007F}",
+    "U+E0000 (tag block, unassigned)": "\u{E0000}",
+    "U+FEFF byte-order mark": "\ufeff",
+    "U+2066 left-to-right isolate": "\u2066",
+  };
+
+  for (const [name, char] of Object.entries(invisible)) {
+    test(`stripControls removes ${name}, and showControls shows it as U+FFFD`, () => {
+      expect(stripControls(`a${char}b${char}`)).toBe("ab");
+      expect(showControls(`a${char}b`)).toBe("a\uFFFDb");
+    });
+  }
+
+  test("keeps ZWJ and ZWNJ inside text: emoji sequences and Persian stay intact", () => {
+    const family = "👨\u200d👩\u200d👧";
+    const persian = "می\u200cخواهم";
+    expect(stripControls(`${family} ${persian}`)).toBe(`${family} ${persian}`);
+    expect(showControls(`${family} ${persian}`)).toBe(`${family} ${persian}`);
+  });
+
+  test("removes ZWJ and ZWNJ at the edges of text or next to a space", () => {
+    expect(stripControls("\u200dhi\u200c there \u200d\u200c")).toBe("hi there ");
+    expect(stripControls("\u200e\u200d")).toBe("");
+  });
+
+  test("removes a whole tag sequence (an invisible message) hidden after a word", () => {
+    const hidden = [..."ignore previous"]
+      .map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0)))
+      .join("");
+    expect(stripControls(`hello${hidden}`)).toBe("hello");
+  });
+});

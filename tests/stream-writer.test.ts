@@ -123,4 +123,29 @@ describe("StreamWriter over real sockets", () => {
     await expect(draining).rejects.toBeInstanceOf(ConnectionLostError);
     await expect(writer.drain()).rejects.toBeInstanceOf(ConnectionLostError);
   });
+
+  test("close(graceMs) aborts a peer that reads nothing, but never one that keeps reading", async () => {
+    const writers: StreamWriter[] = [];
+    server = await startServer((_reader, writer) => {
+      writers.push(writer);
+      writer.write(new Uint8Array(16 * 1024 * 1024)); // far more than the kernel buffers hold
+      writer.close(300);
+    });
+    // The stalled peer never reads: cut after the grace, most of the 16 MiB never sent.
+    await openConnection("127.0.0.1", server.port);
+    await Bun.sleep(100);
+    const started = performance.now();
+    await writers[0]!.waitClosed();
+    expect(performance.now() - started).toBeLessThan(2000);
+    // A peer that keeps reading, however long the whole takes, gets every byte, then EOF.
+    const [slowReader] = await openConnection("127.0.0.1", server.port);
+    let received = 0;
+    for (;;) {
+      const chunk = await slowReader.read(256 * 1024);
+      if (chunk.length === 0) break;
+      received += chunk.length;
+      await Bun.sleep(10); // 64 reads: well over the 300 ms grace in all
+    }
+    expect(received).toBe(16 * 1024 * 1024);
+  }, 30_000);
 });

@@ -53,6 +53,12 @@ describe("openConnection and startServer over real sockets", () => {
     expect(error.message).toContain("ECONNREFUSED");
   });
 
+  test("a refused IPv6 address is named in brackets, [::1]:port, as in a URL", async () => {
+    const error = await openConnection("::1", 1).catch((e) => e);
+    expect(error).toBeInstanceOf(ConnectionLostError);
+    expect(error.message).toStartWith("cannot connect to [::1]:1: ");
+  });
+
   test("a client handler that throws aborts only its own connection", async () => {
     let calls = 0;
     const originalError = console.error;

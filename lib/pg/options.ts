@@ -35,7 +35,10 @@ export interface ConnectOptions {
   user?: string;
   password?: string;
   database?: string;
-  /** Give up connecting (TCP, startup and authentication) after this many milliseconds (default 10 s). */
+  /**
+   * Give up connecting (TCP, startup and authentication) after this many milliseconds (default 10 s; 0 waits
+   * as long as it takes, as libpq's `connect_timeout=0`).
+   */
   connectTimeoutMs?: number;
   /** Reported to the server as `application_name` (shown in pg_stat_activity). */
   applicationName?: string;
@@ -83,6 +86,8 @@ export type ResolvedOptions = Required<Omit<ConnectOptions, "password" | "sslroo
 
 export const DEFAULT_PORT = 5432;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** The longest a timer can wait: 2^31 − 1 ms (24.8 days), for connect and query timeouts. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const DEFAULT_STATEMENT_CACHE_SIZE = 100;
 export const DEFAULT_KEEPALIVE_IDLE_MS = 60_000;
 
@@ -98,7 +103,7 @@ export function resolveOptions(
 ): ResolvedOptions {
   const given = typeof urlOrOptions === "string" ? parseUrl(urlOrOptions) : urlOrOptions;
   const user = given.user ?? env.PGUSER ?? userInfo().username;
-  const port = given.port ?? (env.PGPORT ? Number(env.PGPORT) : DEFAULT_PORT);
+  const port = given.port ?? (env.PGPORT ? wholeNumber("PGPORT", env.PGPORT) : DEFAULT_PORT);
   if (!Number.isInteger(port) || port < 1 || port > 65535)
     throw new ConnectOptionsError(`invalid port: ${port}`);
   const givenHost = given.host || env.PGHOST || null;
@@ -135,9 +140,19 @@ export function resolveOptions(
     keepAlive: given.keepAlive ?? true,
     keepAliveIdleMs: given.keepAliveIdleMs ?? DEFAULT_KEEPALIVE_IDLE_MS,
   };
-  for (const name of ["queryTimeoutMs", "keepAliveIdleMs"] as const) {
+  for (const name of ["connectTimeoutMs", "queryTimeoutMs", "keepAliveIdleMs"] as const) {
     const value = resolved[name];
     if (!Number.isFinite(value) || value < 0) throw new ConnectOptionsError(`invalid ${name}: ${value}`);
+  }
+  // A timer holds at most 2^31 − 1 ms (24.8 days); a longer one would fire at once.
+  for (const [name, what] of [
+    ["connectTimeoutMs", "connect timeout"],
+    ["queryTimeoutMs", "query timeout"],
+  ] as const) {
+    if (resolved[name] > MAX_TIMER_MS)
+      throw new ConnectOptionsError(
+        `a ${what} of ${resolved[name] / 1000} s is over a timer's limit (24.8 days)`,
+      );
   }
   refuseNulBytes(resolved);
   return resolved;
@@ -253,9 +268,10 @@ export function parseUrl(url: string): ConnectOptions {
   const database = decodeURIComponent(parsed.pathname.slice(1));
   if (database) options.database = database;
   const port = parsed.searchParams.get("port");
-  if (port !== null) options.port = Number(port);
+  if (port !== null) options.port = wholeNumber("port", port);
   const timeout = parsed.searchParams.get("connect_timeout");
-  if (timeout !== null) options.connectTimeoutMs = Number(timeout) * 1000;
+  // libpq: seconds, and 0 waits as long as it takes.
+  if (timeout !== null) options.connectTimeoutMs = wholeNumber("connect_timeout", timeout) * 1000;
   const application = parsed.searchParams.get("application_name");
   if (application !== null) options.applicationName = application;
   const requireAuth = parsed.searchParams.get("require_auth");
@@ -268,7 +284,8 @@ export function parseUrl(url: string): ConnectOptions {
     options.keepAlive = keepalives === "1";
   }
   const keepalivesIdle = parsed.searchParams.get("keepalives_idle");
-  if (keepalivesIdle !== null) options.keepAliveIdleMs = Number(keepalivesIdle) * 1000;
+  if (keepalivesIdle !== null)
+    options.keepAliveIdleMs = wholeNumber("keepalives_idle", keepalivesIdle) * 1000;
   const sslmode = parsed.searchParams.get("sslmode");
   if (sslmode !== null) options.sslmode = oneOf("sslmode", sslmode, SSL_MODES);
   const sslrootcert = parsed.searchParams.get("sslrootcert");
@@ -277,6 +294,15 @@ export function parseUrl(url: string): ConnectOptions {
   if (channelBinding !== null)
     options.channelBinding = oneOf("channel_binding", channelBinding, CHANNEL_BINDINGS);
   return options;
+}
+
+/**
+ * A URL parameter or variable that must be a whole number (`port=5433`, `connect_timeout=5`), or a one-line
+ * {@link ConnectOptionsError} that names it and quotes what was given.
+ */
+function wholeNumber(name: string, value: string): number {
+  if (!/^\d+$/.test(value)) throw new ConnectOptionsError(`invalid ${name} "${value}": use a whole number`);
+  return Number(value);
 }
 
 /** The URL with its password replaced by `***`, for messages. */

@@ -10,6 +10,7 @@
  * Integers are big-endian; strings are "C strings" (UTF-8, ending in a zero byte). The startup, SSL and
  * cancel requests have no type byte: they come first, before the server knows anything.
  */
+import { type Parser, TypeOid } from "./types.ts";
 
 /** Protocol 3.0, as the startup message's version field: 3 << 16. */
 export const PROTOCOL_VERSION_3 = 196_608;
@@ -527,6 +528,46 @@ export function parseRowDescription(body: Buffer): FieldDescription[] {
     });
   }
   return fields;
+}
+
+/**
+ * DataRow ('D'): Int16 column count, then per column an Int32 length (−1 for NULL) and that many bytes of
+ * text. Integers are read straight from the bytes; everything else is decoded as UTF-8 and parsed.
+ */
+export function parseDataRow(
+  body: Buffer,
+  fields: FieldDescription[],
+  parsers: Parser[],
+): Record<string, unknown> {
+  const count = body.readInt16BE(0);
+  const row: Record<string, unknown> = {};
+  let offset = 2;
+  for (let column = 0; column < count; column++) {
+    const length = body.readInt32BE(offset);
+    offset += 4;
+    const field = fields[column]!;
+    if (length === -1) {
+      row[field.name] = null;
+      continue;
+    }
+    const end = offset + length;
+    const typeOid = field.typeOid;
+    row[field.name] =
+      typeOid === TypeOid.int4 || typeOid === TypeOid.int2 || typeOid === TypeOid.oid
+        ? parseAsciiInteger(body, offset, end)
+        : parsers[column]!(body.toString("utf8", offset, end));
+    offset = end;
+  }
+  return row;
+}
+
+/** A decimal integer of at most 10 digits, without making a string first. */
+function parseAsciiInteger(bytes: Buffer, start: number, end: number): number {
+  const negative = bytes[start] === 0x2d; // '-'
+  let value = 0;
+  for (let index = negative ? start + 1 : start; index < end; index++)
+    value = value * 10 + (bytes[index]! - 0x30);
+  return negative ? -value : value;
 }
 
 const SPACE = 0x20;

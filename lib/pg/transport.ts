@@ -13,7 +13,8 @@
  */
 import { X509Certificate } from "node:crypto";
 import type { Socket } from "bun";
-import { ConnectionLostError, connectError, StreamReader, StreamWriter } from "../streams.ts";
+import { socketHooks } from "../stream-writer.ts";
+import { ConnectionLostError, connectFailureReason, StreamReader, StreamWriter } from "../streams.ts";
 import { PgConnectionError } from "./errors.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { MessageBuilder, SSL_ACCEPTED, SSL_REFUSED, writeSSLRequest } from "./protocol.ts";
@@ -55,7 +56,7 @@ function lost(socket: Socket<Connection>, error?: Error): void {
   if (error)
     reader.setException(new ConnectionLostError(`connection lost: ${error.message}`, { cause: error }));
   else reader.feedEof();
-  writer?.onClose(error);
+  if (writer) socketHooks.onClose(writer, error);
 }
 
 /** Handlers of the socket we connect: the SSLRequest's answer, then (unless upgraded) the plain stream. */
@@ -80,7 +81,7 @@ const rawHandlers = {
   },
   drain(socket: Socket<Connection>) {
     // Once upgraded, Bun reports the TLS socket's room to write here, on the raw socket: pass it on.
-    socket.data.writer?.onDrain();
+    if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
   },
   end(socket: Socket<Connection>) {
     if (socket.data.phase === "upgraded") return;
@@ -109,7 +110,7 @@ const tlsHandlers = {
     socket.data.reader.feedData(chunk);
   },
   drain(socket: Socket<Connection>) {
-    socket.data.writer?.onDrain();
+    if (socket.data.writer) socketHooks.onDrain(socket.data.writer);
   },
   handshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null) {
     const state = socket.data;
@@ -278,19 +279,24 @@ async function upgrade(
   return { reader: state.reader, writer, peerCertificate: certificate?.raw ?? null };
 }
 
-/** Why a connect failed, in words: `connection refused (ECONNREFUSED)`. */
+/**
+ * Why a connect failed, in words, from the error's `code`: `connection refused (is a server listening
+ * there?) (ECONNREFUSED)`; a Unix socket's ENOENT and ECONNREFUSED in a socket's terms.
+ */
 function connectFailure(error: unknown, unix: boolean): string {
   const code = (error as { code?: string }).code;
   if (unix && code === "ENOENT")
     return "no such socket (is the server running, with its socket in that directory?) (ENOENT)";
   if (unix && code === "ECONNREFUSED")
     return "connection refused: nothing listens on that socket (ECONNREFUSED)";
-  return connectError(error, "", 0).message.replace(/^cannot connect to :0: /, "");
+  return connectFailureReason(error);
 }
 
 /** `host:port`, or the socket's path. */
 export function describeAddress(options: Pick<ResolvedOptions, "host" | "port" | "socketPath">): string {
-  return options.socketPath ?? `${options.host}:${options.port}`;
+  // An IPv6 address in brackets, as in a URL (RFC 3986 §3.2.2): `[::1]:5432`, not `::1:5432`.
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  return options.socketPath ?? `${host}:${options.port}`;
 }
 
 /** Signature algorithm OID → the hash tls-server-end-point uses (RFC 5929 §4.1: MD5 and SHA-1 become SHA-256). */

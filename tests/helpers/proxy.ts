@@ -1,6 +1,7 @@
 /**
  * A TCP proxy between a client and a real server, for tests that need the network to misbehave:
- * added latency each way, or every server byte in its own TCP segment.
+ * added latency each way, every server byte in its own TCP segment, or the link cut for a while (every
+ * connection reset, new ones refused until it is restored).
  */
 import type { Socket } from "bun";
 
@@ -23,12 +24,15 @@ interface Pair {
 export async function startProxy(targetPort: number, options: ProxyOptions = {}) {
   const latency = options.latencyMs ?? 0;
   const pairs = new Set<Pair>();
+  /** While cut, a new connection is closed as soon as it opens, as a broken link would. */
+  let cut = false;
   const later = (ms: number) => (ms > 0 ? Bun.sleep(ms) : Promise.resolve());
   const listener = Bun.listen<Pair>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       async open(client) {
+        if (cut) return void client.terminate();
         const pair: Pair = { upstream: null, client, early: [], towardsClient: Promise.resolve() };
         client.data = pair;
         pairs.add(pair);
@@ -57,6 +61,7 @@ export async function startProxy(targetPort: number, options: ProxyOptions = {})
         for (const bytes of pair.early.splice(0)) writeAll(pair.upstream, bytes);
       },
       data(client, chunk) {
+        if (!client.data) return;
         const bytes = new Uint8Array(chunk);
         const pair = client.data;
         later(latency).then(() => {
@@ -65,6 +70,7 @@ export async function startProxy(targetPort: number, options: ProxyOptions = {})
         });
       },
       close(client) {
+        if (!client.data) return;
         client.data.upstream?.end();
         pairs.delete(client.data);
       },
@@ -78,6 +84,14 @@ export async function startProxy(targetPort: number, options: ProxyOptions = {})
         pair.client.terminate();
         pair.upstream?.terminate();
       }
+    },
+    /** Cuts every connection and refuses new ones until {@link restore}. */
+    cut() {
+      cut = true;
+      this.cutAll();
+    },
+    restore() {
+      cut = false;
     },
     stop() {
       listener.stop(true);

@@ -20,8 +20,16 @@ export interface ServerProcess {
 
 const ROOT = `${import.meta.dir}/../..`;
 
-export async function startServerProcess(script: string, args: string[] = []): Promise<ServerProcess> {
-  const child = Bun.spawn(["bun", script, "--port", "0", ...args], {
+/**
+ * Starts `bun SCRIPT --port 0 ARGS…` — or, when `command` is given, exactly that command (e.g. through
+ * `sh -c 'ulimit -n 128; exec bun …'`) — and waits for its `listening on` line.
+ */
+export async function startServerProcess(
+  script: string,
+  args: string[] = [],
+  command?: string[],
+): Promise<ServerProcess> {
+  const child = Bun.spawn(command ?? ["bun", script, "--port", "0", ...args], {
     cwd: ROOT,
     stdout: "pipe",
     stderr: "inherit",
