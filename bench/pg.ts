@@ -13,7 +13,11 @@ import { type Client, connect } from "../lib/pg.ts";
 import { postgresAvailability, startPostgres } from "../tests/helpers/postgres.ts";
 import { compare, report } from "./measure.ts";
 
-const SEQUENTIAL = 2000;
+/**
+ * Sequential rounds last ~0.3–0.7 s per driver: at 2,000 queries (50–130 ms) a burst of other work on a
+ * shared machine decided a round, and the same pair of drivers measured anywhere from 0.8× to 1.2×.
+ */
+const SEQUENTIAL = 10_000;
 const PIPELINED = 20_000;
 const WINDOW = 64;
 const WIDE_QUERIES = 100;

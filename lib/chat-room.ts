@@ -25,18 +25,38 @@ export const ROOM_FLAGS = {
     kind: "number",
     default: 60,
     min: 0.1,
+    value: "SECONDS",
     help: "seconds without a complete line before a user is disconnected (and to finish CONNECT)",
   },
   // 4 KiB: a chat line is a sentence or a paste, not a file; it also bounds what a line costs every user.
-  "max-line": { kind: "int", default: 4096, min: 16, help: "longest line in bytes; longer ones get ERR" },
+  "max-line": {
+    kind: "int",
+    default: 4096,
+    min: 16,
+    value: "BYTES",
+    help: "longest line in bytes; longer ones get ERR",
+  },
   // 256 KiB: ~3,000 typical messages of backlog — far more than a reader that is merely slow needs.
-  sendq: { kind: "int", default: 256 * 1024, min: 1024, help: "bytes queued for one user before it is cut" },
+  sendq: {
+    kind: "int",
+    default: 256 * 1024,
+    min: 1024,
+    value: "BYTES",
+    help: "bytes queued for one user before it is cut",
+  },
   // 10 lines at once, then 5 a second: a paste of a few lines passes, a flood does not.
-  "flood-burst": { kind: "int", default: 10, min: 1, help: "lines a user may send in a burst" },
+  "flood-burst": {
+    kind: "int",
+    default: 10,
+    min: 1,
+    value: "LINES",
+    help: "lines a user may send in a burst",
+  },
   "flood-rate": {
     kind: "number",
     default: 5,
     min: 0.01,
+    value: "RATE",
     help: "lines per second a user may send after the burst",
   },
   // 10,000 users cost < 64 MB (see README); the operating system's file limit is usually 1,024–65,536.
@@ -113,6 +133,11 @@ export interface NameRegistry {
 /** Where a line for the whole room goes. Every line published must come back once, in order, to {@link ChatRoom.deliver}. */
 export interface RoomBus {
   publish(line: string): void;
+  /**
+   * Optional: calls `then` once every line published so far has been delivered. A user that half-closes
+   * leaves only then, so it still gets its own copy of its last line. Without it, it leaves at once.
+   */
+  afterDelivered?(then: () => void): void;
 }
 
 /** Lesson 05's registry: a Map in this process. */
@@ -150,6 +175,8 @@ export class LocalNames implements NameRegistry {
  */
 export class LocalBus implements RoomBus {
   #turn: string[] = [];
+  /** Waiting for this turn's lines to be delivered (see {@link afterDelivered}). */
+  #afterTurn: (() => void)[] = [];
 
   constructor(readonly deliver: (lines: string[]) => void) {}
 
@@ -158,10 +185,19 @@ export class LocalBus implements RoomBus {
     this.#turn.push(line);
   }
 
+  /** At once if nothing is waiting to be delivered, else right after this turn's delivery. */
+  afterDelivered(then: () => void): void {
+    if (this.#turn.length === 0) then();
+    else this.#afterTurn.push(then);
+  }
+
   readonly #deliverTurn = (): void => {
     const lines = this.#turn;
+    const after = this.#afterTurn;
     this.#turn = [];
+    this.#afterTurn = [];
     this.deliver(lines);
+    for (const then of after) then();
   };
 }
 
@@ -307,10 +343,18 @@ export class ChatRoom {
     this.#send(member, `ERR line too long (max ${this.options.maxLineBytes} bytes)`);
   }
 
-  /** The peer sent EOF: it leaves — once the replies it is waiting for are written. */
+  /**
+   * The peer sent EOF (a half-close: it still reads). It leaves once the replies it is waiting for are
+   * written and the lines it published have come back from the bus — its own copy of its last line too.
+   */
   endOfInput(member: ChatMember): void {
     if (member.waiting) member.endedWhileWaiting = true;
-    else this.depart(member, "left");
+    else this.#leaveAfterDelivery(member);
+  }
+
+  #leaveAfterDelivery(member: ChatMember): void {
+    if (member.name === null || !this.bus.afterDelivered) return this.depart(member, "left");
+    this.bus.afterDelivered(() => this.depart(member, "left"));
   }
 
   /**
@@ -410,7 +454,7 @@ export class ChatRoom {
     answer.then(then, failed).finally(() => {
       member.waiting = false;
       if (member.gone) return;
-      if (member.endedWhileWaiting) return this.depart(member, "left");
+      if (member.endedWhileWaiting) return this.#leaveAfterDelivery(member);
       member.connection.resumeReading();
     });
   }

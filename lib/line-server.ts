@@ -10,7 +10,7 @@
  * - a {@link LineDecoder} per connection (framing, UTF-8, the line limit);
  * - a {@link StreamWriter} per connection (the send queue; `close()` sends everything first).
  *
- * Half-open aware: when the peer sends EOF (`nc` on Ctrl+D), its unterminated last line is delivered, then
+ * Half-open aware: when the peer sends EOF (`nc -N` on Ctrl+D), its unterminated last line is delivered, then
  * `onEnd`; the socket stays open for writing, so replies to that last line still reach the peer. (Bun
  * closes a socket right after `end` unless `allowHalfOpen` is set — and with it the replies still queued.)
  *

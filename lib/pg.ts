@@ -7,9 +7,9 @@
  * 2. Startup. We send StartupMessage (protocol 3.0, user, database); the server answers ParameterStatus
  *    messages (server_version, TimeZone, …), BackendKeyData (for cancelling), and ReadyForQuery — unless it
  *    first asks us to authenticate.
- * 3. Authentication ('R' messages, lib/pg/auth.ts): nothing (trust), the password (cleartext), an MD5 hash
- *    salted by the server, or SCRAM-SHA-256, where both sides prove they know the password without sending
- *    it — and we check the server's proof too.
+ * 3. Authentication ('R' messages, lib/pg/login.ts; the exchanges in lib/pg/auth.ts): nothing (trust),
+ *    the password (cleartext), an MD5 hash salted by the server, or SCRAM-SHA-256, where both sides prove
+ *    they know the password without sending it — and we check the server's proof too.
  * 4. Simple query: Query('Q', SQL text, possibly several statements) → for each statement RowDescription,
  *    DataRows, CommandComplete → finally ReadyForQuery. What a console sends for what the user types.
  * 5. Extended query: Parse (SQL with $1, $2 …) → Bind (values) → Execute → Sync. Parsing and planning
@@ -32,7 +32,8 @@
  *   const { rows } = await db.query("SELECT name FROM products WHERE price < $1", [10]);
  *   await db.close();
  */
-export { MAX_SCRAM_ITERATIONS, md5PasswordResponse, ScramClient, ScramIterationsError } from "./pg/auth.ts";
+// ScramClient stays inside lib/pg/auth.ts: the client runs the exchange; a caller catches its errors.
+export { MAX_SCRAM_ITERATIONS, md5PasswordResponse, ScramError, ScramIterationsError } from "./pg/auth.ts";
 export {
   Client,
   type CopySource,
@@ -43,6 +44,7 @@ export {
   PgError,
   type PgNotice,
   PgQueryTimeoutError,
+  PgResultValueError,
   type QueryResult,
   quoteIdentifier,
 } from "./pg/client.ts";
@@ -59,7 +61,7 @@ export {
 export { ParameterTypeError } from "./pg/parameters.ts";
 export { Pool, type PoolOptions } from "./pg/pool.ts";
 export { PgTlsError } from "./pg/transport.ts";
-export { TypeOid } from "./pg/types.ts";
+export { PgValueTextError, TypeOid } from "./pg/types.ts";
 
 import { Client } from "./pg/client.ts";
 import type { ConnectOptions } from "./pg/options.ts";

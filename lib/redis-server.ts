@@ -38,6 +38,8 @@ export interface RedisServer {
   folder: string;
   /** The running process's id. */
   pid(): number;
+  /** Resolves with the running process's exit code (128 + N for signal N) when it exits, for any reason. */
+  exited(): Promise<number>;
   /** SIGTERM, wait for the exit, remove the folder. */
   stop(): Promise<void>;
   /** SIGKILL and wait: what is in memory is lost. The folder stays for restart(). */
@@ -86,6 +88,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     url: `redis://${host}:${port}`,
     folder,
     pid: () => child.pid,
+    exited: () => child.exited,
     async stop() {
       child.kill("SIGTERM");
       await child.exited;

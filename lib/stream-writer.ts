@@ -254,6 +254,30 @@ export class StreamWriter {
     this.#flush();
   }
 
+  /**
+   * Sends `bytes` to the kernel at once when nothing is queued before them, else queues them behind the
+   * rest — for a request/response client whose lone request nothing will join. Unlike `write()` +
+   * `flushNow()` it schedules no pass at the end of the turn and copies nothing when the kernel takes it
+   * all; only what the kernel does not take is copied (sent from the `drain` handler), so the caller may
+   * reuse `bytes` as soon as this returns. Throws, like `write()`, after `writeEof()` or `close()`.
+   */
+  writeNow(bytes: Uint8Array): void {
+    if (this.#head < this.#queue.length || this.#blocked) {
+      this.write(bytes);
+      this.#flush();
+      return;
+    }
+    if (this.#eofRequested || this.#closeRequested) {
+      throw new Error(`write() called after ${this.#closeRequested ? "close()" : "writeEof()"}`);
+    }
+    if (this.#lost || this.#closed || bytes.length === 0) return;
+    const written = this.#socket.write(bytes);
+    if (written < 0 || written === bytes.length) return; // closed under us: the close handler reports it
+    this.#blocked = true;
+    this.#queue.push(bytes.slice(written));
+    this.#queuedBytes += bytes.length - written;
+  }
+
   static {
     // The socket hooks stay off the public surface: only the code that owns the socket may call them.
     writerDrained = (writer) => writer.#onDrain();

@@ -176,13 +176,22 @@ const CONNECT_FAILURES: Record<string, string> = {
 };
 
 /**
+ * Why a connect failed, in words, from the error's `code`: `connection refused (is a server listening
+ * there?) (ECONNREFUSED)`; the error's own message when the code is not one of the common ones.
+ */
+export function connectFailureReason(error: unknown): string {
+  const cause = error as Error & { code?: string };
+  const known = cause.code ? CONNECT_FAILURES[cause.code] : undefined;
+  return known ? `${known} (${cause.code})` : (cause.message ?? String(error));
+}
+
+/**
  * One line for a failed connect — `cannot connect to HOST:PORT: connection refused (ECONNREFUSED)` — as a
  * {@link ConnectionLostError} whose `cause` is Bun's error.
  */
 export function connectError(error: unknown, host: string, port: number): ConnectionLostError {
-  const cause = error as Error & { code?: string };
-  const known = cause.code ? CONNECT_FAILURES[cause.code] : undefined;
-  const reason = known ? `${known} (${cause.code})` : (cause.message ?? String(error));
+  const cause = error as Error;
+  const reason = connectFailureReason(error);
   // An IPv6 address in brackets, as in a URL (RFC 3986 §3.2.2): `[::1]:8000`, not `::1:8000`.
   const address = host.includes(":") ? `[${host}]` : host;
   return new ConnectionLostError(`cannot connect to ${address}:${port}: ${reason}`, { cause });

@@ -54,7 +54,13 @@ const CLOSE_GRACE_MS = 2000;
 export const FLAGS = {
   host: { kind: "string", default: "127.0.0.1", help: "address to listen on" },
   port: { kind: "int", default: 8000, min: 0, max: 65535, help: "port to listen on; 0 picks a free one" },
-  "max-line": { kind: "int", default: DEFAULT_LIMIT, min: 1, help: "longest line echoed, in bytes" },
+  "max-line": {
+    kind: "int",
+    default: DEFAULT_LIMIT,
+    min: 1,
+    value: "BYTES",
+    help: "longest line echoed, in bytes",
+  },
   // 1,000: each client may hold ~2 × --max-line being read and 64 KiB queued to send — at most ~200 MB in
   // all with the defaults, and well under a default open-files limit of 1,024.
   "max-clients": { kind: "int", default: 1000, min: 1, help: "clients connected at once; more get ERR" },
@@ -62,6 +68,7 @@ export const FLAGS = {
     kind: "number",
     default: 60,
     min: 0.1,
+    value: "SECONDS",
     help: "seconds without a complete line before a client is cut",
   },
   quiet: { kind: "boolean", help: "do not log each connection" },

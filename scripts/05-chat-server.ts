@@ -14,7 +14,8 @@
  *   → /who   ← * online (2): alice, bob   (the count, then at most 100 names, sorted)
  *   → /quit  ← * bye
  *   ← ERR line too long (max 4096 bytes)   ← ERR slow down   (flood control; the line is dropped)
- *   ← * disconnected: idle for 60 s        (then the server closes the connection)
+ *   ← * disconnected: idle for 60 s        (then the server closes the connection; before OK it is
+ *                                          `ERR registration timeout for 60 s`)
  *
  * The book's server (chapter 8) and what this one does instead:
  * - `message.split(' ')` crashed on `CONNECT` without a name or with extra spaces → every malformed first
@@ -131,7 +132,7 @@ export function startChatServer(options: ChatOptions): ChatServer {
   };
 }
 
-// ── Step 5: the command line ──────────────────────────────────────────────────────────────────────────
+// ── Step 3: the command line ──────────────────────────────────────────────────────────────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const parsed = parseCommandLine(argv, FLAGS, "bun scripts/05-chat-server.ts [flags]");

@@ -80,21 +80,35 @@ export const FLAGS = {
   },
   nodes: { kind: "int", default: 2, min: 1, max: 64, help: "node processes to start (without --node)" },
   node: { kind: "boolean", help: "run exactly one node in this process (needs --redis)" },
-  redis: { kind: "string", help: "redis://HOST:PORT of a Redis to use (default: start a private one)" },
+  redis: {
+    kind: "string",
+    value: "URL",
+    help: "redis://HOST:PORT of a Redis to use (default: start a private one)",
+  },
   prefix: {
     kind: "string",
     default: "chat:",
     help: "prefix of every Redis key, so clusters can share one Redis",
   },
   // 5 s: long enough that a busy node is not taken for dead, short enough that users are not left hanging.
+  // At most a day: the heartbeat's reply timer is half of it, and a timer past 2^31 − 1 ms (~24.8 days)
+  // fires at once — a huge value made every node spin on its heartbeat.
   "node-timeout": {
     kind: "number",
     default: 5,
     min: 0.5,
+    max: 86_400,
+    value: "SECONDS",
     help: "seconds without renewing its liveness before a node counts as dead",
   },
   // 10,000 entries of at most ~4 KiB: a node cut off for a while can catch up on this much.
-  history: { kind: "int", default: 10_000, min: 100, help: "stream entries Redis keeps (XADD MAXLEN ~)" },
+  history: {
+    kind: "int",
+    default: 10_000,
+    min: 100,
+    value: "ENTRIES",
+    help: "stream entries Redis keeps (XADD MAXLEN ~)",
+  },
   ...ROOM_FLAGS,
   quiet: { kind: "boolean", help: "do not log joins and departures" },
 } as const;
@@ -217,18 +231,38 @@ interface NodeProcess {
 async function spawnNode(number: number, argv: string[]): Promise<NodeProcess> {
   const child = Bun.spawn(["bun", import.meta.path, ...argv], {
     stdout: "pipe",
-    stderr: "inherit",
+    stderr: "pipe",
     stdin: "ignore",
     detached: true,
     env: { ...process.env, CHAT_CLUSTER_LAUNCHER_PID: String(process.pid) },
   });
+  // Its errors: held until it listens — a node that cannot start has said why in one line, which becomes
+  // the launcher's own one line — then passed on as they come.
+  let listening = false;
+  let startupErrors = "";
+  const errorsDone = (async () => {
+    const errorDecoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      if (listening) process.stderr.write(chunk);
+      else startupErrors += errorDecoder.decode(chunk, { stream: true });
+    }
+  })();
   const reader = child.stdout.getReader();
   const decoder = new TextDecoder();
   let pending = "";
   let first: string | null = null;
   while (first === null) {
     const { value, done } = await reader.read();
-    if (done) throw new Error(`node ${number} exited (${await child.exited}) before listening`);
+    if (done) {
+      const code = await child.exited;
+      await errorsDone;
+      const why = startupErrors
+        .trim()
+        .split("\n")
+        .at(-1)
+        ?.replace(/^error: /, "");
+      throw new Error(`node ${number}: ${why || `exited (${code}) before listening`}`);
+    }
     pending += decoder.decode(value, { stream: true });
     const newline = pending.indexOf("\n");
     if (newline !== -1) {
@@ -237,6 +271,8 @@ async function spawnNode(number: number, argv: string[]): Promise<NodeProcess> {
     }
   }
   if (!first.startsWith("listening on ")) throw new Error(`node ${number}: ${first}`);
+  listening = true;
+  if (startupErrors) process.stderr.write(startupErrors);
   const output = (async () => {
     for (;;) {
       let newline = pending.indexOf("\n");
@@ -294,9 +330,15 @@ async function runLauncher(flags: ParsedFlags): Promise<number> {
       void child.exited.then((code) => console.log(`node ${index + 1} (pid ${child.pid}) exited (${code})`));
     }
     const allGone = Promise.all(nodes.map(({ child }) => child.exited)).then(() => "every node exited");
-    const signal = await Promise.race([waitForShutdownSignal(), allGone]);
-    console.log(`${signal}: stopping the nodes, then redis`);
-    if (signal === "every node exited") exitCode = 1;
+    // The private Redis is the room: if it dies, nobody will bring it back, and the nodes would answer
+    // `ERR chat paused: reconnecting` for ever. Say so and stop, rather than hang.
+    const redisGone = redis
+      ? redis.exited().then((code) => `redis-server (pid ${redis.pid()}) exited (${code})`)
+      : new Promise<string>(() => {});
+    const reason = await Promise.race([waitForShutdownSignal(), allGone, redisGone]);
+    const signalled = reason.startsWith("SIG");
+    console.log(`${reason}: stopping the nodes${signalled ? ", then redis" : ""}`);
+    if (!signalled) exitCode = 1;
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
     exitCode = 1;

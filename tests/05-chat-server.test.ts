@@ -297,12 +297,15 @@ describe("lesson 05: a client that half-closes after a last line without a newli
   const server = await startServerProcess("scripts/05-chat-server.ts", ["--quiet"]);
   afterAll(() => server.child.kill());
 
-  // What `nc` does on Ctrl+D after a partial line: the bytes, then FIN, and it keeps reading.
-  test("still gets the reply to CONNECT, /who and /quit, then EOF", async () => {
+  // What `nc -N` does on Ctrl+D after a partial line: the bytes, then FIN, and it keeps reading.
+  test("still gets the reply to CONNECT, /who and /quit, and its own last line, then EOF", async () => {
     const cases = [
       ["CONNECT halfway", /^OK welcome halfway, \d+ users? online$/],
       ["CONNECT halfwho\n/who", /^\* online \(\d+\): .*\bhalfwho\b/],
       ["CONNECT halfquit\n/quit", /^\* bye$/],
+      // Its own copy of its last line comes back through the room, like everyone else's.
+      ["CONNECT halfsay\nhello, then EOF", /^halfsay: hello, then EOF$/],
+      ["CONNECT halfnl\nwith a newline\n", /^halfnl: with a newline$/],
     ] as const;
     for (const [input, last] of cases) {
       const client = await LineClient.connect(server.port);

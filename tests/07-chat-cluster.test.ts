@@ -528,6 +528,47 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
   );
 
   test(
+    "stops its nodes and exits 1, with one line, when its private redis-server dies",
+    async () => {
+      const child = Bun.spawn(["bun", SCRIPT, "--port", "0", "--quiet"], { stdout: "pipe", stderr: "pipe" });
+      let output = "";
+      const stdoutDone = (async () => {
+        for await (const chunk of child.stdout) output += new TextDecoder().decode(chunk);
+      })();
+      const stderr = new Response(child.stderr).text();
+      // Once both nodes listen: the launcher then waits only for a signal, its nodes, or Redis.
+      for (let tries = 0; tries < 200 && !/^node pids: /m.test(output); tries++) await Bun.sleep(50);
+      const ps = Bun.spawnSync(["ps", "-o", "pid=,args=", "--ppid", String(child.pid)]).stdout.toString();
+      const redisLine = ps.split("\n").find((args) => args.includes("redis-server"));
+      expect(redisLine).toBeDefined();
+      process.kill(Number(redisLine!.trim().split(" ")[0]), "SIGKILL");
+      // The nodes stop gracefully (their Redis is gone: the 2 s close grace at most), then the launcher.
+      expect(await child.exited).toBe(1);
+      await stdoutDone;
+      expect(output).toMatch(/^redis-server \(pid \d+\) exited \(137\): stopping the nodes$/m);
+      expect(hasStackTrace(await stderr)).toBe(false);
+    },
+    SLOW_TEST_MS,
+  );
+
+  test(
+    "a port already taken is one line, from the node that could not listen, and exit 1",
+    async () => {
+      const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      try {
+        const { exitCode, stderr } = await runScript([SCRIPT, "--port", String(holder.port), "--quiet"]);
+        expect(exitCode).toBe(1);
+        expect(stderr.trim().split("\n")).toEqual([
+          expect.stringMatching(/^error: node 1: cannot start a node .*address already in use/),
+        ]);
+      } finally {
+        holder.stop(true);
+      }
+    },
+    SLOW_TEST_MS,
+  );
+
+  test(
     "without redis-server on the PATH, says how to install it in one line and exits 1",
     async () => {
       // A PATH with bun alone on it.
@@ -550,6 +591,8 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
       for (const [args, code, message] of [
         [["--node"], 2, "--node needs --redis"],
         [["--redis", "http://x"], 2, "--redis needs a URL like redis://"],
+        // Past a timer's 2^31 − 1 ms the heartbeat fired at once, in a loop: refused before anything starts.
+        [["--node-timeout", "99999999999"], 2, "--node-timeout needs a number 0.5–86400"],
         [["--node", "--port", "0", "--redis", "redis://127.0.0.1:1"], 1, "cannot start a node"],
       ] as const) {
         const { exitCode, stderr } = await runScript([SCRIPT, ...args]);

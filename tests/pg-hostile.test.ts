@@ -6,7 +6,7 @@
  * as the resident memory of a child process (tests/helpers/pg-memory-probe.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { MAX_SCRAM_ITERATIONS, ScramClient } from "../lib/pg/auth.ts";
+import { MAX_SCRAM_ITERATIONS, ScramClient, ScramError, ScramIterationsError } from "../lib/pg/auth.ts";
 import { MAX_MESSAGE_BYTES, MessageFramer, MessageTooLongError } from "../lib/pg/protocol.ts";
 import { parseArray } from "../lib/pg/types.ts";
 import {
@@ -127,9 +127,9 @@ describe("authentication the server cannot bypass or stall", () => {
     const scram = new ScramClient("pw", "abc");
     scram.clientFirstMessage();
     const first = scram.clientFinalMessage("r=abcdef,s=AA==,i=4096");
-    await expect(scram.clientFinalMessage("r=abcdef,s=AA==,i=4096")).rejects.toThrow(
-      "SCRAM: a second server-first-message",
-    );
+    const second = scram.clientFinalMessage("r=abcdef,s=AA==,i=4096");
+    await expect(second).rejects.toThrow("SCRAM: a second server-first-message");
+    await expect(second).rejects.toBeInstanceOf(ScramError);
     await first;
   });
 
@@ -143,6 +143,7 @@ describe("authentication the server cannot bypass or stall", () => {
     const error = await connect(server.options({ password: "pw" })).catch((e) => e);
     const elapsed = performance.now() - started;
     expect(error).toBeInstanceOf(PgConnectionError);
+    expect(error.cause).toBeInstanceOf(ScramIterationsError);
     expect(error.message).toBe(
       "connection failed: SCRAM: the server asks for 100,000,000 PBKDF2 iterations; this client computes at most 100,000",
     );

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { formatTimestamp } from "../lib/pg/parameters.ts";
 import { parseTimestamp } from "../lib/pg/types.ts";
-import { type Client, connect, ParameterTypeError } from "../lib/pg.ts";
+import { type Client, connect, ParameterTypeError, PgResultValueError, PgValueTextError } from "../lib/pg.ts";
 import { type PostgresCluster, postgresAvailability, startPostgres } from "./helpers/postgres.ts";
 
 /**
@@ -251,6 +251,22 @@ describe.skipIf(!("bin" in availability))("values ⇄ PostgreSQL types, on a rea
     ]);
     // The connection is in step: the next query answers normally.
     expect((await client.query("SELECT $1::int4 AS x", [7])).rows).toEqual([{ x: 7 }]);
+  });
+
+  test("a value the client cannot read rejects its query with a PgResultValueError, and the connection goes on", async () => {
+    await client.query("SET bytea_output = 'escape'");
+    try {
+      const failure = client.query("SELECT 1 AS n, '\\x01'::bytea AS b");
+      await expect(failure).rejects.toBeInstanceOf(PgResultValueError);
+      await expect(failure).rejects.toBeInstanceOf(TypeError);
+      await expect(failure).rejects.toThrow(
+        "cannot read a value of the result: bytea in escape format is not supported; set bytea_output = 'hex'",
+      );
+      expect(((await failure.catch((error) => error)) as Error).cause).toBeInstanceOf(PgValueTextError);
+    } finally {
+      await client.query("RESET bytea_output");
+    }
+    expect((await client.query("SELECT '\\x01'::bytea AS b")).rows).toEqual([{ b: new Uint8Array([1]) }]);
   });
 
   test("dates before year 100, BC dates, and ±infinity read exactly", async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ScramClient } from "../lib/pg/auth.ts";
+import { ScramClient, ScramError } from "../lib/pg/auth.ts";
 import { type Client, connect, PgConnectionError, PgError, Pool, resolveOptions } from "../lib/pg.ts";
 import {
   type PostgresCluster,
@@ -238,9 +238,18 @@ describe.skipIf(!hasPostgres)("PostgreSQL", () => {
     test("a server whose SCRAM signature is wrong is refused", async () => {
       const fake = startFakeScramServer();
       try {
-        await expect(
-          connect({ host: "127.0.0.1", port: fake.port, user: "u", password: "p", sslmode: "disable" }),
-        ).rejects.toThrow("SCRAM: the server's signature is wrong");
+        const error = await connect({
+          host: "127.0.0.1",
+          port: fake.port,
+          user: "u",
+          password: "p",
+          sslmode: "disable",
+        }).catch((e) => e);
+        expect(error).toBeInstanceOf(PgConnectionError);
+        expect(error.message).toBe(
+          "connection failed: SCRAM: the server's signature is wrong — it does not know the password; refusing it",
+        );
+        expect(error.cause).toBeInstanceOf(ScramError);
       } finally {
         fake.stop();
       }
@@ -433,9 +442,13 @@ describe("connection settings", () => {
   });
 
   test("a refused connection is a PgConnectionError naming the address", async () => {
-    await expect(connect("postgres://u@127.0.0.1:1/db")).rejects.toThrow(
-      "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused",
+    const error = await connect("postgres://u@127.0.0.1:1/db").catch((e) => e);
+    expect(error).toBeInstanceOf(PgConnectionError);
+    // The words come from the error's code, once: no second address, no stack.
+    expect(error.message).toBe(
+      "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused (is a server listening there?) (ECONNREFUSED)",
     );
+    expect(error.cause.code).toBe("ECONNREFUSED");
   });
 
   test("an IPv6 address is named in brackets in the error, as in the URL", async () => {

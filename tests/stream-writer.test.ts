@@ -75,6 +75,43 @@ describe("StreamWriter over real sockets", () => {
     expect(() => writer.write("more")).toThrow("after writeEof()");
   });
 
+  test("writeNow() hands a lone message to the kernel before returning; write() waits for the end of the turn", async () => {
+    const received = Promise.withResolvers<string>();
+    server = await startServer(async (reader) => received.resolve(text(await reader.read(100))));
+    const [, writer] = await openConnection("127.0.0.1", server.port);
+    writer.writeNow(new TextEncoder().encode("now"));
+    expect(writer.bufferedBytes).toBe(0);
+    expect(await received.promise).toBe("now");
+    writer.write("later");
+    expect(writer.bufferedBytes).toBe(5);
+    writer.close();
+  });
+
+  test("writeNow() into a full socket copies what the kernel did not take: the caller's reused buffer arrives intact, in order", async () => {
+    const blocks = 32;
+    const block = new Uint8Array(1024 * 1024);
+    const received = Promise.withResolvers<Uint8Array>();
+    server = await startServer(async (reader) => {
+      await Bun.sleep(100); // not reading yet: the kernel's buffers fill and writeNow() must queue
+      received.resolve(await reader.read());
+    });
+    const [, writer] = await openConnection("127.0.0.1", server.port);
+    let mostQueued = 0;
+    for (let index = 0; index < blocks; index++) {
+      block.fill(index); // the same buffer, overwritten after each call
+      writer.writeNow(block);
+      mostQueued = Math.max(mostQueued, writer.bufferedBytes);
+    }
+    expect(mostQueued).toBeGreaterThan(0); // the kernel stopped taking: the rest was queued
+    writer.close();
+    const all = await received.promise;
+    expect(all.length).toBe(blocks * block.length);
+    for (let index = 0; index < blocks; index++) {
+      const part = all.subarray(index * block.length, (index + 1) * block.length);
+      expect(part.every((byte) => byte === index)).toBe(true);
+    }
+  });
+
   test("drain() rejects with ConnectionLostError after the peer resets", async () => {
     const accepted = Promise.withResolvers<StreamWriter>();
     server = await startServer((_reader, writer) => accepted.resolve(writer));

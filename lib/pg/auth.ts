@@ -23,8 +23,17 @@ import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from "no
 export const MAX_SCRAM_ITERATIONS = 100_000;
 const SALTED_PASSWORD_BYTES = 32; // SHA-256's output
 
+/**
+ * The server broke the SCRAM exchange: a malformed or repeated message, a nonce that is not ours, an error
+ * it reported, or a signature that proves it does not know the password. The message starts `SCRAM: `.
+ * During `connect` it is the `cause` of the PgConnectionError the connect rejects with.
+ */
+export class ScramError extends Error {
+  override name = "ScramError";
+}
+
 /** The server asked for more PBKDF2 iterations than we compute. */
-export class ScramIterationsError extends Error {
+export class ScramIterationsError extends ScramError {
   override name = "ScramIterationsError";
   constructor(
     readonly iterations: number,
@@ -99,20 +108,21 @@ export class ScramClient {
 
   /**
    * Given server-first-message (`r=…,s=…,i=…`), resolves with client-final-message and our proof. The key
-   * derivation runs off the event loop. Rejects with {@link ScramIterationsError} past the iteration cap.
+   * derivation runs off the event loop. Rejects with {@link ScramIterationsError} past the iteration cap,
+   * {@link ScramError} for a server-first-message that is malformed, repeated, or not an extension of ours.
    */
   async clientFinalMessage(serverFirst: string): Promise<string> {
-    if (this.#serverFirstSeen) throw new Error("SCRAM: a second server-first-message");
+    if (this.#serverFirstSeen) throw new ScramError("SCRAM: a second server-first-message");
     this.#serverFirstSeen = true;
     const attributes = parseAttributes(serverFirst);
     const nonce = attributes.get("r");
     const salt = attributes.get("s");
     const iterations = Number(attributes.get("i"));
     if (!nonce || !salt || !Number.isInteger(iterations) || iterations < 1) {
-      throw new Error("SCRAM: malformed server-first-message");
+      throw new ScramError("SCRAM: malformed server-first-message");
     }
     if (!nonce.startsWith(this.#clientNonce) || nonce.length === this.#clientNonce.length) {
-      throw new Error("SCRAM: the server's nonce does not extend ours");
+      throw new ScramError("SCRAM: the server's nonce does not extend ours");
     }
     if (iterations > MAX_SCRAM_ITERATIONS) throw new ScramIterationsError(iterations, MAX_SCRAM_ITERATIONS);
     const saltedPassword = await saltPassword(this.#password, Buffer.from(salt, "base64"), iterations);
@@ -131,15 +141,20 @@ export class ScramClient {
     return `${clientFinalWithoutProof},p=${proof.toString("base64")}`;
   }
 
-  /** Checks server-final-message (`v=…`). Throws unless the server proved it knows the password. */
+  /**
+   * Checks server-final-message (`v=…`). Throws {@link ScramError} unless the server proved it knows the
+   * password.
+   */
   verifyServerFinal(serverFinal: string): void {
     const attributes = parseAttributes(serverFinal);
     const error = attributes.get("e");
-    if (error) throw new Error(`SCRAM: the server reported ${error}`);
+    if (error) throw new ScramError(`SCRAM: the server reported ${error}`);
     const signature = Buffer.from(attributes.get("v") ?? "", "base64");
     const expected = this.#expectedServerSignature;
     if (!expected || signature.length !== expected.length || !timingSafeEqual(signature, expected)) {
-      throw new Error("SCRAM: the server's signature is wrong — it does not know the password; refusing it");
+      throw new ScramError(
+        "SCRAM: the server's signature is wrong — it does not know the password; refusing it",
+      );
     }
     this.#verified = true;
   }

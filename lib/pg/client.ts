@@ -9,30 +9,37 @@
  *
  * Two things can hold writing back, and then later queries wait in order behind them (`#waiting`): a
  * statement's first run with parameters, whose Bind waits for the server to say the parameters' types
- * (ParameterDescription), and a COPY FROM, during which only its data may be sent.
+ * (ParameterDescription), and a COPY FROM, during which only its data may be sent. *
+ * The rest lives beside it, one concept a file: the login (login.ts), the prepared statements
+ * (statement-cache.ts), the queries in flight and what each collects (pending.ts), COPY's data both ways
+ * (copy-in.ts, copy-out-stream.ts), the messages themselves (protocol.ts) and their values (types.ts).
  */
-import { createHash } from "node:crypto";
+import { atEndOfTurn, type StreamReader, type StreamWriter } from "../streams.ts";
+import { type CopyInConnection, type CopySource, sendCopyData } from "./copy-in.ts";
+import { CopyOutStream } from "./copy-out-stream.ts";
 import {
-  atEndOfTurn,
-  ConnectionLostError,
-  type StreamReader,
-  type StreamWriter,
-  WRITE_HIGH_WATER,
-} from "../streams.ts";
-import { md5PasswordResponse, type ScramChannelBinding, ScramClient } from "./auth.ts";
-import { CopyOutStream, type CopySource } from "./copy-out-stream.ts";
-import {
+  connectionFailure,
   errorFields,
-  PgAuthenticationRefusedError,
   PgConnectionError,
   PgError,
   type PgNotice,
   PgQueryTimeoutError,
+  PgResultValueError,
 } from "./errors.ts";
-import { type AuthMethod, type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
+import { Login, type LoginConnection } from "./login.ts";
+import { type ConnectOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { encodeParameters } from "./parameters.ts";
 import {
-  Auth,
+  describeFields,
+  type ExtendedRequest,
+  type Job,
+  type Pending,
+  type PendingCopyIn,
+  type PendingExtended,
+  PendingQueue,
+  type QueryResult,
+} from "./pending.ts";
+import {
   Backend,
   type ByteaParameter,
   type FieldDescription,
@@ -40,38 +47,27 @@ import {
   MessageBuilder,
   MessageFramer,
   ProtocolError,
-  parseAuthentication,
   parseBackendKeyData,
   parseCommandComplete,
+  parseDataRow,
   parseErrorFields,
   parseNotificationResponse,
   parseParameterDescription,
   parseParameterStatus,
   parseRowDescription,
-  parseSASLMechanisms,
   TransactionStatus,
   writeBind,
   writeCancelRequest,
-  writeClose,
-  writeCopyData,
-  writeCopyDataHeader,
-  writeCopyDone,
   writeCopyFail,
-  writeDescribe,
   writeExecute,
-  writeParse,
-  writePasswordMessage,
   writeQuery,
-  writeSASLInitialResponse,
-  writeSASLResponse,
   writeStartupMessage,
   writeSync,
   writeTerminate,
 } from "./protocol.ts";
-import { describeAddress, endPointHashAlgorithm, openTransport, type Transport } from "./transport.ts";
-import { type Parser, parserFor, TypeOid } from "./types.ts";
-
-const utf8 = new TextEncoder();
+import { type Statement, StatementCache, writeParseAndDescribe } from "./statement-cache.ts";
+import { describeAddress, openTransport, type Transport } from "./transport.ts";
+import { TypeOid } from "./types.ts";
 
 /** Bytes taken from the reader at a time: everything buffered, up to 4 MiB. */
 const READ_BYTES = 4 * 1024 * 1024;
@@ -81,7 +77,7 @@ const READ_BYTES = 4 * 1024 * 1024;
  */
 export const CANCEL_GRACE_MS = 2_000;
 
-export type { CopySource } from "./copy-out-stream.ts";
+export type { CopySource } from "./copy-in.ts";
 export {
   PgAuthenticationRefusedError,
   PgConnectionError,
@@ -89,23 +85,12 @@ export {
   type PgErrorFields,
   type PgNotice,
   PgQueryTimeoutError,
+  PgResultValueError,
 } from "./errors.ts";
 
+export type { Field, QueryResult } from "./pending.ts";
+
 // ── Results ───────────────────────────────────────────────────────────────────────────────────────────
-
-export interface Field {
-  name: string;
-  typeOid: number;
-}
-
-export interface QueryResult<Row = Record<string, unknown>> {
-  /** The command tag's verb: `SELECT`, `INSERT`, `CREATE TABLE`, … */
-  command: string;
-  /** Rows returned or affected, when the tag says (null for e.g. `CREATE TABLE`). */
-  rowCount: number | null;
-  fields: Field[];
-  rows: Row[];
-}
 
 export interface Notification {
   processId: number;
@@ -113,124 +98,14 @@ export interface Notification {
   payload: string;
 }
 
-/** A prepared statement: parsed once by the server, then only bound and executed. */
-interface Statement {
-  name: string;
-  text: string;
-  /** The type the server gave each `$n` (ParameterDescription); null until it has answered. */
-  paramTypes: number[] | null;
-  fields: FieldDescription[] | null;
-  parsers: Parser[];
-  publicFields: Field[];
-  /** Parse has been written (alone, or ahead of a Bind). */
-  parseSent: boolean;
-  /** The server has answered ParseComplete: it holds the statement. */
-  parsed: boolean;
-  /** Dropped from the cache: a query waiting on it prepares afresh. */
-  forgotten: boolean;
-}
-
-/** Rows and fields of the result set being received. */
-interface ResultSet {
-  fields: FieldDescription[];
-  parsers: Parser[];
-  publicFields: Field[];
-  rows: Record<string, unknown>[];
-}
-
 /**
- * A query not yet written: `send()` writes its messages and returns true, or returns false when it must
- * wait (its statement's parameter types are not known yet). Jobs are written strictly in call order.
+ * A lone query's messages up to this size go to the kernel straight from the builder's buffer (the writer
+ * copies only what the kernel does not take); a bigger one (a large parameter) is handed over whole, so a
+ * slow socket never makes a second copy of it: 64 KiB.
  */
-interface Job {
-  send(): boolean;
-  reject(error: Error): void;
-}
-
-/** What the responses at the head of the queue belong to. */
-interface PendingBase {
-  error: Error | null;
-  reject(error: Error): void;
-  /** The `queryTimeoutMs` timer, then the cancel's grace timer. */
-  timer?: ReturnType<typeof setTimeout>;
-  /** It ran past `queryTimeoutMs` and a cancel was sent. */
-  timedOut?: boolean;
-}
-
-/** A `query()` call: kept until answered, so that it can be written again once (see #settleExtended). */
-interface ExtendedRequest {
-  text: string;
-  params: readonly unknown[];
-  /** The statement it runs; kept while it waits for the statement's Describe. */
-  statement: Statement | null;
-  retried: boolean;
-  resolve(result: QueryResult): void;
-  reject(error: Error): void;
-}
-
-interface PendingExtended extends PendingBase {
-  kind: "extended";
-  request: ExtendedRequest;
-  statement: Statement;
-  rows: Record<string, unknown>[];
-  tag: { command: string; rowCount: number | null } | null;
-}
-
-interface PendingSimple extends PendingBase {
-  kind: "simple";
-  current: ResultSet | null;
-  results: QueryResult[];
-  resolve(results: QueryResult[]): void;
-}
-
-/** Parse + Describe + Sync of a statement whose parameter types we need before we can encode a Bind. */
-interface PendingDescribe extends PendingBase {
-  kind: "describe";
-  statement: Statement;
-  resolve(): void;
-}
-
-/** Close of statements we no longer use, with a Sync of its own so that nothing else can fail with it. */
-interface PendingClose extends PendingBase {
-  kind: "close";
-  resolve(): void;
-}
-
-/** COPY … FROM STDIN: rows go up while the server is in copy-in mode. */
-interface PendingCopyIn extends PendingBase {
-  kind: "copyIn";
-  /** Called on CopyInResponse: start sending. */
-  start(): void;
-  tag: { command: string; rowCount: number | null } | null;
-  resolve(rowCount: number): void;
-}
-
-/** COPY … TO STDOUT: chunks come down into a bounded queue the consumer drains. */
-interface PendingCopyOut extends PendingBase {
-  kind: "copyOut";
-  stream: CopyOutStream;
-  resolve(): void;
-}
-
-type Pending =
-  | PendingExtended
-  | PendingSimple
-  | PendingDescribe
-  | PendingClose
-  | PendingCopyIn
-  | PendingCopyOut;
-
-/** Bytes of COPY data gathered into one CopyData message. */
-const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
+const SEND_FROM_BUILDER_BYTES = 64 * 1024;
 const NO_FIELDS: FieldDescription[] = [];
 const NO_VALUES: (Uint8Array | null)[] = [];
-
-function describeFields(fields: FieldDescription[]): Pick<ResultSet, "parsers" | "publicFields"> {
-  return {
-    parsers: fields.map((field) => parserFor(field.typeOid)),
-    publicFields: fields.map(({ name, typeOid }) => ({ name, typeOid })),
-  };
-}
 
 /** `"a""b"` — an identifier quoted for SQL. */
 export function quoteIdentifier(name: string): string {
@@ -250,26 +125,19 @@ export class Client {
   readonly #writer: StreamWriter;
   readonly #out = new MessageBuilder();
   readonly #framer = new MessageFramer((type, body) => this.#dispatch(type, body));
-  #pending: Pending[] = [];
-  #head = 0;
-  readonly #statements = new Map<string, Statement>();
-  #statementCounter = 0;
-  /** The statement last in the cache's order (used most recently). */
-  #mostRecent: Statement | null = null;
-  /**
-   * Statement names are unique to this client, not just to its connection: a server that multiplexes
-   * several connections onto one session (PGlite's socket server; poolers) would otherwise see two `s1`s.
-   */
-  readonly #statementPrefix = `s${Math.floor(Math.random() * 36 ** 6).toString(36)}_`;
+  /** The queries written and not yet answered, oldest (the one being answered) first. */
+  readonly #inFlight = new PendingQueue();
+  readonly #statements: StatementCache;
   #backendKey: { processId: number; secretKey: number } | null = null;
   readonly #listeners = new Map<string, Set<(notification: Notification) => void>>();
   #lost: PgConnectionError | null = null;
   #closing = false;
   /** Settles when the startup ends: the first ReadyForQuery, or an error. */
   readonly #startup = Promise.withResolvers<void>();
-  #scram: ScramClient | null = null;
-  /** The server asked for a password or SASL: the startup was not `trust` ("none"). */
-  #authChallenged = false;
+  /** What the login and a COPY FROM write through: the message buffer, the writer, and the way out. */
+  readonly #wire: LoginConnection & CopyInConnection;
+  /** Answers the server's Authentication requests during the startup. */
+  readonly #login: Login;
   #lastQuery: Promise<unknown> = Promise.resolve();
   /** Jobs that cannot be written yet, in call order (see {@link Job}). */
   #waiting: Job[] = [];
@@ -279,8 +147,6 @@ export class Client {
   /** COPY TO data of the current read, not yet handed to its stream. */
   #copyParts: Buffer[] = [];
   #copyPartsStream: CopyOutStream | null = null;
-  /** Names of statements the server may hold that we no longer use: closed before the next write. */
-  #abandoned: string[] = [];
   /** The server's certificate (DER) when the connection is TLS. */
   readonly #peerCertificate: Uint8Array | null;
 
@@ -289,6 +155,18 @@ export class Client {
     this.#reader = transport.reader;
     this.#writer = transport.writer;
     this.#peerCertificate = transport.peerCertificate;
+    this.#statements = new StatementCache(options.statementCacheSize);
+    const client = this;
+    this.#wire = {
+      out: this.#out,
+      writer: this.#writer,
+      flush: () => this.#flush(),
+      fail: (error) => this.#fail(error),
+      get closed() {
+        return client.closed;
+      },
+    };
+    this.#login = new Login(options, transport.peerCertificate, this.#wire);
   }
 
   /**
@@ -346,7 +224,7 @@ export class Client {
 
   /** The SASL mechanism the login used (`SCRAM-SHA-256-PLUS` when bound to the TLS session), else null. */
   get saslMechanism(): string | null {
-    return this.#scram?.mechanism ?? null;
+    return this.#login.saslMechanism;
   }
 
   /** The backend's process ID (what `pg_backend_pid()` returns; what `cancel()` names). */
@@ -402,7 +280,7 @@ export class Client {
    */
   #sendExtended(request: ExtendedRequest): boolean {
     if (request.statement?.forgotten) request.statement = null;
-    request.statement ??= this.#statementFor(request.text);
+    request.statement ??= this.#statements.statementFor(request.text, this.#out);
     const statement = request.statement;
     const params = request.params;
     if (params.length > 0 && statement.paramTypes === null) {
@@ -419,7 +297,7 @@ export class Client {
       }
     }
     const out = this.#out;
-    if (!statement.parseSent) this.#writeParse(statement);
+    if (!statement.parseSent) writeParseAndDescribe(this.#out, statement);
     writeBind(out, "", statement.name, values);
     writeExecute(out, "");
     writeSync(out);
@@ -585,7 +463,7 @@ export class Client {
     this.#fail(new PgConnectionError("the connection is closed"));
   }
 
-  // ── Startup and authentication ──
+  // ── Startup ──
 
   #start(): void {
     const parameters: Record<string, string> = {
@@ -601,193 +479,13 @@ export class Client {
     void this.#readLoop();
   }
 
-  #onAuthentication(body: Buffer): void {
-    const { code, data } = parseAuthentication(body);
-    if (this.#framer.authenticated) {
-      // Authentication happens once, before the first ReadyForQuery: a later request is not PostgreSQL's.
-      throw new ProtocolError(`an authentication request (code ${code}) after authentication completed`);
-    }
-    switch (code) {
-      case Auth.Ok:
-        this.#refuseUnboundLogin("no authentication at all");
-        return this.#onAuthenticationOk();
-      case Auth.CleartextPassword:
-        this.#allowAuthentication("password");
-        this.#refuseUnboundLogin("a cleartext password");
-        return this.#sendPassword(this.#requirePassword("password"));
-      case Auth.MD5Password:
-        this.#allowAuthentication("md5");
-        this.#refuseUnboundLogin("an MD5 password");
-        return this.#sendPassword(
-          md5PasswordResponse(this.#options.user, this.#requirePassword("md5"), data.subarray(0, 4)),
-        );
-      case Auth.SASL: {
-        this.#allowAuthentication("scram-sha-256");
-        const mechanisms = parseSASLMechanisms(data);
-        const binding = this.#channelBinding(mechanisms);
-        if (binding.kind !== "tls-server-end-point" && !mechanisms.includes("SCRAM-SHA-256")) {
-          throw new PgConnectionError(
-            `the server offers only SASL mechanisms this client lacks: ${mechanisms.join(", ")}`,
-          );
-        }
-        this.#scram = new ScramClient(this.#requirePassword("scram-sha-256"), undefined, binding);
-        writeSASLInitialResponse(this.#out, this.#scram.mechanism, this.#scram.clientFirstMessage());
-        return this.#flush();
-      }
-      case Auth.SASLContinue:
-        return this.#continueScram(data.toString("utf8"));
-      case Auth.SASLFinal:
-        return this.#scramClient().verifyServerFinal(data.toString("utf8"));
-      default:
-        throw new PgConnectionError(
-          `the server asks for an authentication method this client lacks (code ${code})`,
-        );
-    }
-  }
-
-  /**
-   * Binds SCRAM to the TLS session when we can (a TLS connection, a certificate whose hash is defined) and
-   * the server offers SCRAM-SHA-256-PLUS; `channel_binding=require` refuses to log in without it.
-   */
-  #channelBinding(mechanisms: string[]): ScramChannelBinding {
-    const certificate = this.#peerCertificate;
-    const mode = this.#options.channelBinding;
-    const hash = certificate && mode !== "disable" ? endPointHashAlgorithm(certificate) : null;
-    if (hash && mechanisms.includes("SCRAM-SHA-256-PLUS")) {
-      return { kind: "tls-server-end-point", data: createHash(hash).update(certificate!).digest() };
-    }
-    if (mode === "require") {
-      throw new PgConnectionError(
-        certificate
-          ? `channel_binding=require, but the server offers no SCRAM-SHA-256-PLUS (${mechanisms.join(", ")})`
-          : "channel_binding=require needs TLS (sslmode=require or stronger)",
-      );
-    }
-    return hash ? { kind: "unused" } : { kind: "none" };
-  }
-
-  /** With `channel_binding=require`, a login that is not SCRAM-SHA-256-PLUS is refused (as libpq does). */
-  #refuseUnboundLogin(method: string): void {
-    if (this.#options.channelBinding !== "require" || this.#scram?.mechanism === "SCRAM-SHA-256-PLUS") return;
-    throw new PgConnectionError(`channel_binding=require, but the server asked for ${method}`);
-  }
-
-  /** AuthenticationOk: refused if a SCRAM exchange began and the server never proved its signature. */
-  #onAuthenticationOk(): void {
-    if (this.#scram && !this.#scram.verified) {
-      throw new PgConnectionError(
-        "the server ended SCRAM-SHA-256 authentication without proving it knows the password (no valid server-final-message); refusing it",
-      );
-    }
-    if (!this.#authChallenged) this.#allowAuthentication("none");
-    this.#framer.authenticated = true; // from now on, messages up to MAX_MESSAGE_BYTES
-  }
-
-  /** Throws before anything is sent if `requireAuth` does not allow the method the server chose. */
-  #allowAuthentication(method: AuthMethod): void {
-    this.#authChallenged = true;
-    const allowed = this.#options.allowedAuth;
-    if (allowed && !allowed.has(method)) {
-      throw new PgAuthenticationRefusedError(method, this.#options.requireAuth);
-    }
-  }
-
-  /** client-final-message: its PBKDF2 runs off the event loop; the server waits for it. */
-  #continueScram(serverFirst: string): void {
-    this.#scramClient()
-      .clientFinalMessage(serverFirst)
-      .then(
-        (message) => {
-          if (this.#lost) return;
-          writeSASLResponse(this.#out, message);
-          this.#flush();
-        },
-        (error: Error) =>
-          this.#fail(new PgConnectionError(`connection failed: ${error.message}`, { cause: error })),
-      );
-  }
-
-  #requirePassword(method: string): string {
-    const password = this.#options.password;
-    if (password === undefined) {
-      throw new PgConnectionError(
-        `the server asks for a password (${method}) and none was given (URL, options or PGPASSWORD)`,
-      );
-    }
-    return password;
-  }
-
-  #scramClient(): ScramClient {
-    if (!this.#scram) throw new ProtocolError("SASL message before the SASL exchange began");
-    return this.#scram;
-  }
-
-  #sendPassword(password: string): void {
-    writePasswordMessage(this.#out, password);
-    this.#flush();
-  }
-
   // ── Writing ──
-
-  /** The cached statement for `text`, or a new one (cached, unless the cache is off), not yet parsed. */
-  #statementFor(text: string): Statement {
-    const capacity = this.#options.statementCacheSize;
-    const cached = this.#statements.get(text);
-    if (cached) {
-      // Most recently used goes last: the Map's order is the eviction order. (Already last: nothing to do.)
-      if (this.#mostRecent !== cached) {
-        this.#statements.delete(text);
-        this.#statements.set(text, cached);
-        this.#mostRecent = cached;
-      }
-      return cached;
-    }
-    const statement: Statement = {
-      // Without a cache, statements are still named, so a Bind can follow its Describe's answer safely;
-      // each is closed right after use.
-      name: `${this.#statementPrefix}${++this.#statementCounter}`,
-      text,
-      paramTypes: null,
-      fields: null,
-      parsers: [],
-      publicFields: [],
-      parseSent: false,
-      parsed: false,
-      forgotten: false,
-    };
-    if (capacity > 0) {
-      if (this.#statements.size >= capacity) {
-        const [oldestText, oldest] = this.#statements.entries().next().value!;
-        this.#statements.delete(oldestText);
-        oldest.forgotten = true;
-        // Its CloseComplete arrives among this query's answers; closing is never an error.
-        if (oldest.parseSent) writeClose(this.#out, "S", oldest.name);
-      }
-      this.#statements.set(text, statement);
-      this.#mostRecent = statement;
-    }
-    return statement;
-  }
-
-  #writeParse(statement: Statement): void {
-    writeParse(this.#out, statement.name, statement.text);
-    writeDescribe(this.#out, "S", statement.name);
-    statement.parseSent = true;
-  }
 
   /** Parse + Describe + Sync alone: the parameter types come back before any Bind is encoded. */
   #describe(statement: Statement): void {
-    this.#writeParse(statement);
+    writeParseAndDescribe(this.#out, statement);
     writeSync(this.#out);
     this.#enqueue({ kind: "describe", statement, error: null, resolve: () => {}, reject: () => {} });
-  }
-
-  /** Forgets a statement; one the server may still hold is closed before the next query. */
-  #forgetStatement(statement: Statement): void {
-    if (statement.forgotten) return;
-    statement.forgotten = true;
-    if (this.#statements.get(statement.text) === statement) this.#statements.delete(statement.text);
-    if (statement.parsed) this.#abandoned.push(statement.name);
   }
 
   /** Writes `job` now, or after the jobs already waiting (order is kept: answers come back in order). */
@@ -812,20 +510,15 @@ export class Client {
 
   /** Close for each statement we let go of, and a Sync of their own: their answers fail nothing else. */
   #closeAbandoned(): void {
-    if (this.#abandoned.length === 0) return;
-    for (const name of this.#abandoned) writeClose(this.#out, "S", name);
-    this.#abandoned = [];
-    writeSync(this.#out);
+    if (!this.#statements.writeCloseAbandoned(this.#out)) return;
     this.#enqueue({ kind: "close", error: null, resolve: () => {}, reject: () => {} });
   }
 
   #enqueue(pending: Pending): void {
-    this.#pending.push(pending);
-    if (this.#pending.length - this.#head === 1) {
+    if (this.#inFlight.push(pending) === 1) {
       // Alone in flight: nothing will join this write, so send it now rather than at the end of the turn.
       // (Queries issued together still leave in one write: only the first goes early.)
-      this.#flush();
-      this.#writer.flushNow();
+      this.#sendNow();
       this.#startTimeout(pending);
     } else if (!this.#handoverScheduled) {
       // The rest of this turn's messages are handed to the writer in one piece, at the end of the turn.
@@ -865,59 +558,21 @@ export class Client {
     if (!this.#lost && !this.#closing) this.#flush();
   };
 
+  /** Sends what was built at once, behind anything the writer still holds. */
+  #sendNow(): void {
+    if (this.#out.length <= SEND_FROM_BUILDER_BYTES) return this.#writer.writeNow(this.#out.takeView());
+    this.#flush();
+    this.#writer.flushNow();
+  }
+
   /** Hands what was built to the writer, which sends it at the end of this turn with whatever follows. */
   #flush(): void {
     this.#writer.writeShared(this.#out.take());
   }
 
-  /**
-   * Sends a COPY FROM's data: the source's chunks gathered into CopyData messages of ~64 KiB, waiting for
-   * the socket to drain whenever more than the writer's high-water mark is queued. Then CopyDone — or
-   * CopyFail if the source throws. Stops at once if the server reported an error (it ignores the rest).
-   */
+  /** Sends a COPY FROM's data (lib/pg/copy-in.ts), then lets the queries waiting behind it go. */
   async #pumpCopyData(pending: PendingCopyIn, source: CopySource): Promise<void> {
-    const out = this.#out;
-    let failure: string | null = null;
-    try {
-      const iterable: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> =
-        source instanceof ReadableStream ? (source as AsyncIterable<Uint8Array | string>) : source;
-      let gathered = 0;
-      for await (const chunk of iterable) {
-        if (pending.error || this.#lost) break;
-        if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
-          throw new TypeError(`it yielded ${chunk === null ? "null" : typeof chunk}, not bytes or a string`);
-        }
-        if (chunk.length >= COPY_MESSAGE_BYTES / 4) {
-          // A big chunk travels as it is, behind a header: no copy into the message buffer.
-          const bytes = typeof chunk === "string" ? utf8.encode(chunk) : chunk.slice(); // theirs to reuse
-          writeCopyDataHeader(out, bytes.length);
-          this.#flush();
-          this.#writer.writeShared(bytes);
-          gathered = COPY_MESSAGE_BYTES;
-        } else gathered += writeCopyData(out, chunk);
-        if (gathered >= COPY_MESSAGE_BYTES) {
-          gathered = 0;
-          this.#flush();
-          if (this.#writer.bufferedBytes > WRITE_HIGH_WATER) {
-            // Send now rather than at the end of the turn; wait only if the kernel cannot take it.
-            this.#writer.flushNow();
-            await this.#writer.drain();
-          }
-        }
-      }
-    } catch (error) {
-      failure = `the COPY source failed: ${(error as Error).message ?? String(error)}`;
-    }
-    if (!this.#lost) {
-      if (pending.error)
-        out.take(); // the server is no longer in copy-in mode: drop what was gathered
-      else if (failure !== null) {
-        out.take();
-        writeCopyFail(out, failure);
-      } else writeCopyDone(out);
-      this.#flush();
-      this.#writer.flushNow();
-    }
+    await sendCopyData(source, pending, this.#wire);
     this.#gate = null;
     this.#sendWaiting();
   }
@@ -932,24 +587,19 @@ export class Client {
         this.#framer.push(chunk);
         if (this.#copyParts.length > 0) this.#deliverCopyParts();
         // A COPY TO consumer that is behind: stop reading (the socket pauses once the reader is full).
-        const copyOut = this.#pending[this.#head];
+        const copyOut = this.#inFlight.head;
         const full = copyOut?.kind === "copyOut" ? copyOut.stream.full() : null;
         if (full) await full;
       }
       this.#fail(new PgConnectionError("the server closed the connection"));
     } catch (error) {
-      if (error instanceof PgConnectionError) this.#fail(error);
-      else if (error instanceof PgError) this.#fail(error);
-      else if (error instanceof ConnectionLostError)
-        this.#fail(new PgConnectionError(error.message, { cause: error }));
-      else
-        this.#fail(new PgConnectionError(`connection failed: ${(error as Error).message}`, { cause: error }));
+      this.#fail(connectionFailure(error));
     }
   }
 
   /** One backend message, routed by its type byte. */
   #dispatch(type: number, body: Buffer): void {
-    const pending = this.#pending[this.#head];
+    const pending = this.#inFlight.head;
     switch (type) {
       case Backend.DataRow: // 'D'
         return this.#onDataRow(pending, body);
@@ -992,7 +642,9 @@ export class Client {
         this.#backendKey = parseBackendKeyData(body);
         return;
       case Backend.Authentication: // 'R'
-        return this.#onAuthentication(body);
+        // From AuthenticationOk on, messages up to MAX_MESSAGE_BYTES.
+        if (this.#login.onAuthentication(body)) this.#framer.authenticated = true;
+        return;
       case Backend.CopyInResponse: // 'G'
         if (pending?.kind === "copyIn") return pending.start();
         // COPY … FROM STDIN through query()/simpleQuery(): there is no data to send. In copy-in mode the
@@ -1050,14 +702,14 @@ export class Client {
       if (pending.kind === "extended") pending.rows.push(row);
       else pending.current!.rows.push(row);
     } catch (error) {
-      pending.error = new TypeError(`cannot read a value of the result: ${(error as Error).message}`);
+      pending.error = new PgResultValueError(error);
     }
   }
 
   #onCommandComplete(pending: Pending | undefined, body: Buffer): void {
     if (!pending) throw new ProtocolError("a command completion with no query waiting");
     const tag = parseCommandComplete(body);
-    if (tag.command === "DISCARD ALL" || tag.command === "DEALLOCATE ALL") this.#forgetPrepared();
+    if (tag.command === "DISCARD ALL" || tag.command === "DEALLOCATE ALL") this.#statements.forgetPrepared();
     if (pending.kind === "extended" || pending.kind === "copyIn") {
       pending.tag = tag;
       return;
@@ -1070,16 +722,6 @@ export class Client {
       rows: current?.rows ?? [],
     });
     pending.current = null;
-  }
-
-  /**
-   * The server dropped every prepared statement: forget those it had parsed when it did (a statement whose
-   * ParseComplete is still to come was parsed after, and stays).
-   */
-  #forgetPrepared(): void {
-    for (const [text, statement] of this.#statements) {
-      if (statement.parsed) this.#statements.delete(text);
-    }
   }
 
   #onEmptyQuery(pending: Pending | undefined): void {
@@ -1099,18 +741,13 @@ export class Client {
 
   /** The end of one query's answers: settle it, and write what was waiting for it. */
   #onReadyForQuery(status: number): void {
-    if (this.#head === this.#pending.length) {
+    const pending = this.#inFlight.shift();
+    if (!pending) {
       this.#startup.resolve(); // the first one ends the startup
       return;
     }
-    const pending = this.#pending[this.#head]!;
-    this.#pending[this.#head++] = undefined as unknown as Pending;
-    if (this.#head === this.#pending.length) {
-      this.#pending = [];
-      this.#head = 0;
-    }
     if (pending.timer !== undefined) clearTimeout(pending.timer);
-    if (this.#options.queryTimeoutMs > 0) this.#startTimeout(this.#pending[this.#head]);
+    if (this.#options.queryTimeoutMs > 0) this.#startTimeout(this.#inFlight.head);
     if (pending.timedOut && pending.error) {
       pending.error = new PgQueryTimeoutError(this.#options.queryTimeoutMs, false, { cause: pending.error });
     }
@@ -1121,7 +758,7 @@ export class Client {
       case "describe":
         if (pending.error) {
           // The Parse failed (or the Describe): the query that asked for it gets the error.
-          this.#forgetStatement(pending.statement);
+          this.#statements.forget(pending.statement);
           const job = this.#waiting.shift();
           job?.reject(pending.error);
         }
@@ -1162,7 +799,7 @@ export class Client {
    */
   #settleExtended(pending: PendingExtended, status: number): void {
     const error = pending.error;
-    if (!this.#options.statementCacheSize) this.#forgetStatement(pending.statement);
+    if (!this.#options.statementCacheSize) this.#statements.forget(pending.statement);
     const request = pending.request;
     if (!error) {
       const tag = pending.tag;
@@ -1175,7 +812,7 @@ export class Client {
       return;
     }
     const stale = error instanceof PgError && (error.code === "26000" || error.code === "0A000");
-    if (stale || !pending.statement.parsed) this.#forgetStatement(pending.statement);
+    if (stale || !pending.statement.parsed) this.#statements.forget(pending.statement);
     if (stale && status === TransactionStatus.Idle && !request.retried) {
       request.retried = true;
       request.statement = null;
@@ -1202,9 +839,7 @@ export class Client {
         : new PgConnectionError(`connection lost: ${error.message}`, { cause: error });
     this.#startup.reject(error);
     this.#startup.promise.catch(() => {});
-    const pending = this.#pending.slice(this.#head);
-    this.#pending = [];
-    this.#head = 0;
+    const pending = this.#inFlight.drain();
     for (const query of pending) {
       clearTimeout(query.timer);
       const reason = query.timedOut
@@ -1232,44 +867,4 @@ function copyField(): FieldDescription {
     typeModifier: -1,
     format: 0,
   };
-}
-
-/**
- * DataRow ('D'): Int16 column count, then per column an Int32 length (−1 for NULL) and that many bytes of
- * text. Integers are read straight from the bytes; everything else is decoded as UTF-8 and parsed.
- */
-export function parseDataRow(
-  body: Buffer,
-  fields: FieldDescription[],
-  parsers: Parser[],
-): Record<string, unknown> {
-  const count = body.readInt16BE(0);
-  const row: Record<string, unknown> = {};
-  let offset = 2;
-  for (let column = 0; column < count; column++) {
-    const length = body.readInt32BE(offset);
-    offset += 4;
-    const field = fields[column]!;
-    if (length === -1) {
-      row[field.name] = null;
-      continue;
-    }
-    const end = offset + length;
-    const typeOid = field.typeOid;
-    row[field.name] =
-      typeOid === TypeOid.int4 || typeOid === TypeOid.int2 || typeOid === TypeOid.oid
-        ? parseAsciiInteger(body, offset, end)
-        : parsers[column]!(body.toString("utf8", offset, end));
-    offset = end;
-  }
-  return row;
-}
-
-/** A decimal integer of at most 10 digits, without making a string first. */
-function parseAsciiInteger(bytes: Buffer, start: number, end: number): number {
-  const negative = bytes[start] === 0x2d; // '-'
-  let value = 0;
-  for (let index = negative ? start + 1 : start; index < end; index++)
-    value = value * 10 + (bytes[index]! - 0x30);
-  return negative ? -value : value;
 }

@@ -5,12 +5,6 @@
  * blocks in its send (ClientWrite): memory stays bounded however slow the consumer is.
  */
 
-/** What `copyFrom()` reads: bytes or strings (UTF-8), from an async iterable or a ReadableStream. */
-export type CopySource =
-  | AsyncIterable<Uint8Array | string>
-  | Iterable<Uint8Array | string>
-  | ReadableStream<Uint8Array | string>;
-
 /** Bytes of COPY TO data queued for a slow consumer before we stop reading the socket. */
 const COPY_OUT_HIGH_WATER = 4 * 1024 * 1024; // 4 MiB
 

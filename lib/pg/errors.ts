@@ -5,6 +5,8 @@
  * Notice Message Fields"): S severity, C SQLSTATE code, M message, D detail, H hint, P position, … A
  * NoticeResponse ('N') has the same fields and does not fail anything.
  */
+import { ConnectionLostError } from "../streams.ts";
+
 // ── Errors ────────────────────────────────────────────────────────────────────────────────────────────
 
 /** ErrorResponse field codes (manual: "Error and Notice Message Fields") → property names. */
@@ -88,12 +90,39 @@ export class PgError extends Error implements PgErrorFields {
   }
 }
 
+/**
+ * A value of a result could not be read (its text is not what its type's output looks like, see
+ * PgValueTextError): the query rejects with it, its other rows are dropped, the connection goes on. A
+ * TypeError, as before it had a class of its own; `cause` is the parser's error.
+ */
+export class PgResultValueError extends TypeError {
+  override name = "PgResultValueError";
+  constructor(cause: unknown) {
+    super(`cannot read a value of the result: ${(cause as Error).message}`, { cause });
+  }
+}
+
 /** A NoticeResponse (a warning or notice that does not fail the query). */
 export type PgNotice = PgErrorFields;
 
 /** The connection failed or is gone; every pending and later query rejects with it. */
 export class PgConnectionError extends Error {
   override name = "PgConnectionError";
+}
+
+/**
+ * The one failure path of a connection whose reading (or login) threw: what its queries reject with. A
+ * PgConnectionError, or the server's own PgError (a FATAL ErrorResponse), stays as it is; a lost socket
+ * keeps its words (`connection lost: …`); anything else — a protocol violation, a refused SCRAM exchange —
+ * reads `connection failed: …`. The original is the `cause`.
+ */
+export function connectionFailure(error: unknown): PgConnectionError | PgError {
+  if (error instanceof PgConnectionError || error instanceof PgError) return error;
+  const message = (error as Error).message;
+  return new PgConnectionError(
+    error instanceof ConnectionLostError ? message : `connection failed: ${message}`,
+    { cause: error },
+  );
 }
 
 /**

@@ -10,6 +10,7 @@
  * Integers are big-endian; strings are "C strings" (UTF-8, ending in a zero byte). The startup, SSL and
  * cancel requests have no type byte: they come first, before the server knows anything.
  */
+import { type Parser, TypeOid } from "./types.ts";
 
 /** Protocol 3.0, as the startup message's version field: 3 << 16. */
 export const PROTOCOL_VERSION_3 = 196_608;
@@ -102,6 +103,9 @@ const utf8 = new TextEncoder();
 /** Bytes a MessageBuilder keeps between messages; a larger buffer is handed over by `take()`, not kept. */
 const BUILDER_KEEP_BYTES = 64 * 1024; // 64 KiB
 const BUILDER_INITIAL_BYTES = 1024;
+/** Strings up to this many UTF-16 units are copied unit by unit when ASCII (see MessageBuilder.cstring). */
+const SHORT_STRING_UNITS = 64;
+const LAST_ASCII = 0x7f;
 /** Byte b → its two lowercase hex digits, at [2b] and [2b + 1]. */
 const HEX_DIGIT_PAIRS = new Uint8Array(512);
 for (let byte = 0; byte < 256; byte++) {
@@ -116,6 +120,11 @@ export class MessageBuilder {
   #length = 0;
   /** Where the length field of the message being built is. */
   #messageStart = 0;
+
+  /** Bytes built and not yet taken. */
+  get length(): number {
+    return this.#length;
+  }
 
   /** Starts a message: its type byte (none for startup-phase messages) and a length to patch in `end()`. */
   begin(type: number | null): this {
@@ -161,9 +170,27 @@ export class MessageBuilder {
   cstring(value: string): this {
     // Encode in place when it surely fits (3 bytes per UTF-16 unit at most).
     this.#reserve(value.length * 3 + 1);
+    if (value.length <= SHORT_STRING_UNITS && this.#ascii(value)) return this.byte(0);
     const { written } = utf8.encodeInto(value, this.#bytes.subarray(this.#length));
     this.#length += written;
     return this.byte(0);
+  }
+
+  /**
+   * Copies a short string straight in when it is all ASCII (a portal or statement name, one or more per
+   * query): cheaper than `encodeInto`, which makes a view and a result object each call. False, and
+   * nothing written, at the first non-ASCII unit. The caller has reserved the room.
+   */
+  #ascii(value: string): boolean {
+    const bytes = this.#bytes;
+    const start = this.#length;
+    for (let index = 0; index < value.length; index++) {
+      const unit = value.charCodeAt(index);
+      if (unit > LAST_ASCII) return false;
+      bytes[start + index] = unit;
+    }
+    this.#length = start + value.length;
+    return true;
   }
 
   /** A UTF-8 string without a terminator; returns the bytes written. */
@@ -207,6 +234,17 @@ export class MessageBuilder {
     this.#bytes = new Uint8Array(BUILDER_INITIAL_BYTES);
     this.#view = new DataView(this.#bytes.buffer);
     return bytes;
+  }
+
+  /**
+   * Like `take()`, but small messages come back as a view of the builder's own buffer, valid only until
+   * the next message is built: for a caller that copies whatever it keeps (StreamWriter's `writeNow`).
+   */
+  takeView(): Uint8Array {
+    if (this.#bytes.length > BUILDER_KEEP_BYTES) return this.take();
+    const length = this.#length;
+    this.#length = 0;
+    return this.#bytes.subarray(0, length);
   }
 
   #reserve(extra: number): void {
@@ -490,6 +528,46 @@ export function parseRowDescription(body: Buffer): FieldDescription[] {
     });
   }
   return fields;
+}
+
+/**
+ * DataRow ('D'): Int16 column count, then per column an Int32 length (−1 for NULL) and that many bytes of
+ * text. Integers are read straight from the bytes; everything else is decoded as UTF-8 and parsed.
+ */
+export function parseDataRow(
+  body: Buffer,
+  fields: FieldDescription[],
+  parsers: Parser[],
+): Record<string, unknown> {
+  const count = body.readInt16BE(0);
+  const row: Record<string, unknown> = {};
+  let offset = 2;
+  for (let column = 0; column < count; column++) {
+    const length = body.readInt32BE(offset);
+    offset += 4;
+    const field = fields[column]!;
+    if (length === -1) {
+      row[field.name] = null;
+      continue;
+    }
+    const end = offset + length;
+    const typeOid = field.typeOid;
+    row[field.name] =
+      typeOid === TypeOid.int4 || typeOid === TypeOid.int2 || typeOid === TypeOid.oid
+        ? parseAsciiInteger(body, offset, end)
+        : parsers[column]!(body.toString("utf8", offset, end));
+    offset = end;
+  }
+  return row;
+}
+
+/** A decimal integer of at most 10 digits, without making a string first. */
+function parseAsciiInteger(bytes: Buffer, start: number, end: number): number {
+  const negative = bytes[start] === 0x2d; // '-'
+  let value = 0;
+  for (let index = negative ? start + 1 : start; index < end; index++)
+    value = value * 10 + (bytes[index]! - 0x30);
+  return negative ? -value : value;
 }
 
 const SPACE = 0x20;

@@ -14,7 +14,7 @@
 import { X509Certificate } from "node:crypto";
 import type { Socket } from "bun";
 import { socketHooks } from "../stream-writer.ts";
-import { ConnectionLostError, connectError, StreamReader, StreamWriter } from "../streams.ts";
+import { ConnectionLostError, connectFailureReason, StreamReader, StreamWriter } from "../streams.ts";
 import { PgConnectionError } from "./errors.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { MessageBuilder, SSL_ACCEPTED, SSL_REFUSED, writeSSLRequest } from "./protocol.ts";
@@ -279,14 +279,17 @@ async function upgrade(
   return { reader: state.reader, writer, peerCertificate: certificate?.raw ?? null };
 }
 
-/** Why a connect failed, in words: `connection refused (ECONNREFUSED)`. */
+/**
+ * Why a connect failed, in words, from the error's `code`: `connection refused (is a server listening
+ * there?) (ECONNREFUSED)`; a Unix socket's ENOENT and ECONNREFUSED in a socket's terms.
+ */
 function connectFailure(error: unknown, unix: boolean): string {
   const code = (error as { code?: string }).code;
   if (unix && code === "ENOENT")
     return "no such socket (is the server running, with its socket in that directory?) (ENOENT)";
   if (unix && code === "ECONNREFUSED")
     return "connection refused: nothing listens on that socket (ECONNREFUSED)";
-  return connectError(error, "", 0).message.replace(/^cannot connect to :0: /, "");
+  return connectFailureReason(error);
 }
 
 /** `host:port`, or the socket's path. */

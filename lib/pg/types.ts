@@ -13,6 +13,14 @@
  *   one-dimensional arrays of the above → arrays
  */
 
+/**
+ * A value's text is not in a form this client reads: bytea in escape format, an unexpected date/time, a
+ * malformed array literal. (A query meeting one rejects with PgResultValueError, this as its `cause`.)
+ */
+export class PgValueTextError extends Error {
+  override name = "PgValueTextError";
+}
+
 /** Type OIDs (`SELECT oid, typname FROM pg_type`), stable across PostgreSQL versions. */
 export const TypeOid = {
   bool: 16,
@@ -72,7 +80,7 @@ const parseJson: Parser = (text) => JSON.parse(text);
 /** bytea's hex format: `\x` then two hex digits per byte (the default since PostgreSQL 9.0). */
 export function parseBytea(text: string): Uint8Array {
   if (!text.startsWith("\\x"))
-    throw new Error("bytea in escape format is not supported; set bytea_output = 'hex'");
+    throw new PgValueTextError("bytea in escape format is not supported; set bytea_output = 'hex'");
   return Uint8Array.from(Buffer.from(text.slice(2), "hex"));
 }
 
@@ -167,7 +175,7 @@ function parseDateTime(text: string): DateValue {
     /^(\d{4,})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(\.\d+)?)?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?(?: BC)?$/.exec(
       text,
     );
-  if (!match) throw new Error(`unexpected date/time text: ${text.slice(0, 40)}`);
+  if (!match) throw new PgValueTextError(`unexpected date/time text: ${text.slice(0, 40)}`);
   const [, year, month, day, hour = "00", minute = "00", second = "00", fraction = "", zone] = match;
   let fullYear = Number(year);
   if (bc) fullYear = 1 - fullYear;
@@ -221,12 +229,12 @@ export function parserFor(oid: number): Parser {
 /**
  * A one-dimensional array literal: `{1,2,NULL}`, `{"a b","quote \" and \\ backslash"}`. Unquoted NULL is
  * null; quoted "NULL" is the string. (Multi-dimensional literals come back as nested arrays.) Throws
- * "malformed array literal" for anything else — an unterminated quote or brace included: every step
+ * PgValueTextError "malformed array literal" for anything else — an unterminated quote or brace included: every step
  * moves forward or stops at the end of the text.
  */
 export function parseArray(text: string, parseElement: Parser): unknown[] {
   let position = 0;
-  const malformed = () => new Error(`malformed array literal: ${text.slice(0, 40)}`);
+  const malformed = () => new PgValueTextError(`malformed array literal: ${text.slice(0, 40)}`);
   const parseLevel = (): unknown[] => {
     if (text[position] !== "{") throw malformed();
     position++;
