@@ -122,6 +122,24 @@ describe.skipIf(!hasRedis)("lesson 07: several nodes, one room", () => {
     for (const user of users) user.close();
   });
 
+  // What `nc -N` does on Ctrl+D after a partial line: the bytes, then FIN, and it keeps reading.
+  test("a user that half-closes after a last line without a newline still gets its own copy", async () => {
+    const [a, b] = nodes as [ServerProcess, ServerProcess];
+    const watcher = await join(b, "watcher");
+    const leaver = await LineClient.connect(a.port);
+    leaver.send("CONNECT halfsay\nhello, then EOF");
+    leaver.writer.writeEof();
+    const rest = await leaver.rest();
+    expect(rest[0]).toMatch(/^OK welcome halfsay, \d+ users? online$/);
+    expect(rest.at(-1)).toBe("halfsay: hello, then EOF");
+    // The other node sees the line, then the departure — after it, never before.
+    const seen = await linesThrough(watcher, "* halfsay left");
+    expect(seen.indexOf("halfsay: hello, then EOF")).toBeGreaterThan(seen.indexOf("* halfsay joined"));
+    expect(seen.indexOf("halfsay: hello, then EOF")).toBe(seen.length - 2);
+    watcher.send("/quit\n");
+    watcher.close();
+  });
+
   test("rule 2: two nodes racing for one name (any case) give exactly one OK", async () => {
     const [a, b] = nodes as [ServerProcess, ServerProcess];
     const winners: LineClient[] = [];

@@ -94,6 +94,13 @@ export class ClusterProtocolError extends Error {
   }
 }
 
+/** A callback waiting for this node's lines up to `seq` to be read back (see `afterDelivered`). */
+interface DeliveryWaiter {
+  seq: number;
+  then: () => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 export class ClusterNode implements NameRegistry, RoomBus {
   /** Unique per process start: a restarted node is a new node (its predecessor is cleaned up). */
   readonly id = randomUUID();
@@ -104,6 +111,11 @@ export class ClusterNode implements NameRegistry, RoomBus {
   /** Incremented on every reconnect: an XREAD loop of an older connection stops. */
   #generation = 0;
   #nextSeq = 1;
+  /** The seq of the last line this node published, and the highest of its own it has read back. */
+  #lastLineSeq = 0;
+  #deliveredSeq = 0;
+  /** Callbacks waiting for this node's lines up to `seq` to come back from the stream. */
+  #afterDelivered: DeliveryWaiter[] = [];
   /** Ops not yet acknowledged by Redis, by seq, in order. */
   readonly #pending = new Map<number, PendingOp>();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -174,7 +186,36 @@ export class ClusterNode implements NameRegistry, RoomBus {
 
   /** Sends one line to the whole room: an XADD now, or once Redis is back. */
   publish(line: string): void {
+    this.#lastLineSeq = this.#nextSeq;
     this.#enqueue({ line, sent: false });
+  }
+
+  /**
+   * Calls `then` once every line this node has published so far has come back from the stream and been
+   * delivered here (a user that half-closes leaves only then, so it still gets its own last line) — or
+   * after `--node-timeout` at most, or at `stop()`: a line lost with a Redis restarted empty never comes
+   * back, and the user must not wait for it for ever.
+   */
+  afterDelivered(then: () => void): void {
+    const seq = this.#lastLineSeq;
+    if (seq <= this.#deliveredSeq || this.#stopped) return then();
+    const waiter: DeliveryWaiter = { seq, then, timer: setTimeout(() => this.#release(waiter), this.#ttlMs) };
+    this.#afterDelivered.push(waiter);
+  }
+
+  #release(waiter: DeliveryWaiter): void {
+    const index = this.#afterDelivered.indexOf(waiter);
+    if (index === -1) return;
+    this.#afterDelivered.splice(index, 1);
+    clearTimeout(waiter.timer);
+    waiter.then();
+  }
+
+  /** Releases the waiters whose lines have all come back (all of them with `everyone`). */
+  #releaseDelivered(everyone = false): void {
+    for (const waiter of [...this.#afterDelivered]) {
+      if (everyone || waiter.seq <= this.#deliveredSeq) this.#release(waiter);
+    }
   }
 
   #enqueue(op: PendingOp): void {
@@ -236,6 +277,10 @@ export class ClusterNode implements NameRegistry, RoomBus {
       if (batch.entries.length === 0) continue;
       const started = performance.now();
       this.hooks.deliver(batch.entries.map((entry) => entry.line));
+      for (const entry of batch.entries) {
+        if (entry.node === this.id && entry.seq > this.#deliveredSeq) this.#deliveredSeq = entry.seq;
+      }
+      if (this.#afterDelivered.length > 0) this.#releaseDelivered();
       // The batch's writes leave in this turn's flush pass, queued before this: after it, they are done.
       await new Promise<void>((resolve) => setImmediate(resolve));
       const linger = Math.min(READ_LINGER_MAX_MS, (performance.now() - started) * READ_LINGER_PER_DELIVERY);
@@ -354,6 +399,7 @@ export class ClusterNode implements NameRegistry, RoomBus {
     const deadline = performance.now() + STOP_FLUSH_MS;
     while (this.#pending.size > 0 && performance.now() < deadline) await Bun.sleep(10);
     this.#stopped = true;
+    this.#releaseDelivered(true);
     if (this.#link.up) {
       const { keys } = this;
       await this.#eval(UNREGISTER, [keys.room], [keys.prefix, this.id, "0", this.id, ""]).catch(
