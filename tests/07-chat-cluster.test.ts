@@ -611,7 +611,11 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
         [["--redis", "http://x"], 2, "--redis needs a URL like redis://"],
         // Past a timer's 2^31 − 1 ms the heartbeat fired at once, in a loop: refused before anything starts.
         [["--node-timeout", "99999999999"], 2, "--node-timeout needs a number 0.5–86400"],
-        [["--node", "--port", "0", "--redis", "redis://127.0.0.1:1"], 1, "cannot start a node"],
+        [
+          ["--node", "--port", "0", "--redis", "redis://127.0.0.1:1"],
+          1,
+          "cannot start a node (redis redis://127.0.0.1:1, port 0): cannot connect to 127.0.0.1:1: connection refused",
+        ],
       ] as const) {
         const { exitCode, stderr } = await runScript([SCRIPT, ...args]);
         expect(exitCode).toBe(code);

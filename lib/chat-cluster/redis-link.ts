@@ -14,6 +14,7 @@
  * down fails at once instead of waiting.
  */
 import { RedisClient } from "bun";
+import { openConnection } from "../streams.ts";
 
 /** First reconnect delay: 50 ms; each failure doubles it… */
 export const RECONNECT_FIRST_MS = 50;
@@ -71,7 +72,7 @@ export class RedisLink {
       this.events.onReady();
     } catch (error) {
       this.close();
-      throw error;
+      throw await explainFailedStart(this.url, error as Error);
     } finally {
       this.#reconnecting = false;
     }
@@ -139,4 +140,33 @@ export class RedisLink {
       this.#scheduleRetry();
     }
   }
+}
+
+/** Redis's default port, when the URL names none. */
+const REDIS_DEFAULT_PORT = 6379;
+
+/**
+ * Bun's client says only "Connection closed" when nothing listens: try a plain TCP connect to the same
+ * address for the operating system's reason (`cannot connect to 127.0.0.1:1: connection refused …`).
+ * If TCP gets through, the problem is Redis itself (a password, a TLS port): its own message stands.
+ */
+async function explainFailedStart(url: string, error: Error): Promise<Error> {
+  let host: string;
+  let port: number;
+  try {
+    const parsed = new URL(url);
+    host = parsed.hostname.replace(/^\[|\]$/g, "");
+    port = Number(parsed.port || REDIS_DEFAULT_PORT);
+  } catch {
+    return error;
+  }
+  const probe = openConnection(host, port).then(
+    ([, writer]) => {
+      writer.abort();
+      return error;
+    },
+    (tcpError: Error) => tcpError,
+  );
+  const gaveUp = Bun.sleep(CONNECT_TIMEOUT_MS).then(() => error);
+  return Promise.race([probe, gaveUp]);
 }
