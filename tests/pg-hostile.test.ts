@@ -404,6 +404,34 @@ describe("what a client must never send", () => {
     expect((await client.query("SELECT 1")).command).toBe("SELECT"); // and the connection goes on
     await client.close();
   });
+
+  test("a NUL byte in SQL text is refused before anything is sent, by every way of sending SQL", async () => {
+    const server = fakeServer(async (connection) => {
+      await connection.opening;
+      connection.acceptWithoutPassword();
+      await connection.answerQueries();
+    });
+    const client = await connect(server.url());
+    const nul = "SELECT 1\0; SELECT 2";
+    const attempts = [
+      client.query(nul),
+      client.simpleQuery(nul),
+      client.copyFrom(`COPY t FROM STDIN\0`, []),
+      (async () => {
+        for await (const _ of client.copyTo(`COPY t TO STDOUT\0`));
+      })(),
+    ];
+    for (const attempt of attempts) {
+      const error = await attempt.catch((e) => e);
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error.message).toBe(
+        "the SQL text contains a NUL byte (\\0), which PostgreSQL's protocol cannot carry",
+      );
+    }
+    expect(server.connections[0]!.received).toBe(0);
+    expect((await client.query("SELECT 1")).command).toBe("SELECT"); // and the connection goes on
+    await client.close();
+  });
 });
 
 describe("array literals", () => {

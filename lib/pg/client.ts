@@ -251,6 +251,7 @@ export class Client {
     params: readonly unknown[] = [],
   ): Promise<QueryResult<Row>> {
     if (this.#lost) return Promise.reject(this.#lost);
+    if (text.includes("\0")) return Promise.reject(nulInSqlError());
     if (params.length > MAX_BIND_PARAMETERS) {
       // Bind counts them in 16 bits: 65,536 would be sent as 0 and the server would blame the protocol.
       return Promise.reject(
@@ -319,6 +320,7 @@ export class Client {
    */
   simpleQuery(text: string): Promise<QueryResult[]> {
     if (this.#lost) return Promise.reject(this.#lost);
+    if (text.includes("\0")) return Promise.reject(nulInSqlError());
     const { promise, resolve, reject } = Promise.withResolvers<QueryResult[]>();
     this.#submit({
       reject,
@@ -342,6 +344,7 @@ export class Client {
    */
   copyFrom(sql: string, source: CopySource): Promise<number> {
     if (this.#lost) return Promise.reject(this.#lost);
+    if (sql.includes("\0")) return Promise.reject(nulInSqlError());
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     const pending: PendingCopyIn = {
       kind: "copyIn",
@@ -373,6 +376,7 @@ export class Client {
    */
   async *copyTo(sql: string): AsyncGenerator<Uint8Array, void, undefined> {
     if (this.#lost) throw this.#lost;
+    if (sql.includes("\0")) throw nulInSqlError();
     const stream = new CopyOutStream();
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     promise.catch(() => {}); // the stream carries the error to the consumer
@@ -867,4 +871,12 @@ function copyField(): FieldDescription {
     typeModifier: -1,
     format: 0,
   };
+}
+
+/**
+ * SQL text travels as a C string (Query, Parse): a NUL byte would end it early and the rest of the message
+ * would be read as something else — refused before anything is sent, as libpq's strings cannot hold one.
+ */
+function nulInSqlError(): TypeError {
+  return new TypeError("the SQL text contains a NUL byte (\\0), which PostgreSQL's protocol cannot carry");
 }
