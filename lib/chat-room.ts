@@ -14,6 +14,7 @@
  * remote registry) pauses that user's reading until it is written, so a user's lines keep their order.
  */
 import type { Flags } from "./args.ts";
+import type { LineServerHandlers } from "./line-server.ts";
 import { stripControls } from "./sanitize.ts";
 import { atEndOfTurn, closeAll, type StreamWriter } from "./stream-writer.ts";
 
@@ -564,6 +565,30 @@ export class ChatRoom {
     this.names.release(member.name);
     if (!this.#shuttingDown || this.#announceShutdown) this.publish(DEPARTURE_NOTICES[why](member.name));
     this.options.log(`- ${member.name} ${why} (${this.users.size} online)`);
+  }
+
+  /**
+   * The handlers that put this room on lib/line-server: each connection becomes a member, each line, EOF
+   * and close goes to the room. What lessons 05 and 07 both pass to `startLineServer`.
+   */
+  lineHandlers(): LineServerHandlers<ChatMember> {
+    return {
+      onConnect: (connection) => this.accept(connection),
+      onLine: (member, line) => this.handleLine(member, line),
+      onLineTooLong: (member) => this.lineTooLong(member),
+      onEnd: (member) => this.endOfInput(member),
+      onClose: (member, error) => this.depart(member, error ? "lost" : "left"),
+    };
+  }
+
+  /**
+   * Starts the idle sweep: one timer for everyone, every quarter of `--idle` (1 s at most), so a user is
+   * cut at most 25 % (and 1 s) late. Returns the function that stops it.
+   */
+  startIdleSweep(): () => void {
+    const everyMs = Math.min(1000, (this.options.idleSeconds * 1000) / 4);
+    const sweeper = setInterval(() => this.sweepIdle(), everyMs);
+    return () => clearInterval(sweeper);
   }
 
   /** Lesson 05: registration and silence are both bounded by `--idle`. */

@@ -49,10 +49,10 @@
  * callback one. Small for an echo; a chat room pays it on every line of every user, and gains nothing.
  *
  *   asyncio (book)                          here
- *   asyncio.start_server(client_connected)  startLineServer({ onConnect, onLine, onEnd, onClose })
+ *   asyncio.start_server(client_connected)  startLineServer(room.lineHandlers()): onConnect, onLine, onEnd, onClose
  *   await reader.readline()                 onLine(user, line), called synchronously per line
  *   writer.write(); await writer.drain()    user.writer.writeShared(bytes) — never awaited per user
- *   asyncio.wait_for(readline(), 60)        one setInterval sweep over every connection
+ *   asyncio.wait_for(readline(), 60)        room.startIdleSweep(): one timer over every connection
  *
  * Run it:    bun scripts/05-chat-server.ts [--port 8000] [--idle 60] [--help for every limit]
  * Poke it:   `nc 127.0.0.1 8000` in two more terminals; type `CONNECT ann` in one and `CONNECT bob` in the
@@ -64,13 +64,7 @@
  * lib/line-server.ts (framing with lib/lines, a StreamWriter per user) and lib/chat-room.ts (the rules).
  */
 import { parseCommandLine } from "../lib/args.ts";
-import {
-  type ChatMember,
-  ChatRoom,
-  ROOM_FLAGS,
-  type RoomOptions,
-  roomOptionsFromFlags,
-} from "../lib/chat-room.ts";
+import { ChatRoom, ROOM_FLAGS, type RoomOptions, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
 import { ListenError, startLineServer } from "../lib/streams.ts";
 
@@ -107,25 +101,18 @@ export interface ChatServer {
  */
 export function startChatServer(options: ChatOptions): ChatServer {
   const room = new ChatRoom(options);
-  const server = startLineServer<ChatMember>(
-    {
-      onConnect: (connection) => room.accept(connection),
-      onLine: (member, line) => room.handleLine(member, line),
-      onLineTooLong: (member) => room.lineTooLong(member),
-      onEnd: (member) => room.endOfInput(member),
-      onClose: (member, error) => room.depart(member, error ? "lost" : "left"),
-    },
-    { host: options.host, port: options.port, maxLineBytes: options.maxLineBytes },
-  );
-  // One timer for everyone; a quarter of the idle time keeps the error under 25 % (and under 1 s).
-  const sweepMs = Math.min(1000, (options.idleSeconds * 1000) / 4);
-  const sweeper = setInterval(() => room.sweepIdle(), sweepMs);
+  const server = startLineServer(room.lineHandlers(), {
+    host: options.host,
+    port: options.port,
+    maxLineBytes: options.maxLineBytes,
+  });
+  const stopSweep = room.startIdleSweep();
   return {
     room,
     hostname: server.hostname,
     port: server.port,
     async close() {
-      clearInterval(sweeper);
+      stopSweep();
       server.close();
       await room.shutdown();
     },

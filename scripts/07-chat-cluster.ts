@@ -50,13 +50,7 @@
  */
 import { type Flags, parseCommandLine } from "../lib/args.ts";
 import { ClusterNode } from "../lib/chat-cluster/cluster-node.ts";
-import {
-  type ChatMember,
-  ChatRoom,
-  ROOM_FLAGS,
-  type RoomOptions,
-  roomOptionsFromFlags,
-} from "../lib/chat-room.ts";
+import { ChatRoom, ROOM_FLAGS, type RoomOptions, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import {
   findRedisServer,
   freePort,
@@ -65,7 +59,7 @@ import {
   startRedisServer,
 } from "../lib/redis-server.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
-import { startLineServer } from "../lib/streams.ts";
+import { type LineServer, startLineServer } from "../lib/streams.ts";
 
 // ── Step 1: the flags — lesson 05's, and where the cluster's shared state lives ───────────────────────
 
@@ -167,31 +161,26 @@ export async function startNode(options: NodeOptions): Promise<ChatNode> {
   );
   const room: ChatRoom = new ChatRoom(options, { names: cluster, bus: cluster });
   await cluster.start();
-  let server: ReturnType<typeof startLineServer<ChatMember>>;
+  let server: LineServer;
   try {
-    server = startLineServer<ChatMember>(
-      {
-        onConnect: (connection) => room.accept(connection),
-        onLine: (member, line) => room.handleLine(member, line),
-        onLineTooLong: (member) => room.lineTooLong(member),
-        onEnd: (member) => room.endOfInput(member),
-        onClose: (member, error) => room.depart(member, error ? "lost" : "left"),
-      },
-      { host: options.host, port: options.port, maxLineBytes: options.maxLineBytes, reusePort: true },
-    );
+    server = startLineServer(room.lineHandlers(), {
+      host: options.host,
+      port: options.port,
+      maxLineBytes: options.maxLineBytes,
+      reusePort: true,
+    });
   } catch (error) {
     await cluster.stop();
     throw error;
   }
-  const sweepMs = Math.min(1000, (options.idleSeconds * 1000) / 4);
-  const sweeper = setInterval(() => room.sweepIdle(), sweepMs);
+  const stopSweep = room.startIdleSweep();
   return {
     room,
     cluster,
     hostname: server.hostname,
     port: server.port,
     async close() {
-      clearInterval(sweeper);
+      stopSweep();
       server.close();
       // `true`: each user's departure is published, so the users on the other nodes see them leave.
       await room.shutdown(true);

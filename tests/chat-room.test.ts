@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import {
-  type ChatMember,
   ChatRoom,
   LocalNames,
   type NameRegistry,
@@ -57,16 +56,7 @@ let server: LineServer | undefined;
 afterEach(() => server?.close(true));
 
 function serve(room: ChatRoom): number {
-  server = startLineServer<ChatMember>(
-    {
-      onConnect: (connection) => room.accept(connection),
-      onLine: (member, line) => room.handleLine(member, line),
-      onLineTooLong: (member) => room.lineTooLong(member),
-      onEnd: (member) => room.endOfInput(member),
-      onClose: (member, error) => room.depart(member, error ? "lost" : "left"),
-    },
-    { maxLineBytes: OPTIONS.maxLineBytes },
-  );
+  server = startLineServer(room.lineHandlers(), { maxLineBytes: OPTIONS.maxLineBytes });
   return server.port;
 }
 
