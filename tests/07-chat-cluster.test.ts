@@ -558,6 +558,7 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
       for (let tries = 0; tries < 200 && !/^node pids: /m.test(output); tries++) await Bun.sleep(50);
       const ps = Bun.spawnSync(["ps", "-o", "pid=,args=", "--ppid", String(child.pid)]).stdout.toString();
       const redisLine = ps.split("\n").find((args) => args.includes("redis-server"));
+      // The launcher must have started its own redis-server as a child (else there is nothing to kill).
       expect(redisLine).toBeDefined();
       process.kill(Number(redisLine!.trim().split(" ")[0]), "SIGKILL");
       // The nodes stop gracefully (their Redis is gone: the 2 s close grace at most), then the launcher.
