@@ -167,6 +167,9 @@ async function explainFailedStart(url: string, error: Error): Promise<Error> {
     },
     (tcpError: Error) => tcpError,
   );
-  const gaveUp = Bun.sleep(CONNECT_TIMEOUT_MS).then(() => error);
-  return Promise.race([probe, gaveUp]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const gaveUp = new Promise<Error>((resolve) => {
+    timer = setTimeout(() => resolve(error), CONNECT_TIMEOUT_MS);
+  });
+  return Promise.race([probe, gaveUp]).finally(() => clearTimeout(timer));
 }
