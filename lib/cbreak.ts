@@ -173,9 +173,9 @@ export class NotATerminalError extends Error {
 }
 
 /** Exit codes after a signal, as a shell reports them: 128 + the signal's number. */
-export const EXIT_INTERRUPTED = 128 + 2; // SIGINT, or Ctrl+C answered as SIGINT would be
-const EXIT_HANGUP = 128 + 1; // SIGHUP
-const EXIT_TERMINATED = 128 + 15; // SIGTERM
+export const SIGNAL_EXIT_CODES = { SIGHUP: 128 + 1, SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
+/** The exit code after SIGINT, or after Ctrl+C answered as SIGINT would be: 130. */
+export const EXIT_INTERRUPTED = SIGNAL_EXIT_CODES.SIGINT;
 
 /** Bracketed paste on / off (DEC private mode 2004). */
 const BRACKETED_PASTE_ON = "\x1b[?2004h";
@@ -238,9 +238,9 @@ export function enterCbreak(io: CbreakIo = { input: process.stdin, output: proce
   };
   const handlers: [string, (error: unknown) => void][] = [
     ["exit", restore],
-    ["SIGTERM", exitAfterRestore(EXIT_TERMINATED)],
-    ["SIGHUP", exitAfterRestore(EXIT_HANGUP)],
-    ["SIGINT", exitAfterRestore(EXIT_INTERRUPTED)],
+    ["SIGTERM", exitAfterRestore(SIGNAL_EXIT_CODES.SIGTERM)],
+    ["SIGHUP", exitAfterRestore(SIGNAL_EXIT_CODES.SIGHUP)],
+    ["SIGINT", exitAfterRestore(SIGNAL_EXIT_CODES.SIGINT)],
     ["uncaughtException", crashAfterRestore],
     ["unhandledRejection", crashAfterRestore],
   ];

@@ -8,15 +8,13 @@
  * 143 (SIGTERM) or 129 (SIGHUP), and the caller decides how to leave. Keys typed meanwhile stay in the terminal's buffer
  * for whoever reads the keys next.
  */
+import { SIGNAL_EXIT_CODES } from "./cbreak.ts";
 import { showControls } from "./sanitize.ts";
 
 /** The frames, one every {@link FRAME_MS}: the same quarter-circles as @clack/prompts. */
 export const SPINNER_FRAMES = ["◒", "◐", "◓", "◑"] as const;
 /** Time between frames: 80 ms (12 a second: smooth, and cheap). */
 export const FRAME_MS = 80;
-
-/** 128 + the signal's number: what a shell reports for a program the signal ended. */
-const EXIT_CODES = { SIGHUP: 128 + 1, SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
 
 /** Width assumed when the output does not say (not a terminal): 80 columns. */
 const DEFAULT_COLUMNS = 80;
@@ -51,9 +49,9 @@ export function startSpinner(message: string, output: NodeJS.WriteStream = proce
     interrupt = resolve;
   });
   const onSignal = {
-    SIGHUP: () => interrupt(EXIT_CODES.SIGHUP),
-    SIGINT: () => interrupt(EXIT_CODES.SIGINT),
-    SIGTERM: () => interrupt(EXIT_CODES.SIGTERM),
+    SIGHUP: () => interrupt(SIGNAL_EXIT_CODES.SIGHUP),
+    SIGINT: () => interrupt(SIGNAL_EXIT_CODES.SIGINT),
+    SIGTERM: () => interrupt(SIGNAL_EXIT_CODES.SIGTERM),
   };
   // Whatever ends the process, the cursor comes back.
   const showCursor = () => output.write(SHOW_CURSOR);
