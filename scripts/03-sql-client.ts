@@ -46,6 +46,7 @@
  */
 import { parseCommandLine } from "../lib/args.ts";
 import { NotATerminalError } from "../lib/cbreak.ts";
+import { MAX_TIMER_MS } from "../lib/pg/options.ts";
 import {
   ConnectOptionsError,
   type Field,
@@ -83,7 +84,7 @@ const MAX_COLUMN_WIDTH = 40;
  * Longest delay the demo takes: 2,147,483 s (24.8 days), as a timer holds at most 2^31 − 1 ms — a longer
  * one would fire at once.
  */
-export const MAX_DELAY_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+export const MAX_DELAY_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 const PROMPT = "sql> ";
 
 // ── Step 1: a database to talk to ─────────────────────────────────────────────────────────────────────
