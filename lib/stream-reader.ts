@@ -192,7 +192,7 @@ export class StreamReader {
    */
   readLine(): Promise<Uint8Array> {
     if (this.#exception !== null) return Promise.reject(this.#exception);
-    if (this.#waiter !== null || this.#lineWaiter !== null) {
+    if (this.#reading()) {
       return Promise.reject(new ConcurrentReadError("readLine"));
     }
     const buffered = this.bufferedBytes;
@@ -319,7 +319,7 @@ export class StreamReader {
     }
     if (this.#exception !== null) return Promise.reject(this.#exception);
     if (n === 0) return Promise.resolve(EMPTY);
-    if (this.#waiter !== null || this.#lineWaiter !== null) {
+    if (this.#reading()) {
       return Promise.reject(new ConcurrentReadError("readExactly"));
     }
     if (this.bufferedBytes >= n) return Promise.resolve(this.#take(n));
@@ -390,9 +390,14 @@ export class StreamReader {
     );
   }
 
+  /** Some read is waiting on this reader: another one must not take bytes. */
+  #reading(): boolean {
+    return this.#waiter !== null || this.#lineWaiter !== null;
+  }
+
   /** No read waiting, no exception: a read may be served from the buffer at once. */
   #idle(): boolean {
-    return this.#waiter === null && this.#lineWaiter === null && this.#exception === null;
+    return !this.#reading() && this.#exception === null;
   }
 
   #throwIfFailed(): void {
@@ -401,7 +406,7 @@ export class StreamReader {
 
   /** Two reads at once on one reader would steal each other's bytes: the second one is an error. */
   #throwIfReading(method: string): void {
-    if (this.#waiter || this.#lineWaiter) throw new ConcurrentReadError(method);
+    if (this.#reading()) throw new ConcurrentReadError(method);
   }
 
   /** Waits for the next feedData/feedEof/setException. Callers have checked that nobody else waits. */
