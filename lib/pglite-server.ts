@@ -10,12 +10,11 @@
  * the program ends, the database ends with it.
  */
 
-/** What the worker is asked to do at start-up. */
-export interface PGliteServerRequest {
-  kind: "start";
-  /** SQL run before the port opens (e.g. a sample schema); empty for none. */
-  setupSql: string;
-}
+/**
+ * What the worker is asked to do: start (once), then stop. `setupSql`: SQL run before the port opens (e.g. a
+ * sample schema); empty for none.
+ */
+export type PGliteServerRequest = { kind: "start"; setupSql: string } | { kind: "stop" };
 
 /** What the worker answers: its port, or why it could not start; and, when asked to stop, that it did. */
 export type PGliteServerReply =
@@ -74,7 +73,7 @@ export function startPGliteServer(setupSql = ""): Promise<PGliteServer> {
 
 async function stopWorker(worker: Worker, stoppedReply: Promise<void>, graceMs: number): Promise<void> {
   const ended = new Promise<void>((resolve) => worker.addEventListener("close", () => resolve()));
-  worker.postMessage({ kind: "stop" });
+  worker.postMessage({ kind: "stop" } satisfies PGliteServerRequest);
   let timer: Timer | undefined;
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, graceMs);

@@ -33,7 +33,7 @@ async function stop(): Promise<void> {
   reply({ kind: "stopped" });
 }
 
-self.onmessage = (event: MessageEvent<PGliteServerRequest | { kind: "stop" }>) => {
+self.onmessage = (event: MessageEvent<PGliteServerRequest>) => {
   const request = event.data;
   if (request.kind === "start") {
     start(request.setupSql).catch((error) =>
