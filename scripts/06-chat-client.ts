@@ -43,7 +43,7 @@
  */
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
 import { parseCommandLine, parseFlags } from "../lib/args.ts";
-import { EXIT_INTERRUPTED, NotATerminalError } from "../lib/cbreak.ts";
+import { EXIT_INTERRUPTED, NotATerminalError, SIGNAL_EXIT_CODES } from "../lib/cbreak.ts";
 import { ROOM_FLAGS, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import { showControls } from "../lib/sanitize.ts";
 import type { Message, Screen } from "../lib/screen.ts";
@@ -168,9 +168,6 @@ export function validateName(name: string | undefined): string | undefined {
   if (!NAME_PATTERN.test(name)) return "1–32 letters, digits, _ or - (no spaces).";
   return undefined;
 }
-
-/** 128 + the signal's number, as a shell reports a program the signal ended. */
-const SIGNAL_EXIT_CODES = { SIGHUP: 128 + 1, SIGINT: 128 + 2, SIGTERM: 128 + 15 } as const;
 
 /**
  * Runs `work` (the name prompt) so that a signal cannot leave the terminal raw: @clack/prompts switches it
