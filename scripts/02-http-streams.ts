@@ -8,7 +8,7 @@
  *   await reader.readUntil("\n")   the status line, then each header line, until the empty line
  *   await reader.readExactly(n)    a body of Content-Length bytes
  *   await reader.readUntil("\n") + readExactly(size + 2)   each chunk of a chunked body
- *   writer.write(request)          never blocks, never loses bytes (lib/streams queues what Bun's write() refuses)
+ *   writer.writeNow(request)       never blocks, never loses bytes (lib/streams queues what Bun's write() refuses)
  *
  * Because we read exactly one response and know where it ends, the connection can stay open for the next
  * request (keep-alive). And because nothing blocks, several URLs are fetched at the same time — the
@@ -250,9 +250,9 @@ async function connect(target: Target, timeoutMs: number): Promise<Connection> {
 async function exchange(connection: Connection, request: Uint8Array, timeoutMs: number) {
   connection.deadline.arm(timeoutMs);
   try {
-    connection.writer.writeShared(request);
-    // One request per connection at a time: nothing else will join this write, so send it now.
-    connection.writer.flushNow();
+    // One request per connection at a time: nothing else will join this write, so it goes to the kernel now
+    // (no end-of-turn pass, and no copy unless the kernel leaves some of it).
+    connection.writer.writeNow(request);
     return await readResponse(connection.reader);
   } catch (error) {
     connection.writer.abort();
