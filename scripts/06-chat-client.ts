@@ -3,7 +3,7 @@
  *
  * What it teaches: three pieces from the earlier lessons cooperating in one event loop, none waiting for
  * another:
- *   - one task reads the socket (lib/streams: `await reader.readUntil("\n")`) and prints each line it gets;
+ *   - one task reads the socket (lib/streams: `await reader.readUntil(NEWLINE)`) and prints each line it gets;
  *   - one task reads what you type (lib/terminal-ui: `for await (const line of ui.lines)`, the input loop
  *     lesson 03 uses too) and sends each line;
  *   - the screen (lib/screen) is the only one that writes to the terminal: printing a message and
@@ -91,6 +91,8 @@ export const MAX_SERVER_LINE_BYTES = DEFAULT_LIMIT;
 /** What is shown of a line over the limit: its first 1 KiB (a dozen rows on an 80-column screen). */
 export const CUT_LINE_SHOWN_BYTES = 1024;
 const utf8 = new TextDecoder();
+/** What a server line ends with, as bytes: `readUntil` serves a byte separator straight from its buffer. */
+const NEWLINE = new Uint8Array([0x0a]);
 
 // ── Step 1: what a line from the server looks like on screen ──────────────────────────────────────────
 
@@ -135,7 +137,7 @@ export interface Connection {
 export async function readServerLine(reader: StreamReader): Promise<string | null> {
   let bytes: Uint8Array;
   try {
-    bytes = await reader.readUntil("\n");
+    bytes = await reader.readUntil(NEWLINE);
   } catch (error) {
     if (error instanceof IncompleteReadError)
       bytes = error.partial; // EOF: a last line with no newline
