@@ -107,14 +107,14 @@ export class StreamReader {
   /**
    * A readLine() or readUntil(one separator) waiting for its separator: feedData hands over the bytes the
    * moment it arrives, with no task switch in between. `searched`: bytes already known to hold no match;
-   * `slowly`: the full rules, for anything unusual (over the limit, EOF).
+   * `line`: a readLine(), whose full rules (for anything unusual: over the limit, EOF) differ from readUntil's.
    */
   #lineWaiter: {
     resolve: (line: Uint8Array) => void;
     reject: (error: Error) => void;
     separator: Uint8Array;
     searched: number;
-    slowly: () => Promise<Uint8Array>;
+    line: boolean;
   } | null = null;
   #transport: ReadFlowControl | null = null;
   #paused = false;
@@ -195,24 +195,22 @@ export class StreamReader {
     if (this.#reading()) {
       return Promise.reject(new ConcurrentReadError("readLine"));
     }
-    const buffered = this.bufferedBytes;
-    const newline = this.#find(NEWLINE, 0);
-    // The whole line is already here: the common case on a busy connection.
-    if (newline !== -1 && newline <= this.limit) return Promise.resolve(this.#take(newline + 1));
-    // Not yet: wait for the line itself — feedData hands it over the moment its newline arrives.
-    if (newline === -1 && buffered <= this.limit && !this.#eof) {
-      return this.#waitForSeparator(NEWLINE, buffered, () => this.#readLineSlowly());
-    }
-    return this.#readLineSlowly();
+    return this.#readSeparatorAtOnce(NEWLINE, true) ?? this.#readLineSlowly();
   }
 
-  #waitForSeparator(
-    separator: Uint8Array,
-    searched: number,
-    slowly: () => Promise<Uint8Array>,
-  ): Promise<Uint8Array> {
+  /**
+   * The common case of readLine() and readUntil(bytes), for a caller that checked nobody else reads: the
+   * separator already buffered within the limit (a busy connection) is served at once; one not here yet is
+   * waited for, and feedData hands the bytes over the moment it arrives. Null for anything unusual (over
+   * the limit, EOF): the caller's full rules decide.
+   */
+  #readSeparatorAtOnce(separator: Uint8Array, line: boolean): Promise<Uint8Array> | null {
+    const found = this.#find(separator, 0);
+    if (found !== -1 && found <= this.limit) return Promise.resolve(this.#take(found + separator.length));
+    if (found !== -1 || this.bufferedBytes > this.limit || this.#eof) return null;
+    const searched = Math.max(0, this.bufferedBytes + 1 - separator.length);
     return new Promise((resolve, reject) => {
-      this.#lineWaiter = { resolve, reject, separator, searched, slowly };
+      this.#lineWaiter = { resolve, reject, separator, searched, line };
     });
   }
 
@@ -226,7 +224,8 @@ export class StreamReader {
     } else if (found !== -1 || this.bufferedBytes > this.limit || this.#eof) {
       // Over the limit, or EOF: the general rules apply.
       this.#lineWaiter = null;
-      waiter.slowly().then(waiter.resolve, waiter.reject);
+      const slowly = waiter.line ? this.#readLineSlowly() : this.#readUntilSlowly(waiter.separator);
+      slowly.then(waiter.resolve, waiter.reject);
     } else {
       waiter.searched = Math.max(0, this.bufferedBytes + 1 - waiter.separator.length);
     }
@@ -260,15 +259,10 @@ export class StreamReader {
    * - An empty separator, or an empty array, is a `RangeError`.
    */
   readUntil(separator: Separator | readonly Separator[] = NEWLINE): Promise<Uint8Array> {
-    // The common case, served at once: one separator in bytes, already buffered within the limit.
+    // The common case: one separator in bytes, nobody else reading, no exception.
     if (separator instanceof Uint8Array && separator.length > 0 && this.#idle()) {
-      const found = this.#find(separator, 0);
-      if (found !== -1 && found <= this.limit) return Promise.resolve(this.#take(found + separator.length));
-      // Not here yet: wait for it — feedData hands it over the moment it arrives.
-      if (found === -1 && this.bufferedBytes <= this.limit && !this.#eof) {
-        const searched = Math.max(0, this.bufferedBytes + 1 - separator.length);
-        return this.#waitForSeparator(separator, searched, () => this.#readUntilSlowly(separator));
-      }
+      const served = this.#readSeparatorAtOnce(separator, false);
+      if (served !== null) return served;
     }
     return this.#readUntilSlowly(separator);
   }
