@@ -18,8 +18,9 @@
  *
  * Never trust the peer: a head line is read with `readUntil`, which fails as soon as the line passes
  * the limit (an endless header costs 8 KiB, not the whole deadline); a connection with bytes nobody asked
- * for — left after a response, or arriving while it sat idle — is closed (when the pool next looks at
- * it), never reused, so an unrequested response cannot pass for the answer to the next request.
+ * for is closed, never reused — at once if they came after a response, when the pool next looks at it if
+ * they arrived while it sat idle — so an unrequested response cannot pass for the answer to the next
+ * request.
  *
  * Run it:
  *   bun scripts/02-http-streams.ts                     # offline: two local servers, four URLs at once
