@@ -48,17 +48,15 @@ export function startSpinner(message: string, output: NodeJS.WriteStream = proce
   const interrupted = new Promise<number>((resolve) => {
     interrupt = resolve;
   });
-  const onSignal = {
-    SIGHUP: () => interrupt(SIGNAL_EXIT_CODES.SIGHUP),
-    SIGINT: () => interrupt(SIGNAL_EXIT_CODES.SIGINT),
-    SIGTERM: () => interrupt(SIGNAL_EXIT_CODES.SIGTERM),
-  };
+  const onSignal = Object.entries(SIGNAL_EXIT_CODES).map(
+    ([signal, code]) => [signal, () => interrupt(code)] as const,
+  );
   // Whatever ends the process, the cursor comes back.
   const showCursor = () => output.write(SHOW_CURSOR);
   output.write(HIDE_CURSOR);
   draw();
   const timer = setInterval(draw, FRAME_MS);
-  for (const [signal, handler] of Object.entries(onSignal)) process.on(signal, handler);
+  for (const [signal, handler] of onSignal) process.on(signal, handler);
   process.on("exit", showCursor);
   return {
     interrupted,
@@ -66,7 +64,7 @@ export function startSpinner(message: string, output: NodeJS.WriteStream = proce
       if (stopped) return;
       stopped = true;
       clearInterval(timer);
-      for (const [signal, handler] of Object.entries(onSignal)) process.off(signal, handler);
+      for (const [signal, handler] of onSignal) process.off(signal, handler);
       process.off("exit", showCursor);
       const symbol = outcome === "done" ? "◇" : "▲";
       output.write(`${CLEAR_LINE}${symbol}  ${showControls(text)}\n${SHOW_CURSOR}`);
