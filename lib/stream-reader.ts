@@ -109,7 +109,7 @@ export class StreamReader {
    * moment it arrives, with no task switch in between. `searched`: bytes already known to hold no match;
    * `line`: a readLine(), whose full rules (for anything unusual: over the limit, EOF) differ from readUntil's.
    */
-  #lineWaiter: {
+  #separatorWaiter: {
     resolve: (line: Uint8Array) => void;
     reject: (error: Error) => void;
     separator: Uint8Array;
@@ -145,7 +145,7 @@ export class StreamReader {
     if (this.#eof) throw new Error("feedData() after feedEof(): the stream has ended");
     if (chunk.length === 0) return;
     this.#append(chunk);
-    if (this.#lineWaiter) this.#serveLineWaiter();
+    if (this.#separatorWaiter) this.#serveSeparatorWaiter();
     else this.#wakeWaiter();
     if (!this.#paused && this.#transport && this.bufferedBytes > 2 * this.limit) {
       this.#paused = true;
@@ -156,16 +156,16 @@ export class StreamReader {
   /** Marks the end of the stream: reads return what is buffered, then EOF. */
   feedEof(): void {
     this.#eof = true;
-    if (this.#lineWaiter) this.#serveLineWaiter();
+    if (this.#separatorWaiter) this.#serveSeparatorWaiter();
     else this.#wakeWaiter();
   }
 
   /** Fails the stream: the waiting read and every later read reject with `error`, bytes buffered or not. */
   setException(error: Error): void {
     this.#exception = error;
-    const waiter = this.#waiter ?? this.#lineWaiter;
+    const waiter = this.#waiter ?? this.#separatorWaiter;
     this.#waiter = null;
-    this.#lineWaiter = null;
+    this.#separatorWaiter = null;
     waiter?.reject(error);
   }
 
@@ -210,20 +210,20 @@ export class StreamReader {
     if (found !== -1 || this.bufferedBytes > this.limit || this.#eof) return null;
     const searched = Math.max(0, this.bufferedBytes + 1 - separator.length);
     return new Promise((resolve, reject) => {
-      this.#lineWaiter = { resolve, reject, separator, searched, line };
+      this.#separatorWaiter = { resolve, reject, separator, searched, line };
     });
   }
 
   /** Gives the waiting read its bytes if the separator has arrived; hands anything unusual to the slow path. */
-  #serveLineWaiter(): void {
-    const waiter = this.#lineWaiter!;
+  #serveSeparatorWaiter(): void {
+    const waiter = this.#separatorWaiter!;
     const found = this.#find(waiter.separator, waiter.searched);
     if (found !== -1 && found <= this.limit) {
-      this.#lineWaiter = null;
+      this.#separatorWaiter = null;
       waiter.resolve(this.#take(found + waiter.separator.length));
     } else if (found !== -1 || this.bufferedBytes > this.limit || this.#eof) {
       // Over the limit, or EOF: the general rules apply.
-      this.#lineWaiter = null;
+      this.#separatorWaiter = null;
       const slowly = waiter.line ? this.#readLineSlowly() : this.#readUntilSlowly(waiter.separator);
       slowly.then(waiter.resolve, waiter.reject);
     } else {
@@ -386,7 +386,7 @@ export class StreamReader {
 
   /** Some read is waiting on this reader: another one must not take bytes. */
   #reading(): boolean {
-    return this.#waiter !== null || this.#lineWaiter !== null;
+    return this.#waiter !== null || this.#separatorWaiter !== null;
   }
 
   /** No read waiting, no exception: a read may be served from the buffer at once. */
