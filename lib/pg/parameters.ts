@@ -148,7 +148,7 @@ function dateTimeText(value: unknown, type: number, fail: (reason: string) => ne
 }
 
 /** `YYYY-MM-DD` of the Date's UTC day; years before 1 as `… BC` (year 0 is 1 BC), 4 digits at least. */
-export function formatDate(date: Date): string {
+function formatDate(date: Date): string {
   const { era, text } = datePart(date);
   return `${text}${era}`;
 }
