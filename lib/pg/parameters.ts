@@ -24,7 +24,7 @@
  * {@link ParameterTypeError}, thrown before anything is sent.
  */
 import { ByteaParameter } from "./protocol.ts";
-import { ARRAY_ELEMENTS as ARRAY_ELEMENT_TYPES, serializeParameter, TypeOid } from "./types.ts";
+import { ARRAY_ELEMENTS as ARRAY_ELEMENT_TYPES, byteaText, serializeParameter, TypeOid } from "./types.ts";
 
 /** A parameter value the declared type cannot take; names the parameter (`$2`) and the type. */
 export class ParameterTypeError extends TypeError {
@@ -190,7 +190,7 @@ function arrayLiteral(
       return arrayLiteral(item, element, position, fail);
     const text =
       element === TypeOid.bytea && item instanceof Uint8Array
-        ? `\\x${Buffer.from(item.buffer, item.byteOffset, item.length).toString("hex")}`
+        ? byteaText(item)
         : parameterText(item, element, position);
     return `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
   });
