@@ -439,7 +439,7 @@ export class Client {
   async cancel(): Promise<void> {
     const key = this.#backendKey;
     if (!key || this.#lost) return;
-    const { reader, writer } = await openTransport(this.#options, new AbortController().signal);
+    const { reader, writer } = await openTransport(this.#options);
     const out = new MessageBuilder();
     writeCancelRequest(out, key.processId, key.secretKey);
     writer.writeShared(out.take());
