@@ -1,6 +1,6 @@
 /**
- * lib/pg.ts — a PostgreSQL client written from scratch on lib/streams: the SQL-client part of the learning
- * plan, and the wire protocol itself in plain sight.
+ * lib/pg.ts — a PostgreSQL client written from scratch on lib/streams: the wire protocol itself in plain
+ * sight.
  *
  * 1. Framing. After the startup, every message is a type byte, an Int32 length, and a body
  *    (lib/pg/protocol.ts). The client reads whatever bytes have arrived and cuts them into messages.

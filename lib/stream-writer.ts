@@ -255,11 +255,12 @@ export class StreamWriter {
   }
 
   /**
-   * Sends `bytes` to the kernel at once when nothing is queued before them, else queues them behind the
-   * rest — for a request/response client whose lone request nothing will join. Unlike `write()` +
-   * `flushNow()` it schedules no pass at the end of the turn and copies nothing when the kernel takes it
-   * all; only what the kernel does not take is copied (sent from the `drain` handler), so the caller may
-   * reuse `bytes` as soon as this returns. Throws, like `write()`, after `writeEof()` or `close()`.
+   * Sends `bytes` to the kernel at once when nothing is queued before them, else does what `write()` +
+   * `flushNow()` do (a copy behind the rest) — for a request/response client whose lone request nothing
+   * will join. On the direct path it schedules no pass at the end of the turn and copies nothing when the
+   * kernel takes it all; only what the kernel does not take is copied (sent from the `drain` handler), so
+   * the caller may reuse `bytes` as soon as this returns. Throws, like `write()`, after `writeEof()` or
+   * `close()`.
    */
   writeNow(bytes: Uint8Array): void {
     if (this.#head < this.#queue.length || this.#blocked) {

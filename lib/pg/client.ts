@@ -9,10 +9,12 @@
  *
  * Two things can hold writing back, and then later queries wait in order behind them (`#waiting`): a
  * statement's first run with parameters, whose Bind waits for the server to say the parameters' types
- * (ParameterDescription), and a COPY FROM, during which only its data may be sent. *
- * The rest lives beside it, one concept a file: the login (login.ts), the prepared statements
- * (statement-cache.ts), the queries in flight and what each collects (pending.ts), COPY's data both ways
- * (copy-in.ts, copy-out-stream.ts), the messages themselves (protocol.ts) and their values (types.ts).
+ * (ParameterDescription), and a COPY FROM, during which only its data may be sent.
+ *
+ * The rest lives beside it, one concept a file: the socket and TLS (transport.ts), the login (login.ts),
+ * the prepared statements (statement-cache.ts), the queries in flight and what each collects (pending.ts),
+ * COPY's data both ways (copy-in.ts, copy-out-stream.ts), the messages themselves (protocol.ts), the
+ * parameters' encoding (parameters.ts) and the results' values (types.ts).
  */
 import { atEndOfTurn, type StreamReader, type StreamWriter } from "../streams.ts";
 import { type CopyInConnection, type CopySource, sendCopyData } from "./copy-in.ts";
@@ -437,7 +439,7 @@ export class Client {
   async cancel(): Promise<void> {
     const key = this.#backendKey;
     if (!key || this.#lost) return;
-    const { reader, writer } = await openTransport(this.#options, new AbortController().signal);
+    const { reader, writer } = await openTransport(this.#options);
     const out = new MessageBuilder();
     writeCancelRequest(out, key.processId, key.secretKey);
     writer.writeShared(out.take());

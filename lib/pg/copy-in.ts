@@ -20,7 +20,7 @@ export type CopySource =
   | ReadableStream<Uint8Array | string>;
 
 /** Bytes of COPY data gathered into one CopyData message. */
-export const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
+const COPY_MESSAGE_BYTES = 64 * 1024; // 64 KiB
 
 const utf8 = new TextEncoder();
 

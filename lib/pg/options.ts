@@ -26,7 +26,7 @@ export type ChannelBinding = "disable" | "prefer" | "require";
 const CHANNEL_BINDINGS: readonly ChannelBinding[] = ["disable", "prefer", "require"];
 
 /** Where libpq looks for Unix-domain sockets when no host is given (Debian's, then libpq's built-in). */
-export const DEFAULT_SOCKET_DIRECTORIES = ["/var/run/postgresql", "/tmp"];
+const DEFAULT_SOCKET_DIRECTORIES = ["/var/run/postgresql", "/tmp"];
 
 export interface ConnectOptions {
   /** A host name or address, or a directory holding the server's Unix-domain socket (starts with `/`). */
@@ -87,9 +87,9 @@ export type ResolvedOptions = Required<Omit<ConnectOptions, "password" | "sslroo
 export const DEFAULT_PORT = 5432;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** The longest a timer can wait: 2^31 − 1 ms (24.8 days), for connect and query timeouts. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 export const DEFAULT_STATEMENT_CACHE_SIZE = 100;
-export const DEFAULT_KEEPALIVE_IDLE_MS = 60_000;
+const DEFAULT_KEEPALIVE_IDLE_MS = 60_000;
 
 /** A mistake in the connection settings; its message is one line for the user. */
 export class ConnectOptionsError extends Error {
@@ -159,7 +159,7 @@ export function resolveOptions(
 }
 
 /** `<dir>/.s.PGSQL.<port>`: the name PostgreSQL gives its Unix-domain socket. */
-export function socketPathFor(directory: string, port: number): string {
+function socketPathFor(directory: string, port: number): string {
   return join(directory, `.s.PGSQL.${port}`);
 }
 

@@ -24,7 +24,7 @@
  * {@link ParameterTypeError}, thrown before anything is sent.
  */
 import { ByteaParameter } from "./protocol.ts";
-import { ARRAY_ELEMENTS as ARRAY_ELEMENT_TYPES, serializeParameter, TypeOid } from "./types.ts";
+import { ARRAY_ELEMENTS as ARRAY_ELEMENT_TYPES, byteaText, serializeParameter, TypeOid } from "./types.ts";
 
 /** A parameter value the declared type cannot take; names the parameter (`$2`) and the type. */
 export class ParameterTypeError extends TypeError {
@@ -148,7 +148,7 @@ function dateTimeText(value: unknown, type: number, fail: (reason: string) => ne
 }
 
 /** `YYYY-MM-DD` of the Date's UTC day; years before 1 as `… BC` (year 0 is 1 BC), 4 digits at least. */
-export function formatDate(date: Date): string {
+function formatDate(date: Date): string {
   const { era, text } = datePart(date);
   return `${text}${era}`;
 }
@@ -190,7 +190,7 @@ function arrayLiteral(
       return arrayLiteral(item, element, position, fail);
     const text =
       element === TypeOid.bytea && item instanceof Uint8Array
-        ? `\\x${Buffer.from(item.buffer, item.byteOffset, item.length).toString("hex")}`
+        ? byteaText(item)
         : parameterText(item, element, position);
     return `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
   });

@@ -34,9 +34,9 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024 * 1024;
  * (src/interfaces/libpq/fe-connect.c, PQconnectPoll): an authentication request of at most 2,000 bytes
  * ("authentication requests can't be very large")…
  */
-export const MAX_AUTHENTICATION_BYTES = 2_000;
+const MAX_AUTHENTICATION_BYTES = 2_000;
 /** …and an ErrorResponse (or any other message) of at most 30,000 bytes (libpq's MAX_ERRLEN). */
-export const MAX_PREAUTH_MESSAGE_BYTES = 30_000;
+const MAX_PREAUTH_MESSAGE_BYTES = 30_000;
 /** Bind counts parameters in an Int16 the server reads as unsigned: at most 65,535 per query. */
 export const MAX_BIND_PARAMETERS = 65_535;
 
@@ -405,7 +405,7 @@ export class MessageTooLongError extends ProtocolError {
 }
 
 /** The largest length field accepted for a message of `type`, before or after authentication completes. */
-export function maxMessageLength(type: number, authenticated: boolean): number {
+function maxMessageLength(type: number, authenticated: boolean): number {
   if (authenticated) return MAX_MESSAGE_BYTES;
   return type === Backend.Authentication ? MAX_AUTHENTICATION_BYTES : MAX_PREAUTH_MESSAGE_BYTES;
 }

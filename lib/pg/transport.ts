@@ -166,9 +166,9 @@ function certificateRefusal(state: Connection, error: Error | null): string | nu
 /**
  * Connects as `options` say: the socket, then TLS per `sslmode`. Rejects with {@link PgTlsError} when TLS
  * is required and refused or the certificate fails its check, {@link PgConnectionError} otherwise.
- * `signal` aborts a connect under way (the connect timeout).
+ * `signal`, if given, aborts a connect under way (the connect timeout).
  */
-export async function openTransport(options: ResolvedOptions, signal: AbortSignal): Promise<Transport> {
+export async function openTransport(options: ResolvedOptions, signal?: AbortSignal): Promise<Transport> {
   const reader = new StreamReader(READ_LIMIT);
   const wantsTls = options.sslmode !== "disable" && options.sslmode !== "allow";
   const state: Connection = {
@@ -202,7 +202,7 @@ export async function openTransport(options: ResolvedOptions, signal: AbortSigna
   // TCP keepalive (libpq's `keepalives`): a server that vanished without a FIN is noticed.
   if (options.keepAlive && !options.socketPath) raw.setKeepAlive(true, options.keepAliveIdleMs);
   const onAbort = () => raw.terminate();
-  signal.addEventListener("abort", onAbort, { once: true });
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     if (!wantsTls) return plain(raw);
     const out = new MessageBuilder();
@@ -225,12 +225,12 @@ export async function openTransport(options: ResolvedOptions, signal: AbortSigna
   } catch (error) {
     raw.terminate();
     // libpq's `prefer`: a failed handshake is retried without TLS, on a new connection.
-    if (error instanceof TlsHandshakeFailed && options.sslmode === "prefer" && !signal.aborted) {
+    if (error instanceof TlsHandshakeFailed && options.sslmode === "prefer" && !signal?.aborted) {
       return openTransport({ ...options, sslmode: "disable" }, signal);
     }
     throw error;
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 

@@ -293,13 +293,17 @@ export function serializeParameter(value: unknown): Uint8Array | null {
 function parameterText(value: unknown): string {
   if (typeof value === "string") return value;
   if (value instanceof Date) return value.toISOString();
-  if (value instanceof Uint8Array)
-    return `\\x${Buffer.from(value.buffer, value.byteOffset, value.length).toString("hex")}`;
+  if (value instanceof Uint8Array) return byteaText(value);
   if (Array.isArray(value)) return arrayLiteral(value);
   if (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
     return JSON.stringify(value);
   }
   return String(value);
+}
+
+/** bytea's text input in hex format: `\x`, then two hex digits a byte. */
+export function byteaText(bytes: Uint8Array): string {
+  return `\\x${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex")}`;
 }
 
 /** `[1, null, "a b"]` → `{"1",NULL,"a b"}`: every element quoted, so commas and braces are safe. */
