@@ -9,6 +9,12 @@
  * between two requests is ignored.
  */
 
+/**
+ * The longest delay a JavaScript timer holds: 2^31 − 1 ms (24.8 days). Asked for more, `setTimeout` fires
+ * at once (with a warning), so every user-given timeout is checked against this.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** One timer, armed for a request and disarmed after it; `onExpire` runs only if it fires while armed. */
 export class Deadline {
   readonly #onExpire: () => void;

@@ -7,6 +7,7 @@
  * clearing or retitling your terminal.
  */
 import type { FlagSpec, Positionals } from "./args.ts";
+import { MAX_TIMER_MS } from "./deadline.ts";
 import { DEFAULT_TIMEOUT_MS, type HttpResponse, parseTarget } from "./http.ts";
 import { showControls } from "./sanitize.ts";
 
@@ -14,7 +15,7 @@ import { showControls } from "./sanitize.ts";
  * The longest --timeout: 2,147,483 s (24.8 days), as a timer holds at most 2^31 − 1 ms — a longer one fires
  * at once (Node's and Bun's setTimeout: "TimeoutOverflowWarning … set to 1").
  */
-export const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+export const MAX_TIMEOUT_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 /** The flags of both HTTP lessons. */
 export const HTTP_CLIENT_FLAGS = {

@@ -46,7 +46,7 @@
  */
 import { parseCommandLine } from "../lib/args.ts";
 import { NotATerminalError } from "../lib/cbreak.ts";
-import { MAX_TIMER_MS } from "../lib/pg/options.ts";
+import { MAX_TIMER_MS } from "../lib/deadline.ts";
 import {
   ConnectOptionsError,
   type Field,

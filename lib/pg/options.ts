@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
+import { MAX_TIMER_MS } from "../deadline.ts";
 
 /**
  * libpq's `sslmode` (manual: "SSL Support" → "Protection Provided in Different Modes"):
@@ -86,8 +87,6 @@ export type ResolvedOptions = Required<Omit<ConnectOptions, "password" | "sslroo
 
 export const DEFAULT_PORT = 5432;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** The longest a timer can wait: 2^31 − 1 ms (24.8 days), for connect and query timeouts. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 export const DEFAULT_STATEMENT_CACHE_SIZE = 100;
 const DEFAULT_KEEPALIVE_IDLE_MS = 60_000;
 
