@@ -618,10 +618,6 @@ export class ChatRoom {
     this.#paused = false;
   }
 
-  get paused(): boolean {
-    return this.#paused;
-  }
-
   /**
    * Tells everyone here, closes every connection after its queue is sent, and waits (2 s at most).
    * `announce`: also publish each user's departure to the room (lesson 07: one node of many stops);
