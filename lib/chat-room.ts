@@ -591,7 +591,7 @@ export class ChatRoom {
     return () => clearInterval(sweeper);
   }
 
-  /** Lesson 05: registration and silence are both bounded by `--idle`. */
+  /** Registration and silence are both bounded by `--idle` (lessons 05 and 07). */
   sweepIdle(now = performance.now()): void {
     const limitMs = this.options.idleSeconds * 1000;
     for (const member of this.clients) {
@@ -616,10 +616,6 @@ export class ChatRoom {
 
   resume(): void {
     this.#paused = false;
-  }
-
-  get paused(): boolean {
-    return this.#paused;
   }
 
   /**

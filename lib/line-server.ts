@@ -57,10 +57,6 @@ export interface LineServer {
   readonly hostname: string;
   /** The port really listened on. */
   readonly port: number;
-  /** Connections open right now. */
-  readonly connections: number;
-  /** False while accepting is suspended because file descriptors run low. */
-  readonly accepting: boolean;
   /** Stops accepting. Open connections stay, unless `closeConnections` is true. */
   close(closeConnections?: boolean): void;
 }
@@ -171,7 +167,6 @@ export class LineConnection<T = unknown> {
  * lib/listen.ts). A handler that throws is a bug in the server: it is not caught here.
  */
 export function startLineServer<T>(handlers: LineServerHandlers<T>, options: LineServerOptions): LineServer {
-  let connections = 0;
   const listener = listen<LineConnection<T>>({
     hostname: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
@@ -180,7 +175,6 @@ export function startLineServer<T>(handlers: LineServerHandlers<T>, options: Lin
     allowHalfOpen: true,
     socket: {
       open(socket) {
-        connections++;
         const connection = new LineConnection(socket, handlers, options.maxLineBytes);
         socket.data = connection;
         connection.state = handlers.onConnect(connection);
@@ -195,7 +189,6 @@ export function startLineServer<T>(handlers: LineServerHandlers<T>, options: Lin
         socket.data.peerEnded();
       },
       close(socket, error) {
-        connections--;
         socket.data.closed(error);
       },
       error(socket, error) {
@@ -206,12 +199,6 @@ export function startLineServer<T>(handlers: LineServerHandlers<T>, options: Lin
   return {
     hostname: listener.hostname,
     port: listener.port,
-    get connections() {
-      return connections;
-    },
-    get accepting() {
-      return listener.accepting;
-    },
     close: (closeConnections = false) => listener.stop(closeConnections),
   };
 }

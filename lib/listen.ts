@@ -67,8 +67,6 @@ export interface Listener {
   readonly hostname: string;
   /** The port really listened on (the free one picked when 0 was asked). */
   readonly port: number;
-  /** False while accepting is suspended for want of descriptors. */
-  readonly accepting: boolean;
   /** Stops accepting for good. Open connections stay, unless `closeConnections` is true. */
   stop(closeConnections?: boolean): void;
 }
@@ -134,9 +132,6 @@ export function listen<T>(options: ListenOptions<T>): Listener {
   const listener = {
     hostname: current.hostname,
     port: current.port,
-    get accepting() {
-      return current !== null;
-    },
     stop(closeConnections = false) {
       stopped = true;
       clearInterval(retry);

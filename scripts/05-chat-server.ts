@@ -68,7 +68,7 @@ import { ChatRoom, ROOM_FLAGS, type RoomOptions, roomOptionsFromFlags } from "..
 import { waitForShutdownSignal } from "../lib/signals.ts";
 import { ListenError, startLineServer } from "../lib/streams.ts";
 
-export { ChatRoom, NAME_PATTERN } from "../lib/chat-room.ts";
+export { NAME_PATTERN } from "../lib/chat-room.ts";
 
 // ── Step 1: the limits, each a flag ───────────────────────────────────────────────────────────────────
 

@@ -25,7 +25,7 @@
  * sorted ignoring case.
  *
  *   asyncio / redis-py (the book has no Redis)    here
- *   await redis.xadd(stream, fields, maxlen=N)     redis.send("XADD", [key, "MAXLEN", "~", N, "*", …])
+ *   await redis.xadd(stream, fields, maxlen=N)     one Lua script (EVAL): XADD key MAXLEN ~ N * …, once per line
  *   await redis.xread({stream: last_id}, block=…)  redis.send("XREAD", ["BLOCK", ms, "STREAMS", key, id])
  *   await redis.set(name, node, nx=True)           one Lua script (EVAL): claim + this node's name set
  *   asyncio.create_subprocess_exec(...)            Bun.spawn([...]) — the launcher's node processes
@@ -124,7 +124,6 @@ export interface NodeOptions extends RoomOptions {
 
 export interface ChatNode {
   room: ChatRoom;
-  cluster: ClusterNode;
   hostname: string;
   port: number;
   /** Stops accepting, tells this node's users and (through Redis) everyone else, leaves the cluster. */
@@ -176,7 +175,6 @@ export async function startNode(options: NodeOptions): Promise<ChatNode> {
   const stopSweep = room.startIdleSweep();
   return {
     room,
-    cluster,
     hostname: server.hostname,
     port: server.port,
     async close() {

@@ -135,10 +135,6 @@ export class ClusterNode implements NameRegistry, RoomBus {
     });
   }
 
-  get paused(): boolean {
-    return !this.#link.up;
-  }
-
   get #ttlMs(): number {
     return Math.round(this.options.nodeTimeoutSeconds * 1000);
   }
