@@ -6,8 +6,18 @@
  * (SIGKILL — the data is gone, as after a power loss), and `restart()` starts a fresh, empty server on the
  * same port. Throws {@link RedisServerError} when the binary is missing or the server does not answer
  * within {@link READY_TIMEOUT_MS}.
+ *
+ * It does not outlive the program that started it, even one killed with SIGKILL (which runs no cleanup
+ * code at all). Linux could tie a child's life to its parent's (`prctl(PR_SET_PDEATHSIG)`), but only the
+ * child can ask for that, before it runs, and neither Bun's `spawn` nor redis-server offers it. What the
+ * kernel does do for a killed process is close its file descriptors. So redis-server runs under a small
+ * `sh` guard ({@link GUARD_SCRIPT}) whose standard input is a pipe from us: we never write to it, and when
+ * it reaches EOF — we closed it in `stop()`, or we died and the kernel closed it — the guard stops
+ * redis-server (SIGTERM), removes its temporary folder, and exits with redis-server's own status. (A
+ * watchdog in the chat nodes would die with them; a clean-up at the next start would leave a server running
+ * until then.)
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -48,6 +58,26 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
+/**
+ * The guard: `sh -c GUARD_SCRIPT guard FOLDER redis-server ARGS…`. Prints redis-server's pid, then waits
+ * for either redis-server to exit or its own standard input to end (then it stops redis-server); removes
+ * FOLDER; exits with redis-server's status (128 + N after signal N). The reader of the pipe runs in the
+ * background with the pipe given explicitly (`<&3`): a background command's standard input would
+ * otherwise be /dev/null.
+ */
+const GUARD_SCRIPT = `
+folder=$1; shift
+exec 3<&0
+"$@" </dev/null >/dev/null 3<&- & redis=$!
+echo "$redis"
+( read -r _ <&3; kill -TERM "$redis" 2>/dev/null ) & watcher=$!
+exec 3<&-
+wait "$redis"; code=$?
+kill "$watcher" 2>/dev/null
+rm -rf "$folder"
+exit "$code"
+`;
+
 /** The path of `redis-server`, or null when it is not on the PATH. */
 export function findRedisServer(): string | null {
   return Bun.which("redis-server");
@@ -78,7 +108,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const folder = mkdtempSync(join(tmpdir(), "lesson-redis-"));
   const port = options.port || (await freePort());
   const host = "127.0.0.1";
-  let child = await spawnReady(bin, port, folder, options.detached ?? false).catch((error) => {
+  let server = await spawnReady(bin, port, folder, options.detached ?? false).catch((error) => {
     rmSync(folder, { recursive: true, force: true });
     throw error;
   });
@@ -87,24 +117,37 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     port,
     url: `redis://${host}:${port}`,
     folder,
-    pid: () => child.pid,
-    exited: () => child.exited,
+    pid: () => server.pid,
+    exited: () => server.guard.exited,
     async stop() {
-      child.kill("SIGTERM");
-      await child.exited;
+      // EOF on the guard's pipe: it stops redis-server (SIGTERM) and removes the folder.
+      await server.guard.stdin.end();
+      await server.guard.exited;
       rmSync(folder, { recursive: true, force: true });
     },
     async kill() {
-      child.kill("SIGKILL");
-      await child.exited;
+      process.kill(server.pid, "SIGKILL");
+      await server.guard.exited;
     },
     async restart() {
-      child = await spawnReady(bin, port, folder, options.detached ?? false);
+      mkdirSync(folder, { recursive: true });
+      server = await spawnReady(bin, port, folder, options.detached ?? false);
     },
   };
 }
 
-async function spawnReady(bin: string, port: number, folder: string, detached: boolean) {
+/** redis-server under its guard: the guard's process (whose stdin is the pipe it watches), redis-server's pid. */
+interface GuardedServer {
+  guard: Bun.Subprocess<"pipe", "pipe", "pipe">;
+  pid: number;
+}
+
+async function spawnReady(
+  bin: string,
+  port: number,
+  folder: string,
+  detached: boolean,
+): Promise<GuardedServer> {
   // prettier-ignore
   const argv = [
     bin,
@@ -121,18 +164,39 @@ async function spawnReady(bin: string, port: number, folder: string, detached: b
     "--logfile",
     join(folder, "redis.log"),
   ];
-  const child = Bun.spawn(argv, { stdout: "ignore", stderr: "pipe", detached });
+  const guard = Bun.spawn(["sh", "-c", GUARD_SCRIPT, "redis-guard", folder, ...argv], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    detached,
+  });
+  const pid = await firstLineNumber(guard.stdout);
   const deadline = performance.now() + READY_TIMEOUT_MS;
-  while (performance.now() < deadline) {
-    if (child.exitCode !== null) {
-      const output = await new Response(child.stderr).text();
-      throw new RedisServerError(`redis-server exited with ${child.exitCode} on port ${port}`, output);
-    }
-    if (await answersPing(port)) return child;
+  while (pid !== null && performance.now() < deadline) {
+    if (guard.exitCode !== null) break;
+    if (await answersPing(port)) return { guard, pid };
     await Bun.sleep(READY_POLL_MS);
   }
-  child.kill("SIGKILL");
+  if (guard.exitCode === null) {
+    await guard.stdin.end();
+    await guard.exited;
+  }
+  const output = await new Response(guard.stderr).text();
+  if (pid === null || guard.exitCode !== 0) {
+    throw new RedisServerError(`redis-server exited with ${guard.exitCode} on port ${port}`, output);
+  }
   throw new RedisServerError(`redis-server did not answer on port ${port} within ${READY_TIMEOUT_MS} ms`);
+}
+
+/** The guard's first line: redis-server's pid (null if the guard ended first). */
+async function firstLineNumber(stdout: ReadableStream<Uint8Array>): Promise<number | null> {
+  let text = "";
+  for await (const chunk of stdout) {
+    text += new TextDecoder().decode(chunk);
+    if (text.includes("\n")) break;
+  }
+  const pid = Number(text.split("\n")[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
 }
 
 /** One inline `PING` over a fresh connection: true when `+PONG` comes back. */

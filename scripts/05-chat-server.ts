@@ -201,6 +201,13 @@ export interface NameRegistry {
   claim(name: string): number | null | Promise<number | null>;
   /** Frees a claimed name (a departure). Failures are the registry's to handle (log, retry). */
   release(name: string): void;
+  /**
+   * Optional: frees `name` and publishes its departure `notice` as one step. For a registry that can lose
+   * its names (lesson 07: a node declared dead between the two steps would free a name that nobody then
+   * announces — or announce a departure a survivor already announced). Without it, the room calls
+   * `release()` and then publishes the notice.
+   */
+  releaseAndAnnounce?(name: string, notice: string): void;
   /** The count and the first `limit` names, sorted ignoring case. */
   who(limit: number): WhoList | Promise<WhoList>;
 }
@@ -243,7 +250,11 @@ export class LocalNames implements NameRegistry {
 
 /** Where a line for the whole room goes. Every line published must come back once, in order, to {@link ChatRoom.deliver}. */
 export interface RoomBus {
-  publish(line: string): void;
+  /**
+   * `speaker`: the name the line speaks for (`NAME: text`, `* NAME joined`). A bus whose process can lose
+   * a name (lesson 07) refuses the line if the name is no longer this process's; lesson 05's ignores it.
+   */
+  publish(line: string, speaker?: string): void;
   /**
    * Optional: calls `then` once every line published so far has been delivered. A user that half-closes
    * leaves only then, so it still gets its own copy of its last line. Without it, it leaves at once.
@@ -402,7 +413,21 @@ export interface RoomParts {
   names?: NameRegistry;
   /** Default: a {@link LocalBus} delivering to this room. */
   bus?: RoomBus;
+  /**
+   * What the log calls the count of this process's users: `online` (default — this process is the room)
+   * or, where the room spans processes, e.g. `on this node` (lesson 07).
+   */
+  countLabel?: string;
 }
+
+/**
+ * A user's queue may stay over `--sendq` this long before it is cut: 1 s. One batch may be bigger than
+ * `--sendq` (lesson 07 reads up to 4 MiB of stream entries at once): a reader is judged by what it fails
+ * to take over time, not by the size of one batch.
+ */
+export const SENDQ_PATIENCE_MS = 1000;
+/** …but a queue over this many times `--sendq` is cut at once, patience or not: memory stays bounded. */
+export const SENDQ_CEILING_FACTOR = 64;
 
 /**
  * Every rule of the chat protocol, for the users connected to this process.
@@ -427,6 +452,10 @@ export class ChatRoom {
   /** Publish departures during shutdown too (see {@link shutdown}). */
   #announceShutdown = false;
   #checkScheduled = false;
+  /** Users whose queue is over `--sendq`, and since when (`performance.now()`). */
+  readonly #overSince = new Map<ChatMember, number>();
+  #recheck: ReturnType<typeof setTimeout> | null = null;
+  readonly #countLabel: string;
 
   constructor(
     readonly options: RoomOptions,
@@ -434,6 +463,7 @@ export class ChatRoom {
   ) {
     this.names = parts.names ?? new LocalNames();
     this.bus = parts.bus ?? new LocalBus((lines) => this.deliver(lines));
+    this.#countLabel = parts.countLabel ?? "online";
   }
 
   /**
@@ -462,7 +492,7 @@ export class ChatRoom {
     if (line === "") return;
     if (line.startsWith("/")) return this.#command(member, line);
     if (this.#paused) return this.#send(member, PAUSED_REPLY);
-    this.publish(`${member.name}: ${line}`);
+    this.publish(`${member.name}: ${line}`, member.name);
   }
 
   lineTooLong(member: ChatMember): void {
@@ -526,8 +556,10 @@ export class ChatRoom {
     this.users.set(name.toLowerCase(), member);
     this.#awaitingJoin.set(name.toLowerCase(), member);
     this.#send(member, `OK welcome ${name}, ${online} user${online === 1 ? "" : "s"} online`);
-    this.publish(`* ${name} joined`);
-    this.options.log(`+ ${name} joined from ${member.connection.peer} (${this.users.size} online)`);
+    this.publish(`* ${name} joined`, name);
+    this.options.log(
+      `+ ${name} joined from ${member.connection.peer} (${this.users.size} ${this.#countLabel})`,
+    );
   }
 
   #command(member: ChatMember, line: string): void {
@@ -588,9 +620,9 @@ export class ChatRoom {
 
   // ── Lines to everyone ──
 
-  /** Sends one line to the whole room, through the bus. */
-  publish(text: string): void {
-    this.bus.publish(text);
+  /** Sends one line to the whole room, through the bus; `speaker`: the name it speaks for (see {@link RoomBus}). */
+  publish(text: string, speaker?: string): void {
+    this.bus.publish(text, speaker);
   }
 
   /**
@@ -639,20 +671,47 @@ export class ChatRoom {
   }
 
   /**
-   * Cuts the users whose queue is over `--sendq` — once this turn's writes have been offered to the kernel
-   * (writers flush in the end-of-turn pass, a `setImmediate` queued before this one). What is left queued
-   * then is what the client has not read; a burst that the kernel took at once does not count.
+   * Looks at the send queues once this turn's writes have been offered to the kernel (writers flush in the
+   * end-of-turn pass, a `setImmediate` queued before this one): what is left queued then is what the
+   * client has not read; a burst that the kernel took at once does not count. A user is cut when its queue
+   * has stayed over `--sendq` for {@link SENDQ_PATIENCE_MS}, or is over {@link SENDQ_CEILING_FACTOR} ×
+   * `--sendq` at any time.
    */
   #checkSendQueuesSoon(): void {
     if (this.#checkScheduled) return;
     this.#checkScheduled = true;
     setImmediate(() => {
       this.#checkScheduled = false;
-      const limit = this.options.sendQueueBytes;
-      for (const member of this.clients) {
-        if (member.writer.bufferedBytes > limit) this.depart(member, "not reading");
-      }
+      this.#checkSendQueues();
     });
+  }
+
+  #checkSendQueues(): void {
+    const limit = this.options.sendQueueBytes;
+    const now = performance.now();
+    for (const member of this.clients) {
+      const queued = member.writer.bufferedBytes;
+      if (queued <= limit) {
+        if (this.#overSince.size > 0) this.#overSince.delete(member);
+        continue;
+      }
+      const since = this.#overSince.get(member);
+      if (since === undefined) this.#overSince.set(member, now);
+      if (
+        queued > limit * SENDQ_CEILING_FACTOR ||
+        (since !== undefined && now - since >= SENDQ_PATIENCE_MS)
+      ) {
+        this.depart(member, "not reading");
+      }
+    }
+    // Someone is over but still within the patience: look again when it runs out, even if nothing is sent.
+    if (this.#overSince.size > 0 && this.#recheck === null) {
+      this.#recheck = setTimeout(() => {
+        this.#recheck = null;
+        this.#checkSendQueues();
+      }, SENDQ_PATIENCE_MS);
+      this.#recheck.unref();
+    }
   }
 
   /** Refills the bucket for the time passed, then takes `count` tokens if there are that many. */
@@ -677,16 +736,41 @@ export class ChatRoom {
     if (member.gone) return;
     member.gone = true;
     this.clients.delete(member);
+    this.#overSince.delete(member);
     member.connection.beforeClose?.(why);
     if (why === "not reading") member.writer.abort();
     else member.writer.close(CLOSE_GRACE_MS);
     if (member.name === null) return;
-    const key = member.name.toLowerCase();
+    const name = member.name;
+    const key = name.toLowerCase();
     this.users.delete(key);
     this.#awaitingJoin.delete(key);
-    this.names.release(member.name);
-    if (!this.#shuttingDown || this.#announceShutdown) this.publish(DEPARTURE_NOTICES[why](member.name));
-    this.options.log(`- ${member.name} ${why} (${this.users.size} online)`);
+    const announce = !this.#shuttingDown || this.#announceShutdown;
+    if (announce && this.names.releaseAndAnnounce) {
+      this.names.releaseAndAnnounce(name, DEPARTURE_NOTICES[why](name));
+    } else {
+      this.names.release(name);
+      if (announce) this.publish(DEPARTURE_NOTICES[why](name));
+    }
+    this.options.log(`- ${name} ${why} (${this.users.size} ${this.#countLabel})`);
+  }
+
+  /**
+   * The user `name` of this process must go without a departure: its name is no longer this process's
+   * (another process holds it now, or the registry declared this process dead and announced its users
+   * itself). It is told `notice` and closed; nothing is released, nobody else is told. False if there is
+   * no such user here.
+   */
+  evict(name: string, notice: string): boolean {
+    const member = this.users.get(name.toLowerCase());
+    if (!member) return false;
+    this.users.delete(name.toLowerCase());
+    this.#awaitingJoin.delete(name.toLowerCase());
+    member.name = null; // depart() then frees nothing and announces nothing
+    this.#send(member, notice);
+    this.depart(member, "left");
+    this.options.log(`- ${name} evicted: ${notice} (${this.users.size} ${this.#countLabel})`);
+    return true;
   }
 
   /**

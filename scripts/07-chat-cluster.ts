@@ -50,7 +50,7 @@
  * format (room-entry.ts); and lib/redis-server.ts, the private redis-server.
  */
 import { type Flags, parseCommandLine } from "../lib/args.ts";
-import { ClusterNode } from "../lib/chat-cluster/cluster-node.ts";
+import { ClusterNode, LOST_PLACE_NOTICE } from "../lib/chat-cluster/cluster-node.ts";
 import {
   findRedisServer,
   freePort,
@@ -151,15 +151,22 @@ export async function startNode(options: NodeOptions): Promise<ChatNode> {
       paused: () => room.pause(),
       resumed: () => room.resume(),
       onlineNames: () => [...room.users.values()].map((member) => member.name!),
+      // Two users cannot both be NAME: ours goes, told why — and nobody is told "NAME left", because the
+      // NAME online now is the other one.
       namesLost: (names) => {
-        for (const name of names) dropUserWhoseNameWasTaken(room, name);
+        for (const name of names)
+          room.evict(name, `* disconnected: the name ${name} was taken while this server was cut off`);
       },
       streamLost: () => {
         for (const member of room.users.values()) member.awaitingJoinNotice = false;
       },
+      // Declared dead, this node's users were announced as gone by whoever reaped it: they go, told why.
+      placeLost: () => {
+        for (const member of [...room.users.values()]) room.evict(member.name!, LOST_PLACE_NOTICE);
+      },
     },
   );
-  const room: ChatRoom = new ChatRoom(options, { names: cluster, bus: cluster });
+  const room: ChatRoom = new ChatRoom(options, { names: cluster, bus: cluster, countLabel: "on this node" });
   await cluster.start();
   let server: LineServer;
   try {
@@ -186,20 +193,6 @@ export async function startNode(options: NodeOptions): Promise<ChatNode> {
       await cluster.stop();
     },
   };
-}
-
-/**
- * While this node was cut off, Redis took it for dead and another node gave the name to someone else:
- * two users cannot both be NAME. Ours goes, told why — and nobody is told "NAME left", because the NAME
- * online now is the other one.
- */
-function dropUserWhoseNameWasTaken(room: ChatRoom, name: string): void {
-  const member = room.users.get(name.toLowerCase());
-  if (!member) return;
-  room.users.delete(name.toLowerCase());
-  member.name = null; // depart() then frees nothing and announces nothing
-  member.writer.write(`* disconnected: the name ${name} was taken while this server was cut off\n`);
-  room.depart(member, "left");
 }
 
 // ── Step 3: the launcher — a private Redis and N node processes on one port ───────────────────────────

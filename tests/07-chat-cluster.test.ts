@@ -504,6 +504,17 @@ describe.skipIf(!hasRedis)("lesson 07: when things fail", () => {
   );
 });
 
+/** The redis-server process listening on `port` (redis-server retitles itself `redis-server HOST:PORT`). */
+function ourRedisServer(port: number): { pid: number; args: string } | undefined {
+  const ps = Bun.spawnSync(["ps", "-eo", "pid=,args="]).stdout.toString().split("\n");
+  for (const line of ps) {
+    const [, pid, args] = /^\s*(\d+) (.*)$/.exec(line) ?? [];
+    if (args && /^\S*redis-server \S+:\d+/.test(args) && args.endsWith(`:${port}`))
+      return { pid: Number(pid), args };
+  }
+  return undefined;
+}
+
 describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
   const redisFolders = () => readdirSync(tmpdir()).filter((name) => name.startsWith("lesson-redis-"));
 
@@ -564,11 +575,11 @@ describe.skipIf(!hasRedis)("lesson 07: the launcher", () => {
       const stderr = new Response(child.stderr).text();
       // Once both nodes listen: the launcher then waits only for a signal, its nodes, or Redis.
       for (let tries = 0; tries < 200 && !/^node pids: /m.test(output); tries++) await Bun.sleep(50);
-      const ps = Bun.spawnSync(["ps", "-o", "pid=,args=", "--ppid", String(child.pid)]).stdout.toString();
-      const redisLine = ps.split("\n").find((args) => args.includes("redis-server"));
-      // The launcher must have started its own redis-server as a child (else there is nothing to kill).
+      // The launcher's own redis-server (under its guard, lib/redis-server.ts): the one on its port.
+      const redisPort = /redis at 127\.0\.0\.1:(\d+)/.exec(output)![1];
+      const redisLine = ourRedisServer(Number(redisPort));
       expect(redisLine).toBeDefined();
-      process.kill(Number(redisLine!.trim().split(" ")[0]), "SIGKILL");
+      process.kill(redisLine!.pid, "SIGKILL");
       // The nodes stop gracefully (their Redis is gone: the 2 s close grace at most), then the launcher.
       expect(await child.exited).toBe(1);
       await stdoutDone;

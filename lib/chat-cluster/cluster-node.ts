@@ -5,33 +5,63 @@
  *
  * - Order: every line for the room is one `XADD` to one stream (trimmed with `MAXLEN ~ history`); every
  *   node reads it with a blocking `XREAD` on its own connection, in batches of up to
- *   {@link READ_BATCH_ENTRIES}, resuming from the last ID it delivered — after a reconnect too, so nothing
- *   the others said meanwhile is missed or delivered twice.
+ *   {@link READ_BATCH_ENTRIES} (and {@link READ_REPLY_BYTES}), resuming from the last ID it delivered —
+ *   after a reconnect too, so nothing the others said meanwhile is missed or delivered twice.
  * - Uniqueness: a name is a key `PREFIX name:LOWERCASE` set with `NX` to the node's id (cluster-scripts.ts).
- * - Liveness: `PREFIX alive:ID` expires after `nodeTimeoutSeconds` unless renewed; every heartbeat (a
- *   quarter of the timeout, 250 ms at most) renews it and removes dead nodes — in one Lua script, so each
- *   dead node's users are announced `* NAME left (server lost)` exactly once, by whichever node ran first.
+ * - Liveness — a lease: `PREFIX alive:ID` expires after `nodeTimeoutSeconds` unless renewed; every
+ *   heartbeat (a quarter of the timeout, 250 ms at most) renews it and removes dead nodes — in one Lua
+ *   script, so each dead node's users are announced `* NAME left (server lost)` exactly once.
+ * - Fencing: a lease that ran out is never renewed. Every script that speaks for this node (APPEND,
+ *   CLAIM, HEARTBEAT, REGISTER on a reconnect) first checks, inside Redis, that the lease is still this
+ *   node's — its incarnation's id, and the session token of its current connection — and a line that
+ *   speaks for a name, that the name is still this node's. A node that was paused or cut off past the
+ *   timeout (and so declared dead, its users announced as gone) finds out from the refusal — not from its
+ *   own clock, which it cannot trust — tells its users `* disconnected: this server lost its place in the
+ *   cluster`, closes them, and joins again as a new incarnation (a new id). See {@link ClusterNode.placeLost}.
+ * - Deadlines: every reply is awaited for a bounded time (redis-link.ts): half the node timeout, and a
+ *   blocking XREAD its BLOCK time on top. A late reply fails the link, and the reconnect path runs.
  * - Link failure: while Redis is unreachable the node is paused (`hooks.paused()`); what it had to send is
- *   kept in order and sent again after it reconnects. Each line carries this node's sequence number, and
- *   the APPEND script adds it only if it is newer than the last one it added for the node: a line whose
- *   reply was lost with the connection (it did arrive) is not added twice. On each
- *   (re)connect it registers again; a changed epoch means Redis lost its data, so reading starts over at
- *   the new stream's beginning and the names of the users online here are claimed again.
+ *   kept in order and sent again after it reconnects. Each line carries this node's line number; APPEND
+ *   adds line N only right after line N − 1 (a resend of a line that did arrive is skipped, a line whose
+ *   predecessor failed waits for it). On each reconnect it registers again and reconciles its names with
+ *   its users (a claim whose reply was lost is freed); a changed epoch means Redis lost its data, so
+ *   reading starts over at the new stream's beginning and the names of the users online here are claimed
+ *   again.
+ * - Error replies (`-WRONGTYPE` when another client changed a key's type, `-LOADING`, `-BUSY`): one log
+ *   line, then the same command again after a capped backoff — for the reader and for queued lines alike.
  *
  * Contract: `claim()` and `who()` reject while paused (the room answers `ERR chat paused: reconnecting`);
- * `publish()` and `release()` never fail — they are queued until Redis has them. `stop()` sends what is
- * queued (2 s at most), unregisters the node, and closes both connections.
+ * `publish()`, `release()` and `releaseAndAnnounce()` never fail — they are queued until Redis has them (or
+ * dropped, if this node is declared dead: a survivor announced its users). `stop()` sends what is queued
+ * (2 s at most), unregisters the node, and closes both connections.
  */
 import { randomUUID } from "node:crypto";
-// Types only: the room is lesson 05's, and this is the registry and bus it is given in lesson 07.
 import type { NameRegistry, RoomBus, WhoList } from "../../scripts/05-chat-server.ts";
 import { ClusterKeys } from "./cluster-keys.ts";
-import { APPEND, CLAIM, HEARTBEAT, RECLAIM, REGISTER, RELEASE, UNREGISTER, WHO } from "./cluster-scripts.ts";
+import {
+  APPEND,
+  CLAIM,
+  HEARTBEAT,
+  RECONCILE,
+  REGISTER,
+  RELEASE,
+  UNREGISTER,
+  WHO,
+} from "./cluster-scripts.ts";
 import { RedisLink } from "./redis-link.ts";
-import { compareStreamIds, decodeXreadReply, encodeEntry } from "./room-entry.ts";
+import { RedisReplyError, type RespReply, type RespValue } from "./resp-connection.ts";
+import { compareStreamIds, decodeXreadReply, encodeEntry, MAX_ENTRY_FIELD_BYTES } from "./room-entry.ts";
 
 /** Entries one XREAD may return: 1,000 — big batches are what make the fan-out cheap. */
 export const READ_BATCH_ENTRIES = 1000;
+/**
+ * Bytes one XREAD reply may keep: 4 MiB (about 1,000 lines of 4 KiB). Past it, the rest of the reply is
+ * not kept and is read again (resp-parser.ts): what a node holds of the stream at once is bounded,
+ * whatever another client put in it.
+ */
+export const READ_REPLY_BYTES = 4 * 1024 * 1024;
+/** Bytes any other reply may keep: 1 MiB (the largest is `/who`'s 100 names). */
+const COMMAND_REPLY_BYTES = 1024 * 1024;
 /** How long one XREAD waits for a new entry before asking again: 1 s. */
 const READ_BLOCK_MS = 1000;
 /**
@@ -51,6 +81,13 @@ export const READ_LINGER_MAX_MS = 4;
 const HEARTBEAT_MAX_MS = 250;
 /** How long `stop()` waits for queued lines and releases to reach Redis: 2 s. */
 const STOP_FLUSH_MS = 2000;
+/** After an error reply, the same command again in 50 ms, doubling… */
+const RETRY_FIRST_MS = 50;
+/** …up to 2 s: a key made sane again is noticed within ~2 s. */
+const RETRY_MAX_MS = 2000;
+
+/** What this node's users are told when it finds it was declared dead. */
+export const LOST_PLACE_NOTICE = "* disconnected: this server lost its place in the cluster";
 
 export interface ClusterNodeOptions {
   /** `redis://HOST:PORT`. */
@@ -72,17 +109,27 @@ export interface ClusterNodeHooks {
   resumed(): void;
   /** The names of the users online on this node (claimed again after Redis lost them). */
   onlineNames(): string[];
-  /** Names another node took while this one was cut off: their users here must go. */
+  /** Names that are no longer this node's (another node holds them): their users here must go. */
   namesLost(names: string[]): void;
   /**
    * Redis lost the stream: a user here still waiting for its own join notice to come back will never see
    * it — everything in the new stream is news to everyone here.
    */
   streamLost(): void;
+  /**
+   * This node was declared dead (its lease ran out) and its users announced as gone: every user here must
+   * go, told {@link LOST_PLACE_NOTICE}, without a departure of their own.
+   */
+  placeLost(): void;
 }
 
+/** How a line is fenced: it speaks for a name, it is the departure that frees one, or neither. */
+type LineMode = "" | "speaks" | "departs";
+
 /** Something for Redis that must not be lost: a line for the room, or a name to free. */
-type PendingOp = { line: string; sent: boolean } | { release: string; sent: boolean };
+type PendingOp =
+  | { kind: "line"; line: string; seq: number; mode: LineMode; name: string; sent: boolean }
+  | { kind: "release"; name: string; sent: boolean };
 
 /** A reply that was not a well-formed answer to our own script: Redis is not what we think. */
 export class ClusterProtocolError extends Error {
@@ -95,6 +142,14 @@ export class ClusterProtocolError extends Error {
   }
 }
 
+/** This node was declared dead: it may not claim or speak until it has joined again. */
+export class PlaceLostError extends Error {
+  override name = "PlaceLostError";
+  constructor() {
+    super("this node lost its place in the cluster");
+  }
+}
+
 /** A callback waiting for this node's lines up to `seq` to be read back (see `afterDelivered`). */
 interface DeliveryWaiter {
   seq: number;
@@ -103,22 +158,32 @@ interface DeliveryWaiter {
 }
 
 export class ClusterNode implements NameRegistry, RoomBus {
-  /** Unique per process start: a restarted node is a new node (its predecessor is cleaned up). */
-  readonly id = randomUUID();
   readonly keys: ClusterKeys;
   readonly #link: RedisLink;
+  /** This incarnation's id: new at every start, and again after the node was declared dead. */
+  #id = randomUUID();
+  /** Registered under #id (false until the first REGISTER, and again once declared dead). */
+  #registered = false;
+  /** The token of the current connection's registration: the value of `alive:ID` (see FENCE). */
+  #session = "";
   #epoch: string | null = null;
   #lastId = "0-0";
   /** Incremented on every reconnect: an XREAD loop of an older connection stops. */
   #generation = 0;
-  #nextSeq = 1;
+  #nextOp = 1;
+  /** Line numbers of this incarnation: the next, the highest acknowledged, the highest sent. */
+  #nextLineSeq = 1;
+  #ackedLineSeq = 0;
   /** The seq of the last line this node published, and the highest of its own it has read back. */
   #lastLineSeq = 0;
   #deliveredSeq = 0;
   /** Callbacks waiting for this node's lines up to `seq` to come back from the stream. */
   #afterDelivered: DeliveryWaiter[] = [];
-  /** Ops not yet acknowledged by Redis, by seq, in order. */
+  /** Ops not yet acknowledged by Redis, in order. */
   readonly #pending = new Map<number, PendingOp>();
+  /** Resending ops after an error reply: the timer, how many tries in a row, whether it was logged. */
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retries = 0;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #beating = false;
   #stopped = false;
@@ -128,19 +193,32 @@ export class ClusterNode implements NameRegistry, RoomBus {
     readonly hooks: ClusterNodeHooks,
   ) {
     this.keys = new ClusterKeys(options.prefix);
-    this.#link = new RedisLink(options.url, {
-      onUp: () => this.#resync(),
-      onReady: () => this.#ready(),
-      onDown: () => this.hooks.paused(),
-      log: options.log,
-    });
+    this.#link = new RedisLink(
+      {
+        url: options.url,
+        replyTimeoutMs: this.#ttlMs / 2,
+        commandLimits: { maxBulkBytes: COMMAND_REPLY_BYTES, maxReplyBytes: COMMAND_REPLY_BYTES },
+        readerLimits: { maxBulkBytes: MAX_ENTRY_FIELD_BYTES, maxReplyBytes: READ_REPLY_BYTES },
+      },
+      {
+        onUp: () => this.#resync(),
+        onReady: () => this.#ready(),
+        onDown: () => this.hooks.paused(),
+        log: options.log,
+      },
+    );
+  }
+
+  /** This incarnation's id (it changes when the node joins again after being declared dead). */
+  get id(): string {
+    return this.#id;
   }
 
   get #ttlMs(): number {
     return Math.round(this.options.nodeTimeoutSeconds * 1000);
   }
 
-  /** Connects and registers; throws (one line) when Redis cannot be reached now. */
+  /** Connects and registers; throws (one line: what did not answer, or why not) when Redis is not usable now. */
   async start(): Promise<void> {
     await this.#link.start();
     const every = Math.min(HEARTBEAT_MAX_MS, this.#ttlMs / 4);
@@ -151,28 +229,37 @@ export class ClusterNode implements NameRegistry, RoomBus {
 
   /** Claims `name` for this node: the number of users online in the cluster, or null if taken. */
   async claim(name: string): Promise<number | null> {
+    if (!this.#link.up) throw new Error("redis link down");
     const { keys } = this;
+    const id = this.#id;
     const reply = await this.#eval(
+      "CLAIM",
       CLAIM,
-      [keys.name(name), keys.names(this.id), keys.nodes],
-      [this.id, name, keys.prefix],
+      [keys.name(name), keys.names(id), keys.nodes, keys.alive(id), keys.epoch],
+      [id, name, keys.prefix, this.#session, this.#epoch ?? ""],
     );
     if (!Array.isArray(reply)) throw new ClusterProtocolError("unexpected reply to CLAIM", reply);
+    if (id !== this.#id) throw new PlaceLostError(); // declared dead meanwhile: that claim dies with it
     if (reply[0] === "ok") return Number(reply[1]);
     if (reply[0] === "taken") return null;
-    // This node was cleaned up while cut off: register again (a reconnect), and let the user retry.
-    this.#link.fail("this node is no longer registered");
-    throw new Error("node not registered");
+    this.#refused(String(reply[0]), "CLAIM");
+    throw new Error(`claim refused (${String(reply[0])})`);
   }
 
-  /** Frees `name`; queued while paused. */
+  /** Frees `name` without a notice (a claim whose user left before it was welcomed); queued while paused. */
   release(name: string): void {
-    this.#enqueue({ release: name, sent: false });
+    this.#enqueue({ kind: "release", name, sent: false });
+  }
+
+  /** Frees `name` and announces `notice`, in one fenced step (see APPEND's `departs`); queued while paused. */
+  releaseAndAnnounce(name: string, notice: string): void {
+    this.#enqueueLine(notice, "departs", name);
   }
 
   /** The user count and the first `limit` names of the whole cluster, sorted ignoring case. */
   async who(limit: number): Promise<WhoList> {
-    const reply = await this.#eval(WHO, [this.keys.nodes], [this.keys.prefix, String(limit)]);
+    if (!this.#link.up) throw new Error("redis link down");
+    const reply = await this.#eval("WHO", WHO, [this.keys.nodes], [this.keys.prefix, String(limit)]);
     if (!Array.isArray(reply) || !Array.isArray(reply[1])) {
       throw new ClusterProtocolError("unexpected reply to WHO", reply);
     }
@@ -181,10 +268,9 @@ export class ClusterNode implements NameRegistry, RoomBus {
 
   // ── The bus ──
 
-  /** Sends one line to the whole room: an XADD now, or once Redis is back. */
-  publish(line: string): void {
-    this.#lastLineSeq = this.#nextSeq;
-    this.#enqueue({ line, sent: false });
+  /** Sends one line to the whole room: an XADD now, or once Redis is back. `speaker`: see RoomBus. */
+  publish(line: string, speaker?: string): void {
+    this.#enqueueLine(line, speaker === undefined ? "" : "speaks", speaker ?? "");
   }
 
   /**
@@ -215,58 +301,154 @@ export class ClusterNode implements NameRegistry, RoomBus {
     }
   }
 
-  #enqueue(op: PendingOp): void {
-    const seq = this.#nextSeq++;
-    this.#pending.set(seq, op);
-    if (this.#link.up) this.#send(seq, op);
+  #enqueueLine(line: string, mode: LineMode, name: string): void {
+    const seq = this.#nextLineSeq++;
+    this.#lastLineSeq = seq;
+    this.#enqueue({ kind: "line", line, seq, mode, name, sent: false });
   }
 
-  /** Sends one op. Bun pipelines the commands of one turn on the connection: they arrive in order. */
-  #send(seq: number, op: PendingOp): void {
+  #enqueue(op: PendingOp): void {
+    const key = this.#nextOp++;
+    this.#pending.set(key, op);
+    if (this.#link.up) this.#send(key, op);
+  }
+
+  /** Sends one op. The commands of one turn leave together on the connection: they arrive in order. */
+  #send(key: number, op: PendingOp): void {
     op.sent = true;
     const { keys } = this;
-    const done =
-      "line" in op
-        ? this.#eval(
-            APPEND,
-            [keys.room, keys.seq(this.id)],
-            [String(this.options.history), String(seq), ...encodeEntry(op.line, this.id, seq)],
-          )
-        : this.#eval(RELEASE, [keys.name(op.release), keys.names(this.id)], [this.id, op.release]);
-    done.then(
-      () => this.#pending.delete(seq),
-      // Kept: it is sent again after the reconnect (APPEND skips it if it did arrive).
-      () => {
-        op.sent = false;
-      },
+    const id = this.#id;
+    if (op.kind === "release") {
+      this.#eval("RELEASE", RELEASE, [keys.name(op.name), keys.names(id)], [id, op.name]).then(
+        () => this.#pending.delete(key),
+        (error: Error) => this.#opFailed(op, "RELEASE", error),
+      );
+      return;
+    }
+    const scriptKeys = [keys.room, keys.seq(id), keys.alive(id), keys.epoch];
+    if (op.mode !== "") scriptKeys.push(keys.name(op.name), keys.names(id));
+    const args = [
+      String(this.options.history),
+      String(op.seq),
+      String(this.#ackedLineSeq),
+      String(this.#nextLineSeq - 1),
+      this.#epoch ?? "",
+      this.#session,
+      id,
+      op.mode,
+      op.name,
+      ...encodeEntry(op.line, id, op.seq),
+    ];
+    this.#eval("APPEND", APPEND, scriptKeys, args).then(
+      (reply) => this.#appended(key, op, id, reply),
+      (error: Error) => this.#opFailed(op, "APPEND", error),
     );
   }
 
+  /** APPEND's answer (see cluster-scripts.ts). */
+  #appended(key: number, op: PendingOp & { kind: "line" }, id: string, reply: RespValue): void {
+    if (id !== this.#id) return; // an earlier incarnation's: its queue is gone
+    if (reply === "repaired") {
+      this.options.log(`! seq:${id} in redis was not this node's (another client wrote it): reset`);
+    }
+    switch (reply) {
+      case "repaired":
+      case "added":
+      case "dup":
+      case "name":
+        this.#pending.delete(key);
+        if (op.seq > this.#ackedLineSeq) this.#ackedLineSeq = op.seq;
+        this.#retries = 0;
+        if (reply === "name" && op.mode === "speaks") this.#nameGone(op.name);
+        return;
+      case "gap":
+        op.sent = false;
+        this.#scheduleRetry();
+        return;
+      default:
+        op.sent = false;
+        this.#refused(String(reply), "APPEND");
+    }
+  }
+
+  /** A line that speaks for a name Redis says is no longer ours: that user cannot stay. */
+  #nameGone(name: string): void {
+    this.options.log(`! ${name}: the name is no longer this node's in redis; the line was refused`);
+    this.hooks.namesLost([name]);
+  }
+
+  /** A fence said no (`epoch`, `dead`, `stale`; see cluster-scripts.ts FENCE). */
+  #refused(status: string, command: string): void {
+    if (status === "dead") return this.#placeLost();
+    if (status === "epoch") return this.#link.fail(`${command}: redis lost its data (a new epoch)`);
+    if (status === "stale") return this.#link.fail(`${command}: this node's session in redis was replaced`);
+    this.options.log(`! unexpected reply to ${command}: ${JSON.stringify(status).slice(0, 60)}`);
+    this.#scheduleRetry();
+  }
+
+  #opFailed(op: PendingOp, command: string, error: Error): void {
+    op.sent = false; // kept: it is sent again (APPEND skips it if it did arrive)
+    // The connection's own failures run the reconnect, which sends it again; an error reply does not.
+    if (!(error instanceof RedisReplyError)) return;
+    if (this.#retries === 0) this.options.log(`redis: ${command} failed (${error.message}); retrying`);
+    this.#scheduleRetry();
+  }
+
+  /** Sends the unsent ops again after a capped backoff (50 ms, doubling, 2 s at most). */
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined || this.#stopped) return;
+    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** this.#retries++);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#link.up) this.#flushPending();
+    }, delay);
+  }
+
   #flushPending(): void {
-    for (const [seq, op] of this.#pending) if (!op.sent) this.#send(seq, op);
+    for (const [key, op] of this.#pending) if (!op.sent) this.#send(key, op);
   }
 
   // ── Reading the stream ──
 
   async #readLoop(generation: number): Promise<void> {
     const key = this.keys.room;
+    let troubles = 0;
     while (generation === this.#generation && !this.#stopped) {
-      let reply: unknown;
+      const asked = performance.now();
+      let reply: RespReply;
       try {
-        reply = await this.#link.reader.send("XREAD", [
-          "COUNT",
-          String(READ_BATCH_ENTRIES),
-          "BLOCK",
-          String(READ_BLOCK_MS),
-          "STREAMS",
-          key,
-          this.#lastId,
-        ]);
-      } catch {
-        return; // the link is down: the next reconnect starts a new loop from #lastId
+        reply = await this.#link.read(
+          [
+            "XREAD",
+            "COUNT",
+            String(READ_BATCH_ENTRIES),
+            "BLOCK",
+            String(READ_BLOCK_MS),
+            "STREAMS",
+            key,
+            this.#lastId,
+          ],
+          READ_BLOCK_MS,
+        );
+      } catch (error) {
+        // The link is down (a reset, a deadline): the next reconnect starts a new loop from #lastId.
+        if (!(error instanceof RedisReplyError) || generation !== this.#generation) return;
+        await this.#readTrouble(`XREAD failed (${error.message})`, troubles++);
+        continue;
       }
       if (generation !== this.#generation) return;
-      const batch = decodeXreadReply(reply, key);
+      const batch = decodeXreadReply(reply.value, key, reply.cut);
+      // Nothing new, and at once: not what a blocking XREAD does. Waiting is better than spinning.
+      const instantlyEmpty = batch.lastId === null && performance.now() - asked < READ_BLOCK_MS / 2;
+      if (batch.malformed || instantlyEmpty) {
+        await this.#readTrouble(
+          `XREAD got ${batch.malformed ?? "an empty reply without blocking"}`,
+          troubles++,
+        );
+        continue;
+      }
+      if (troubles > 0) this.options.log("redis: reading the stream again");
+      troubles = 0;
       for (const { id, reason } of batch.skipped) {
         this.options.log(`! skipped stream entry ${id} in ${key}: ${reason}`);
       }
@@ -274,8 +456,9 @@ export class ClusterNode implements NameRegistry, RoomBus {
       if (batch.entries.length === 0) continue;
       const started = performance.now();
       this.hooks.deliver(batch.entries.map((entry) => entry.line));
+      const id = this.#id;
       for (const entry of batch.entries) {
-        if (entry.node === this.id && entry.seq > this.#deliveredSeq) this.#deliveredSeq = entry.seq;
+        if (entry.node === id && entry.seq > this.#deliveredSeq) this.#deliveredSeq = entry.seq;
       }
       if (this.#afterDelivered.length > 0) this.#releaseDelivered();
       // The batch's writes leave in this turn's flush pass, queued before this: after it, they are done.
@@ -285,24 +468,24 @@ export class ClusterNode implements NameRegistry, RoomBus {
     }
   }
 
+  /** A reply that is not a batch: one log line per run of them, then a capped backoff before asking again. */
+  async #readTrouble(what: string, troubles: number): Promise<void> {
+    if (troubles === 0) this.options.log(`redis: ${what}; retrying`);
+    await Bun.sleep(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** troubles));
+  }
+
   // ── Joining, liveness, and coming back ──
 
   /** Runs on every (re)connect, before the node counts as up. */
   async #resync(): Promise<void> {
-    const { keys } = this;
-    const candidate = randomUUID();
-    const reply = await this.#eval(
-      REGISTER,
-      [keys.epoch, keys.nodes, keys.alive(this.id), keys.room],
-      [candidate, this.id, String(this.#ttlMs)],
-    );
-    if (!Array.isArray(reply) || reply.length !== 4) {
-      throw new ClusterProtocolError("unexpected reply to REGISTER", reply);
-    }
-    const [epoch, wasMember, lastId, firstId] = reply.map(String) as [string, string, string, string];
     const firstTime = this.#epoch === null;
+    let registered = await this.#register();
+    if (registered.status === "dead") {
+      this.#placeLost(false);
+      registered = await this.#register();
+    }
+    const { epoch, lastId, firstId } = registered;
     const dataLost = !firstTime && epoch !== this.#epoch;
-    const cleanedUp = !firstTime && !dataLost && wasMember === "0";
     this.#epoch = epoch;
     if (firstTime) this.#lastId = lastId;
     else if (dataLost) {
@@ -313,39 +496,90 @@ export class ClusterNode implements NameRegistry, RoomBus {
       // Trimmed past our position while we were away (more than --history entries): say so, not silently.
       this.hooks.deliver(["* some messages were missed while this server was reconnecting"]);
     }
-    if (!firstTime) await this.#claimAgain(cleanedUp);
+    if (!firstTime) await this.#reconcile();
     this.#flushPending();
   }
 
-  /** After Redis lost our names (or us): claim each online user's name again. */
-  async #claimAgain(announce: boolean): Promise<void> {
-    const online = this.hooks.onlineNames();
-    if (announce) {
-      this.options.log("redis: this node was taken for dead while cut off; announcing its users again");
-      this.#forgetDeparturesOthersHeard(new Set(online.map((name) => name.toLowerCase())));
-    }
-    if (online.length === 0) return;
+  /** REGISTER (see cluster-scripts.ts): `resume` this incarnation, or join as a new one. */
+  async #register(): Promise<{ epoch: string; status: string; lastId: string; firstId: string }> {
     const { keys } = this;
-    const lost = await this.#eval(
-      RECLAIM,
-      [keys.names(this.id), keys.room],
-      [keys.prefix, this.id, String(this.options.history), announce ? "announce" : "", ...online],
+    const session = randomUUID();
+    const reply = await this.#eval(
+      "REGISTER",
+      REGISTER,
+      [keys.epoch, keys.nodes, keys.alive(this.#id), keys.room],
+      [
+        randomUUID(),
+        this.#id,
+        String(this.#ttlMs),
+        session,
+        this.#registered ? "resume" : "new",
+        this.#epoch ?? "",
+        keys.prefix,
+        String(this.options.history),
+      ],
     );
-    if (!Array.isArray(lost)) throw new ClusterProtocolError("unexpected reply to RECLAIM", lost);
-    this.options.log(`redis: claimed ${online.length - lost.length} name(s) again, ${lost.length} taken`);
-    if (lost.length > 0) this.hooks.namesLost(lost.map(String));
+    if (!Array.isArray(reply) || reply.length !== 4) {
+      throw new ClusterProtocolError("unexpected reply to REGISTER", reply);
+    }
+    const [epoch, status, lastId, firstId] = reply.map(String) as [string, string, string, string];
+    if (status !== "dead") {
+      this.#session = session;
+      this.#registered = true;
+    }
+    return { epoch, status, lastId, firstId };
   }
 
   /**
-   * Taken for dead, this node's users were announced as `left (server lost)`: a departure notice of ours
-   * still queued for one of them (it left while we were cut off) would tell everyone a second time.
+   * After a reconnect: the names Redis lists for this node must be exactly its users' (and those of the
+   * departures still queued, which free their names themselves). A claim whose reply was lost is freed; a
+   * name Redis lost is claimed again, or — taken meanwhile — its user goes.
    */
-  #forgetDeparturesOthersHeard(online: Set<string>): void {
-    for (const [seq, op] of this.#pending) {
-      if (!("line" in op)) continue;
-      const name = /^\* ([A-Za-z0-9_-]+) (?:left|was disconnected)/.exec(op.line)?.[1];
-      if (name !== undefined && !online.has(name.toLowerCase())) this.#pending.delete(seq);
+  async #reconcile(): Promise<void> {
+    const keep = new Set(this.hooks.onlineNames());
+    for (const op of this.#pending.values())
+      if (op.kind === "line" && op.mode === "departs") keep.add(op.name);
+    const { keys } = this;
+    const reply = await this.#eval(
+      "RECONCILE",
+      RECONCILE,
+      [keys.names(this.#id)],
+      [keys.prefix, this.#id, ...keep],
+    );
+    if (!Array.isArray(reply) || !Array.isArray(reply[0])) {
+      throw new ClusterProtocolError("unexpected reply to RECONCILE", reply);
     }
+    const lost = reply[0].map(String);
+    const freed = Number(reply[1]);
+    if (freed > 0)
+      this.options.log(`redis: freed ${freed} name(s) this node held without a user (a lost reply)`);
+    if (lost.length > 0) {
+      this.options.log(`redis: ${lost.length} name(s) were taken while this node was cut off`);
+      this.hooks.namesLost(lost);
+    }
+  }
+
+  /**
+   * This incarnation was declared dead: its lease ran out while it was paused or cut off, and its users
+   * were (or are about to be) announced `left (server lost)` by whoever reaped it. It must not speak for
+   * them again: what it had queued is dropped, its users are told and closed, and it joins again as a
+   * new incarnation — through a reconnect, unless it is already in one (`reconnect` false).
+   */
+  #placeLost(reconnect = true): void {
+    this.options.log(
+      "redis: this node's lease ran out (paused or cut off past --node-timeout): it was declared dead; " +
+        "disconnecting its users and joining again as a new node",
+    );
+    this.#id = randomUUID();
+    this.#registered = false;
+    this.#pending.clear();
+    this.#nextLineSeq = 1;
+    this.#ackedLineSeq = 0;
+    this.#lastLineSeq = 0;
+    this.#deliveredSeq = 0;
+    this.#releaseDelivered(true);
+    this.hooks.placeLost();
+    if (reconnect) this.#link.fail("this node lost its place in the cluster");
   }
 
   #ready(): void {
@@ -356,34 +590,42 @@ export class ClusterNode implements NameRegistry, RoomBus {
   }
 
   /**
-   * Renews this node's liveness and cleans up dead nodes. A reply that does not come within half the
-   * node timeout means the link is dead even if no error says so: it is torn down and rebuilt.
+   * Renews this node's lease and cleans up dead nodes. Its reply is awaited for half the node timeout,
+   * like every reply (redis-link.ts): a link that stays silent longer is torn down and rebuilt.
    */
   async #beat(): Promise<void> {
     if (this.#beating || !this.#link.up) return;
     this.#beating = true;
     const { keys } = this;
-    const watchdog = setTimeout(() => this.#link.fail("heartbeat got no reply"), this.#ttlMs / 2);
+    const id = this.#id;
     try {
       const reply = await this.#eval(
+        "HEARTBEAT",
         HEARTBEAT,
-        [keys.nodes, keys.alive(this.id), keys.epoch, keys.room],
-        [keys.prefix, this.id, String(this.#ttlMs), this.#epoch ?? "", String(this.options.history)],
+        [keys.nodes, keys.alive(id), keys.epoch, keys.room],
+        [
+          keys.prefix,
+          id,
+          String(this.#ttlMs),
+          this.#epoch ?? "",
+          String(this.options.history),
+          this.#session,
+        ],
       );
       if (!Array.isArray(reply)) throw new ClusterProtocolError("unexpected reply to HEARTBEAT", reply);
       if (Number(reply[1]) > 0) this.options.log(`cleaned up ${reply[1]} user(s) of dead node(s)`);
-      // Redis does not know us (it lost its data, or took us for dead): reconnect, which registers again.
-      if (Number(reply[0]) !== 1 && !this.#stopped) this.#link.fail("this node is no longer registered");
-    } catch {
-      // The link reports its own failures; a heartbeat that failed is simply the next one's job.
+      if (reply[0] !== "ok" && !this.#stopped && id === this.#id)
+        this.#refused(String(reply[0]), "HEARTBEAT");
+    } catch (error) {
+      // The link reports its own failures; an error reply is logged, and the next beat tries again.
+      if (error instanceof RedisReplyError) this.options.log(`redis: HEARTBEAT failed (${error.message})`);
     } finally {
-      clearTimeout(watchdog);
       this.#beating = false;
     }
   }
 
-  #eval(script: string, keys: string[], args: string[]): Promise<unknown> {
-    return this.#link.commands.send("EVAL", [script, String(keys.length), ...keys, ...args]);
+  #eval(name: string, script: string, keys: string[], args: string[]): Promise<RespValue> {
+    return this.#link.command(["EVAL", script, String(keys.length), ...keys, ...args], `EVAL ${name}`);
   }
 
   /**
@@ -396,12 +638,16 @@ export class ClusterNode implements NameRegistry, RoomBus {
     const deadline = performance.now() + STOP_FLUSH_MS;
     while (this.#pending.size > 0 && performance.now() < deadline) await Bun.sleep(10);
     this.#stopped = true;
+    clearTimeout(this.#retryTimer);
     this.#releaseDelivered(true);
     if (this.#link.up) {
       const { keys } = this;
-      await this.#eval(UNREGISTER, [keys.room], [keys.prefix, this.id, "0", this.id, ""]).catch(
-        (error: Error) => this.options.log(`redis: could not unregister: ${error.message}`),
-      );
+      await this.#eval(
+        "UNREGISTER",
+        UNREGISTER,
+        [keys.room],
+        [keys.prefix, this.#id, "0", this.#id, ""],
+      ).catch((error: Error) => this.options.log(`redis: could not unregister: ${error.message}`));
     }
     this.#link.close();
   }

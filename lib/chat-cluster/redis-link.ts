@@ -2,29 +2,51 @@
  * lib/chat-cluster/redis-link.ts — a node's two connections to Redis, and what it does when they drop.
  *
  * Two connections, because a blocking `XREAD` ties up the connection it is sent on until it returns: one
- * (`reader`) only ever waits on the stream; the other (`commands`) runs everything else. They are up or
+ * (`read()`) only ever waits on the stream; the other (`command()`) runs everything else. They are up or
  * down together: when either drops, the other is closed too, `onDown` runs at once, and the link
  * reconnects both with a capped, jittered backoff (50 ms, doubling, at most 2 s), then runs `onUp` — which
- * must bring the node back in step (register, claim names again) before the link counts as up.
+ * must bring the node back in step (register, reconcile its names) before the link counts as up.
  *
- * Why not Bun's own auto-reconnect: with it, a dropped connection is reported only once Bun gives up
- * retrying, and commands sent meanwhile wait in its offline queue — a node would neither know it is cut off
- * nor be able to answer its users. With `autoReconnect: false` Bun reports every drop (`onclose`) and
- * `connect()` on the same client connects again; with `enableOfflineQueue: false` a command sent while
- * down fails at once instead of waiting.
+ * Deadlines: every reply is awaited for at most `replyTimeoutMs` (a blocking `XREAD`: its `BLOCK` time
+ * plus that) — the handshake at startup and after every reconnect included. A late reply fails the link
+ * with one line that names the command (`redis: connection lost (no reply to XREAD within 3500 ms)`), and
+ * the reconnect path runs; at startup, `start()` rejects with that line. Without them, a blackholed link
+ * (no reset ever comes) left a node deaf for good while its heartbeat, on the other connection, was fine.
+ *
+ * The connections are resp-connection.ts's, not Bun's built-in `RedisClient`: Bun's client parses a whole
+ * reply before anyone can see its size (a 300 MB stream entry is 300 MB in every node), and its commands
+ * wait as long as the server likes. The handshake is `HELLO 2` (RESP2; `AUTH` in it when the URL has a
+ * password), then `SELECT` when the URL names a database (`redis://HOST:PORT/2`).
  */
-import { RedisClient } from "bun";
-import { openConnection } from "../streams.ts";
+import {
+  RedisDeadlineError,
+  RespConnection,
+  type RespParserLimits,
+  type RespReply,
+  type RespValue,
+} from "./resp-connection.ts";
 
 /** First reconnect delay: 50 ms; each failure doubles it… */
 export const RECONNECT_FIRST_MS = 50;
 /** …up to 2 s, so a node finds a Redis that came back within ~2 s of its return. */
 export const RECONNECT_MAX_MS = 2000;
-/** A connection attempt that has not completed in 2 s has failed. */
-const CONNECT_TIMEOUT_MS = 2000;
+/** A TCP connect that has not completed in 2 s has failed. */
+export const CONNECT_TIMEOUT_MS = 2000;
+/** Redis's default port, when the URL names none. */
+const REDIS_DEFAULT_PORT = 6379;
+
+export interface RedisLinkOptions {
+  /** `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`. */
+  url: string;
+  /** The longest any reply may take (a blocking XREAD: its BLOCK time on top). */
+  replyTimeoutMs: number;
+  /** Bounds for the replies of each connection (resp-parser.ts). */
+  commandLimits: RespParserLimits;
+  readerLimits: RespParserLimits;
+}
 
 export interface RedisLinkEvents {
-  /** Both connections are open (again): resynchronise. A throw counts as a failed attempt. */
+  /** Both connections are open (again) and past the handshake: resynchronise. A throw counts as a failed attempt. */
   onUp(): Promise<void>;
   /** The link counts as up: work may start (after `onUp` resolved). */
   onReady(): void;
@@ -33,9 +55,31 @@ export interface RedisLinkEvents {
   log(line: string): void;
 }
 
+/** Where a `redis://` URL points. */
+interface RedisAddress {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  db: number;
+}
+
+function parseRedisUrl(url: string): RedisAddress {
+  const parsed = new URL(url);
+  const db = parsed.pathname.replace(/^\//, "");
+  return {
+    host: parsed.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(parsed.port || REDIS_DEFAULT_PORT),
+    user: decodeURIComponent(parsed.username) || "default",
+    password: decodeURIComponent(parsed.password),
+    db: /^\d+$/.test(db) ? Number(db) : 0,
+  };
+}
+
 export class RedisLink {
-  readonly commands: RedisClient;
-  readonly reader: RedisClient;
+  readonly #address: RedisAddress;
+  #commands: RespConnection | null = null;
+  #reader: RespConnection | null = null;
   #up = false;
   #closed = false;
   #reconnecting = false;
@@ -43,18 +87,10 @@ export class RedisLink {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
-    readonly url: string,
+    readonly options: RedisLinkOptions,
     readonly events: RedisLinkEvents,
   ) {
-    const options = {
-      autoReconnect: false,
-      enableOfflineQueue: false,
-      connectionTimeout: CONNECT_TIMEOUT_MS,
-    };
-    this.commands = new RedisClient(url, options);
-    this.reader = new RedisClient(url, options);
-    this.commands.onclose = (error) => this.#dropped(error);
-    this.reader.onclose = (error) => this.#dropped(error);
+    this.#address = parseRedisUrl(options.url);
   }
 
   /** True between a successful `onUp` and the next drop. */
@@ -62,17 +98,32 @@ export class RedisLink {
     return this.#up;
   }
 
-  /** The first connection: throws (with Bun's one-line reason) if Redis cannot be reached now. */
+  /**
+   * Runs a command on the command connection, with the reply deadline. Rejects at once while the
+   * connections are not open; with a `RedisReplyError` for an error reply (the link stays up).
+   */
+  command(args: readonly string[], name = args[0]!): Promise<RespValue> {
+    if (!this.#commands) return Promise.reject(new Error("redis link down"));
+    return this.#commands.send(args, this.options.replyTimeoutMs, name);
+  }
+
+  /** Runs a blocking command on the reader connection: it may take `blockMs` plus the reply deadline. */
+  read(args: readonly string[], blockMs: number): Promise<RespReply> {
+    if (!this.#reader) return Promise.reject(new Error("redis link down"));
+    return this.#reader.request(args, blockMs + this.options.replyTimeoutMs);
+  }
+
+  /** The first connection: throws one line (what did not answer, or why it cannot connect) if Redis is not usable now. */
   async start(): Promise<void> {
     this.#reconnecting = true;
     try {
-      await Promise.all([this.commands.connect(), this.reader.connect()]);
+      await this.#connectBoth();
       await this.events.onUp();
       this.#up = true;
       this.events.onReady();
     } catch (error) {
       this.close();
-      throw await explainFailedStart(this.url, error as Error);
+      throw error;
     } finally {
       this.#reconnecting = false;
     }
@@ -83,22 +134,60 @@ export class RedisLink {
     this.#closed = true;
     this.#up = false;
     clearTimeout(this.#retryTimer);
-    this.commands.close();
-    this.reader.close();
+    this.#closeBoth();
   }
 
-  /** Tears the link down as if the network had failed (used when a reply never comes). */
+  /** Tears the link down as if the network had failed (used when Redis's answers say we are out of step). */
   fail(reason: string): void {
     this.#dropped(new Error(reason));
   }
 
+  async #connectBoth(): Promise<void> {
+    const { host, port } = this.#address;
+    const onClose = (error: Error) => this.#dropped(error);
+    const open = (limits: RespParserLimits) =>
+      RespConnection.open(host, port, { limits, connectTimeoutMs: CONNECT_TIMEOUT_MS, onClose });
+    const [commands, reader] = await Promise.allSettled([
+      open(this.options.commandLimits),
+      open(this.options.readerLimits),
+    ]);
+    if (commands.status === "rejected" || reader.status === "rejected") {
+      if (commands.status === "fulfilled") commands.value.close();
+      if (reader.status === "fulfilled") reader.value.close();
+      throw commands.status === "rejected" ? commands.reason : (reader as PromiseRejectedResult).reason;
+    }
+    this.#commands = commands.value;
+    this.#reader = reader.value;
+    await Promise.all([this.#handshake(commands.value), this.#handshake(reader.value)]);
+  }
+
+  /** `HELLO 2` (with `AUTH` when the URL has a password), then `SELECT` when it names a database. */
+  async #handshake(connection: RespConnection): Promise<void> {
+    const { user, password, db } = this.#address;
+    const hello = password ? ["HELLO", "2", "AUTH", user, password] : ["HELLO", "2"];
+    const reply = await connection.send(hello, this.options.replyTimeoutMs, "HELLO");
+    if (!Array.isArray(reply)) throw new Error(`HELLO got ${JSON.stringify(reply)} (not a Redis 6+ server?)`);
+    if (db !== 0) await connection.send(["SELECT", String(db)], this.options.replyTimeoutMs);
+  }
+
+  #closeBoth(): void {
+    this.#commands?.close();
+    this.#reader?.close();
+    this.#commands = null;
+    this.#reader = null;
+  }
+
   #dropped(error: Error): void {
-    if (this.#closed || this.#reconnecting) return;
+    if (this.#closed) return;
+    if (this.#reconnecting) {
+      // A connection of the attempt in progress failed: the attempt fails with it (its awaits reject).
+      this.#closeBoth();
+      return;
+    }
     const wasUp = this.#up;
     this.#up = false;
     // Both or neither: a reader still blocked on a dead-but-open link would never see the resumed stream.
-    if (this.commands.connected) this.commands.close();
-    if (this.reader.connected) this.reader.close();
+    this.#closeBoth();
     if (wasUp) {
       this.events.log(`redis: connection lost (${error.message}); reconnecting`);
       this.events.onDown(error);
@@ -121,55 +210,25 @@ export class RedisLink {
     if (this.#closed) return;
     this.#reconnecting = true;
     try {
-      if (!this.commands.connected) await this.commands.connect();
-      if (!this.reader.connected) await this.reader.connect();
+      await this.#connectBoth();
       await this.events.onUp();
       this.#reconnecting = false;
       if (this.#closed) return;
-      if (!this.commands.connected || !this.reader.connected) throw new Error("dropped while resyncing");
+      if (!this.#commands?.open || !this.#reader?.open) throw new Error("dropped while resyncing");
       this.#up = true;
       this.#failures = 0;
       this.events.log("redis: reconnected");
       this.events.onReady();
-    } catch {
+    } catch (error) {
       this.#reconnecting = false;
       if (this.#closed) return;
+      // A reconnect that reached Redis but got no answer is worth one line; a refused connect is not news.
+      if (error instanceof RedisDeadlineError && this.#failures === 0) {
+        this.events.log(`redis: reconnect failed (${error.message}); retrying`);
+      }
       this.#failures++;
-      if (this.commands.connected) this.commands.close();
-      if (this.reader.connected) this.reader.close();
+      this.#closeBoth();
       this.#scheduleRetry();
     }
   }
-}
-
-/** Redis's default port, when the URL names none. */
-const REDIS_DEFAULT_PORT = 6379;
-
-/**
- * Bun's client says only "Connection closed" when nothing listens: try a plain TCP connect to the same
- * address for the operating system's reason (`cannot connect to 127.0.0.1:1: connection refused …`).
- * If TCP gets through, the problem is Redis itself (a password, a TLS port): its own message stands.
- */
-async function explainFailedStart(url: string, error: Error): Promise<Error> {
-  let host: string;
-  let port: number;
-  try {
-    const parsed = new URL(url);
-    host = parsed.hostname.replace(/^\[|\]$/g, "");
-    port = Number(parsed.port || REDIS_DEFAULT_PORT);
-  } catch {
-    return error;
-  }
-  const probe = openConnection(host, port).then(
-    ([, writer]) => {
-      writer.abort();
-      return error;
-    },
-    (tcpError: Error) => tcpError,
-  );
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const gaveUp = new Promise<Error>((resolve) => {
-    timer = setTimeout(() => resolve(error), CONNECT_TIMEOUT_MS);
-  });
-  return Promise.race([probe, gaveUp]).finally(() => clearTimeout(timer));
 }

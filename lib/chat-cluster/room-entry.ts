@@ -8,6 +8,8 @@
  * never throws: what is not a well-formed room entry comes back in `skipped` with the reason, and the
  * reading position still moves past it.
  */
+import { stripControls } from "../sanitize.ts";
+import { OversizedBulk } from "./resp-parser.ts";
 
 export interface RoomEntry {
   id: string;
@@ -22,18 +24,24 @@ export interface RoomEntry {
 export interface DecodedBatch {
   entries: RoomEntry[];
   skipped: { id: string; reason: string }[];
-  /** The ID of the last entry in the reply (valid or not), or null when there was none. */
+  /**
+   * Where the next read starts: the ID of the last entry taken (valid or skipped) — short of the reply's
+   * last when the reply was cut at its budget (the rest is read again) — or null when there was none.
+   */
   lastId: string | null;
+  /** Set when the reply is not an XREAD reply for this key at all (an error of shape, not of an entry). */
+  malformed?: string;
 }
 
 /**
  * The longest line an entry may carry: 64 KiB. Ours are at most `--max-line` bytes plus a name; the bound
- * is for what a stranger may have put in the stream.
+ * is for what a stranger may have put in the stream. The reader's RESP parser never keeps a bulk string
+ * longer than {@link MAX_ENTRY_FIELD_BYTES}: it arrives here as an `OversizedBulk`, its length only.
  */
 export const MAX_ENTRY_LINE_BYTES = 64 * 1024;
+/** What the reader keeps of one field value: the line limit, and room for its UTF-8 to be checked. */
+export const MAX_ENTRY_FIELD_BYTES = MAX_ENTRY_LINE_BYTES;
 const STREAM_ID = /^\d+-\d+$/;
-/** Control characters (C0, DEL, C1): a line users see never carries them (lesson 05 strips them). */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** The fields of an entry for `XADD key * …`. */
 export function encodeEntry(line: string, node: string, seq: number): string[] {
@@ -41,17 +49,33 @@ export function encodeEntry(line: string, node: string, seq: number): string[] {
 }
 
 /**
- * Reads `XREAD … STREAMS key id` as Bun's client returns it over RESP3 — `{ key: [[id, [field, value, …]],
- * …] }`, or null when the block timed out — into room entries.
+ * Reads `XREAD … STREAMS key id` as RESP2 returns it — `[[key, [[id, [field, value, …]], …]]]`, or null
+ * when the block timed out — into room entries. `cut`: the arrays the parser cut short at its reply budget
+ * (resp-parser.ts); an entry touched by the cut is not taken, and the next read starts at it — unless it
+ * is the first, which alone is over the budget: then it is skipped. Never throws.
  */
-export function decodeXreadReply(reply: unknown, key: string): DecodedBatch {
+export function decodeXreadReply(
+  reply: unknown,
+  key: string,
+  cut: ReadonlySet<unknown[]> = new Set(),
+): DecodedBatch {
   const batch: DecodedBatch = { entries: [], skipped: [], lastId: null };
-  if (reply === null || reply === undefined) return batch;
-  const raw = Array.isArray(reply) ? streamFromArray(reply, key) : (reply as Record<string, unknown>)[key];
-  if (!Array.isArray(raw)) return batch;
-  for (const item of raw) {
+  if (reply === null) return batch;
+  const raw = Array.isArray(reply) ? streamFromArray(reply, key) : undefined;
+  if (!Array.isArray(raw)) {
+    batch.malformed = `a reply that is not an XREAD reply for ${key}: ${describe(reply)}`;
+    return batch;
+  }
+  for (const [index, item] of raw.entries()) {
     if (!Array.isArray(item) || typeof item[0] !== "string" || !STREAM_ID.test(item[0])) continue;
     const id = item[0];
+    const whole = !cut.has(item) && !(Array.isArray(item[1]) && cut.has(item[1])) && item.length === 2;
+    if (!whole && cut.size > 0) {
+      if (index > 0) break; // read again from here, with a fresh budget
+      batch.lastId = id;
+      batch.skipped.push({ id, reason: "entry over the reply budget" });
+      break;
+    }
     batch.lastId = id;
     const entry = decodeEntry(id, item[1]);
     if (typeof entry === "string") batch.skipped.push({ id, reason: entry });
@@ -60,13 +84,23 @@ export function decodeXreadReply(reply: unknown, key: string): DecodedBatch {
   return batch;
 }
 
-/** RESP2 shape, in case a client speaks it: [[key, entries]]. */
+/** RESP2 shape: [[key, entries]]. */
 function streamFromArray(reply: unknown[], key: string): unknown {
   for (const stream of reply) if (Array.isArray(stream) && stream[0] === key) return stream[1];
   return null;
 }
 
-/** The entry, or why it is not one of ours. */
+function describe(reply: unknown): string {
+  const text = JSON.stringify(reply) ?? String(reply);
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
+
+/**
+ * The entry, or why it is not one of ours. Its line must pass the rule users' own lines pass
+ * (lib/sanitize.ts `stripControls`, which the room applies before publishing): a line that rule would
+ * change — escape sequences, control characters, bidi overrides, zero-width and other format characters,
+ * U+2028 — was not written by a node of this room, and is skipped rather than relayed.
+ */
 function decodeEntry(id: string, fields: unknown): RoomEntry | string {
   if (!Array.isArray(fields) || fields.length % 2 !== 0) return "fields are not name/value pairs";
   let line: unknown;
@@ -78,13 +112,14 @@ function decodeEntry(id: string, fields: unknown): RoomEntry | string {
     else if (fields[i] === "seq") seq = fields[i + 1];
     else return `unknown field ${JSON.stringify(String(fields[i]).slice(0, 40))}`;
   }
+  if (line instanceof OversizedBulk) return `line over ${MAX_ENTRY_LINE_BYTES} bytes (${line.bytes})`;
   if (typeof line !== "string" || typeof node !== "string") return "no line or node field";
   if (typeof seq !== "string" || !/^\d{1,15}$/.test(seq)) return "seq is not a number";
   if (line === "") return "empty line";
   if (Buffer.byteLength(line, "utf8") > MAX_ENTRY_LINE_BYTES)
     return `line over ${MAX_ENTRY_LINE_BYTES} bytes`;
-  if (CONTROL.test(line)) return "line holds control characters";
   if (line.includes("\uFFFD")) return "line is not valid UTF-8";
+  if (stripControls(line) !== line) return "line holds control or format characters";
   return { id, line, node, seq: Number(seq) };
 }
 

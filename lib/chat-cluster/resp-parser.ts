@@ -1,0 +1,235 @@
+/**
+ * lib/chat-cluster/resp-parser.ts — Redis's wire protocol, RESP2, read incrementally and within bounds
+ * (Redis's manual, "Redis serialization protocol specification": simple strings `+`, errors `-`, integers
+ * `:`, bulk strings `$`, arrays `*`; `$-1` and `*-1` are null).
+ *
+ * Why not the whole-reply parsers clients usually have (Bun's built-in RedisClient among them): they hold
+ * a reply in memory before anyone can look at its size. A stream entry of 300 MB that another client added
+ * is then 300 MB in every node that reads it — measured with Bun's client: three of them took a node to a
+ * 1.88 GB peak and stalled it 6 s. Here the bytes are looked at as they arrive:
+ * - a bulk string over `maxBulkBytes` is never stored: its bytes are counted off as they come and it
+ *   becomes an {@link OversizedBulk} (its length), so the reader can say which entry it skipped and why;
+ * - one reply keeps at most `maxReplyBytes` (bulk bytes plus {@link VALUE_OVERHEAD_BYTES} per value): past
+ *   that, the rest of the reply is counted off too, and the arrays left incomplete are listed in `cut`, so
+ *   that a reader of entries can keep the complete ones and ask again for the rest;
+ * - an array's declared length is never allocated up front (`*2000000000` costs nothing until its items
+ *   come), and a line (a type byte to CRLF) over {@link MAX_LINE_BYTES} is not RESP.
+ *
+ * `feed()` throws {@link RespProtocolError} on bytes that are not RESP; the connection is then unusable
+ * (where the next reply starts is unknown).
+ */
+
+/** A simple string or a bulk string (decoded as UTF-8), an integer, null, an array — or, inside an array,
+ *  an error reply or a bulk string too big to keep. */
+export type RespValue = string | number | null | RespValue[] | OversizedBulk | RedisReplyError;
+
+/** An error reply (`-ERR …`, `-WRONGTYPE …`, `-LOADING …`, `-BUSY …`): `code` is its first word. */
+export class RedisReplyError extends Error {
+  override name = "RedisReplyError";
+  readonly code: string;
+  constructor(message: string) {
+    super(message);
+    this.code = /^[A-Z]+/.exec(message)?.[0] ?? "ERR";
+  }
+}
+
+/** Bytes that are not RESP (or break its limits): the connection cannot go on. */
+export class RespProtocolError extends Error {
+  override name = "RespProtocolError";
+}
+
+/** A bulk string longer than the parser keeps: only its length is known. */
+export class OversizedBulk {
+  constructor(readonly bytes: number) {}
+}
+
+/** A type byte up to its CRLF: RESP's longest legitimate one is a simple string or an error reply: 64 KiB. */
+export const MAX_LINE_BYTES = 64 * 1024;
+/** What one kept value counts against `maxReplyBytes` besides its bytes (a JavaScript value's own cost). */
+export const VALUE_OVERHEAD_BYTES = 16;
+
+export interface RespParserLimits {
+  /** Longest bulk string kept; longer ones become {@link OversizedBulk}. */
+  maxBulkBytes: number;
+  /** Most bytes one reply keeps; past that it is cut (see the file's header). */
+  maxReplyBytes: number;
+}
+
+/** A finished top-level reply, and the arrays in it that were cut short (empty when it is whole). */
+export type ReplyHandler = (value: RespValue, cut: ReadonlySet<RespValue[]>) => void;
+
+/** An array being filled: `left` items still to come; `items` null once the reply is past its budget. */
+interface Frame {
+  items: RespValue[] | null;
+  left: number;
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const EMPTY = new Uint8Array(0);
+const utf8 = new TextDecoder();
+
+export class RespParser {
+  readonly limits: RespParserLimits;
+  /** Unparsed bytes: a partial line from the last chunk, then the new chunk. */
+  #buffer: Uint8Array = EMPTY;
+  #offset = 0;
+  readonly #stack: Frame[] = [];
+  /** A bulk string whose payload (and CRLF) is still arriving. */
+  #bulk: { target: Uint8Array | null; size: number; got: number } | null = null;
+  #keptBytes = 0;
+  /** Past the budget: values are counted, not kept. */
+  #discarding = false;
+  #cut = new Set<RespValue[]>();
+
+  constructor(limits: RespParserLimits) {
+    this.limits = limits;
+  }
+
+  /** Parses `chunk`; calls `onReply` for each complete top-level reply. Throws {@link RespProtocolError}. */
+  feed(chunk: Uint8Array, onReply: ReplyHandler): void {
+    this.#pendingHandler = onReply;
+    this.#buffer =
+      this.#offset < this.#buffer.length ? concat(this.#buffer.subarray(this.#offset), chunk) : chunk;
+    this.#offset = 0;
+    for (;;) {
+      if (this.#bulk) {
+        if (!this.#continueBulk()) break;
+        continue;
+      }
+      const value = this.#nextValue();
+      if (value === INCOMPLETE) break;
+      if (value === OPENED) continue;
+      this.#complete(value, onReply);
+    }
+    if (this.#offset >= this.#buffer.length) {
+      this.#buffer = EMPTY;
+      this.#offset = 0;
+    } else if (this.#buffer.length - this.#offset > MAX_LINE_BYTES && !this.#bulk) {
+      throw new RespProtocolError(`a RESP line over ${MAX_LINE_BYTES} bytes (not a Redis server?)`);
+    }
+  }
+
+  /** The next value whose header is complete; {@link OPENED} for an array that now has items to wait for. */
+  #nextValue(): RespValue | typeof INCOMPLETE | typeof OPENED {
+    const buffer = this.#buffer;
+    const start = this.#offset;
+    const end = buffer.indexOf(LF, start);
+    if (end === -1) return INCOMPLETE;
+    if (end === start || buffer[end - 1] !== CR) throw this.#garbage(start, end);
+    const type = buffer[start];
+    const text = () => utf8.decode(buffer.subarray(start + 1, end - 1));
+    this.#offset = end + 1;
+    switch (type) {
+      case 0x2b: // '+' simple string
+        return text();
+      case 0x2d: // '-' error
+        return new RedisReplyError(text());
+      case 0x3a: // ':' integer
+        return this.#integer(text(), start, end);
+      case 0x24: // '$' bulk string
+        return this.#openBulk(this.#integer(text(), start, end));
+      case 0x2a: {
+        // '*' array
+        const length = this.#integer(text(), start, end);
+        if (length < 0) return null;
+        if (length === 0) return [];
+        this.#stack.push({ items: this.#discarding ? null : [], left: length });
+        return OPENED;
+      }
+      default:
+        throw this.#garbage(start, end);
+    }
+  }
+
+  #integer(text: string, start: number, end: number): number {
+    if (!/^-?\d{1,18}$/.test(text)) throw this.#garbage(start, end);
+    return Number(text);
+  }
+
+  #garbage(start: number, end: number): RespProtocolError {
+    const sample = utf8.decode(this.#buffer.subarray(start, Math.min(end + 1, start + 40)));
+    return new RespProtocolError(`not a RESP reply: ${JSON.stringify(sample)} (not a Redis server?)`);
+  }
+
+  /** A bulk string of `size` bytes: taken at once if all of it is here, else collected (or counted off). */
+  #openBulk(size: number): RespValue | typeof INCOMPLETE | typeof OPENED {
+    if (size < 0) return null;
+    const oversized = size > this.limits.maxBulkBytes;
+    const available = this.#buffer.length - this.#offset;
+    if (!oversized && !this.#discarding && available >= size + 2) {
+      const value = utf8.decode(this.#buffer.subarray(this.#offset, this.#offset + size));
+      this.#offset += size + 2;
+      return value;
+    }
+    const keep = !oversized && !this.#discarding && this.#keptBytes + size <= this.limits.maxReplyBytes;
+    this.#bulk = { target: keep ? new Uint8Array(size) : null, size, got: 0 };
+    if (!keep && !oversized) this.#startDiscarding();
+    return this.#continueBulk() ? OPENED : INCOMPLETE;
+  }
+
+  /** Takes what has arrived of the current bulk string; true once it is complete (and handed on). */
+  #continueBulk(): boolean {
+    const bulk = this.#bulk!;
+    const wanted = bulk.size + 2 - bulk.got;
+    const take = Math.min(wanted, this.#buffer.length - this.#offset);
+    if (bulk.target && bulk.got < bulk.size) {
+      const payload = Math.min(take, bulk.size - bulk.got);
+      bulk.target.set(this.#buffer.subarray(this.#offset, this.#offset + payload), bulk.got);
+    }
+    bulk.got += take;
+    this.#offset += take;
+    if (bulk.got < bulk.size + 2) return false;
+    this.#bulk = null;
+    const value = bulk.target
+      ? utf8.decode(bulk.target)
+      : bulk.size > this.limits.maxBulkBytes
+        ? new OversizedBulk(bulk.size)
+        : null;
+    this.#complete(value, this.#pendingHandler);
+    return true;
+  }
+
+  /** Set while feeding, for values completed inside {@link #continueBulk}. */
+  #pendingHandler: ReplyHandler = () => {};
+
+  #startDiscarding(): void {
+    this.#discarding = true;
+    for (const frame of this.#stack) if (frame.items) this.#cut.add(frame.items);
+  }
+
+  /** A value is complete: into its array, or — at the top — out as a reply. */
+  #complete(value: RespValue, onReply: ReplyHandler): void {
+    let current = value;
+    for (;;) {
+      const frame = this.#stack.at(-1);
+      if (!frame) return this.#reply(current, onReply);
+      if (frame.items && !this.#discarding) {
+        this.#keptBytes += VALUE_OVERHEAD_BYTES + (typeof current === "string" ? current.length : 0);
+        if (this.#keptBytes > this.limits.maxReplyBytes) this.#startDiscarding();
+        else frame.items.push(current);
+      }
+      if (--frame.left > 0) return;
+      this.#stack.pop();
+      current = frame.items ?? [];
+    }
+  }
+
+  #reply(value: RespValue, onReply: ReplyHandler): void {
+    const cut = this.#cut;
+    this.#keptBytes = 0;
+    this.#discarding = false;
+    this.#cut = new Set();
+    onReply(value, cut);
+  }
+}
+
+const INCOMPLETE = Symbol("incomplete");
+const OPENED = Symbol("opened");
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
