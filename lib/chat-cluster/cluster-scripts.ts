@@ -90,13 +90,21 @@ if stored then
 end
 if seq <= last then return 'dup' end
 if seq > last + 1 then return 'gap' end
+local ours = true
+if ARGV[8] == 'speaks' then ours = redis.call('GET', KEYS[5]) == ARGV[7] end
+if ARGV[8] == 'departs' then ours = redis.call('SISMEMBER', KEYS[6], ARGV[9]) == 1 end
+if not ours then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 'name'
+end
+-- XADD first: if it fails (WRONGTYPE: another client replaced the stream), nothing has been written, and
+-- the same line can be sent again. (A script's writes before an error are not undone.)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 10))
 redis.call('SET', KEYS[2], ARGV[2])
-if ARGV[8] == 'speaks' and redis.call('GET', KEYS[5]) ~= ARGV[7] then return 'name' end
 if ARGV[8] == 'departs' then
-  if redis.call('SREM', KEYS[6], ARGV[9]) == 0 then return 'name' end
+  redis.call('SREM', KEYS[6], ARGV[9])
   if redis.call('GET', KEYS[5]) == ARGV[7] then redis.call('DEL', KEYS[5]) end
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 10))
 if repaired then return 'repaired' end
 return 'added'
 `;

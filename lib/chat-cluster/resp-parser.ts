@@ -201,16 +201,20 @@ export class RespParser {
   /** A value is complete: into its array, or — at the top — out as a reply. */
   #complete(value: RespValue, onReply: ReplyHandler): void {
     let current = value;
+    /** An array begun before the cut: kept (and listed in `cut`) even though the reply is past its budget. */
+    let keptArray = false;
     for (;;) {
       const frame = this.#stack.at(-1);
       if (!frame) return this.#reply(current, onReply);
-      if (frame.items && !this.#discarding) {
+      if (frame.items && keptArray) frame.items.push(current);
+      else if (frame.items && !this.#discarding) {
         this.#keptBytes += VALUE_OVERHEAD_BYTES + (typeof current === "string" ? current.length : 0);
         if (this.#keptBytes > this.limits.maxReplyBytes) this.#startDiscarding();
         else frame.items.push(current);
       }
       if (--frame.left > 0) return;
       this.#stack.pop();
+      keptArray = frame.items !== null;
       current = frame.items ?? [];
     }
   }
