@@ -128,7 +128,7 @@ type LineMode = "" | "speaks" | "departs";
 
 /** Something for Redis that must not be lost: a line for the room, or a name to free. */
 type PendingOp =
-  | { kind: "line"; line: string; seq: number; mode: LineMode; name: string; sent: boolean }
+  | { kind: "line"; line: string; seq: number; mode: LineMode; name: string; sent: boolean; tries: number }
   | { kind: "release"; name: string; sent: boolean };
 
 /** A reply that was not a well-formed answer to our own script: Redis is not what we think. */
@@ -304,7 +304,7 @@ export class ClusterNode implements NameRegistry, RoomBus {
   #enqueueLine(line: string, mode: LineMode, name: string): void {
     const seq = this.#nextLineSeq++;
     this.#lastLineSeq = seq;
-    this.#enqueue({ kind: "line", line, seq, mode, name, sent: false });
+    this.#enqueue({ kind: "line", line, seq, mode, name, sent: false, tries: 0 });
   }
 
   #enqueue(op: PendingOp): void {
@@ -325,6 +325,7 @@ export class ClusterNode implements NameRegistry, RoomBus {
       );
       return;
     }
+    op.tries++;
     const scriptKeys = [keys.room, keys.seq(id), keys.alive(id), keys.epoch];
     if (op.mode !== "") scriptKeys.push(keys.name(op.name), keys.names(id));
     const args = [
@@ -491,6 +492,7 @@ export class ClusterNode implements NameRegistry, RoomBus {
     else if (dataLost) {
       this.options.log("redis: its data is gone (restarted empty?): reading the new stream from its start");
       this.#lastId = "0-0";
+      this.#forgetLinesInFlight();
       this.hooks.streamLost();
     } else if (this.#lastId !== "0-0" && compareStreamIds(firstId, this.#lastId) > 0) {
       // Trimmed past our position while we were away (more than --history entries): say so, not silently.
@@ -498,6 +500,29 @@ export class ClusterNode implements NameRegistry, RoomBus {
     }
     if (!firstTime) await this.#reconcile();
     this.#flushPending();
+  }
+
+  /**
+   * Redis lost its data: a line sent before that may be in the stream that was lost — read there by some
+   * nodes, by this one perhaps — or may not. Sent again, it would be seen twice by whoever read it the
+   * first time; so it is not sent again (at most once), and a departure among them only frees its name.
+   * Lines never sent go out as usual.
+   */
+  #forgetLinesInFlight(): void {
+    let forgotten = 0;
+    for (const [key, op] of this.#pending) {
+      if (op.kind !== "line" || op.tries === 0) continue;
+      forgotten++;
+      if (op.mode === "departs") this.#pending.set(key, { kind: "release", name: op.name, sent: false });
+      else this.#pending.delete(key);
+    }
+    // The new stream has no line numbers of ours: the next one it takes is the first still queued.
+    let firstQueued = this.#nextLineSeq;
+    for (const op of this.#pending.values())
+      if (op.kind === "line" && op.seq < firstQueued) firstQueued = op.seq;
+    this.#ackedLineSeq = firstQueued - 1;
+    if (forgotten > 0)
+      this.options.log(`redis: ${forgotten} line(s) in flight when it lost its data may be lost`);
   }
 
   /** REGISTER (see cluster-scripts.ts): `resume` this incarnation, or join as a new one. */

@@ -38,6 +38,8 @@ interface Pair {
   fromClient: RespParser;
   fromServer: RespParser;
   number: number;
+  /** Blackholed: nothing it carries arrives, ever (the client gives up on it and reconnects). */
+  dark: boolean;
 }
 
 const LIMITS = { maxBulkBytes: 2 ** 31, maxReplyBytes: 2 ** 40 };
@@ -77,6 +79,7 @@ export async function startRespProxy(targetPort: number) {
           fromClient: new RespParser(LIMITS),
           fromServer: new RespParser(LIMITS),
           number: ++connections,
+          dark: blackholed,
         };
         client.data = pair;
         pairs.add(pair);
@@ -87,7 +90,7 @@ export async function startRespProxy(targetPort: number) {
             data: pair,
             socket: {
               data(_upstream, chunk) {
-                if (blackholed) return;
+                if (pair.dark) return;
                 pair.fromServer.feed(new Uint8Array(chunk), (value) => {
                   const slot = pair.slots.find(
                     (candidate) => candidate.reply === null && !("dropped" in candidate),
@@ -107,7 +110,7 @@ export async function startRespProxy(targetPort: number) {
       },
       data(client, chunk) {
         const pair = client.data;
-        if (!pair || blackholed) return;
+        if (!pair || pair.dark) return;
         pair.fromClient.feed(new Uint8Array(chunk), (value) => {
           const args = (value as RespValue[]).map(String);
           args[0] = args[0]!.toUpperCase();
@@ -160,9 +163,13 @@ export async function startRespProxy(targetPort: number) {
       cut = false;
       blackholed = false;
     },
-    /** Every byte, both ways, vanishes from now on; nothing is closed (a link whose packets are lost). */
+    /**
+     * Every byte, both ways, vanishes from now on — on the open connections for good, on new ones until
+     * {@link restore}; nothing is closed (a link whose packets are lost).
+     */
     blackhole() {
       blackholed = true;
+      for (const pair of pairs) pair.dark = true;
     },
     stop() {
       this.cutAll();
