@@ -310,3 +310,53 @@ describe.skipIf(!hasRedis)("lesson 07 under a nemesis", () => {
     (FAULT_SECONDS + 60) * 1000,
   );
 });
+
+describe("the nemesis checker", () => {
+  /** Two sessions on node 0 that both saw `lines`; ann sent s1m0 at 1,000 ms. */
+  const histories = (annSaw: string[], bobSaw: string[] = annSaw): SessionHistory[] => [
+    {
+      id: 1,
+      name: "ann",
+      node: 0,
+      okAt: 0,
+      endAt: null,
+      received: annSaw.map((text, index) => ({ text, at: 1000 + index })),
+      sent: [
+        { text: "s1m0", at: 1000, outcome: "copy" },
+        { text: "s1m1", at: 1001, outcome: "copy" },
+      ],
+    },
+    {
+      id: 2,
+      name: "bob",
+      node: 1,
+      okAt: 0,
+      endAt: null,
+      received: bobSaw.map((text, index) => ({ text, at: 1000 + index })),
+      sent: [],
+    },
+  ];
+  const good = ["ann: s1m0", "ann: s1m1"];
+
+  test("passes a good history", () => {
+    expect(checkHistories(histories(good), [], 0)).toBe(null);
+  });
+
+  test("finds a duplicate, a reordering, a missing line, a double departure, an impersonation", () => {
+    expect(checkHistories(histories([...good, "ann: s1m0"]), [], 0)?.rule).toBe("no duplicates");
+    expect(checkHistories(histories(good, [...good].reverse()), [], 0)?.rule).toBe("one order");
+    expect(checkHistories(histories(good, ["ann: s1m0"]), [], 0)?.rule).toBe("completeness");
+    expect(checkHistories(histories([...good, "* cy left", "* cy left (server lost)"]), [], 0)?.rule).toBe(
+      "departures once",
+    );
+    const stale = histories(good);
+    stale.push({ id: 3, name: "ann", node: 1, okAt: 1000.5, endAt: null, received: [], sent: [] });
+    expect(checkHistories(stale, [], 0)?.rule).toBe("no impersonation");
+  });
+
+  test("excuses a session whose node had a fault during the line's window from completeness only", () => {
+    const faults = [{ kind: "pause", node: 1, start: 900, end: 1100 }];
+    expect(checkHistories(histories(good, ["ann: s1m0"]), faults, 0)).toBe(null);
+    expect(checkHistories(histories(good, ["ann: s1m1", "ann: s1m0"]), faults, 0)?.rule).toBe("one order");
+  });
+});
