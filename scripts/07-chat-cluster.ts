@@ -4,30 +4,56 @@
  * What it teaches: what changes when a server's state leaves its process. Lesson 05 holds 10,000 users on
  * one core; one process is one core and one failure. Real chat systems grow into several processes — one
  * per core (all accepting on one port), or on several machines behind a TCP load balancer — that behave as
- * one room by sharing state through a proven engine: here Redis, through Bun's built-in `RedisClient`.
- * Four things must be designed, not hoped for:
+ * one room by sharing state through a proven engine: here Redis, spoken to in its own protocol (RESP) on
+ * the project's sockets. Six things must be designed, not hoped for:
  * - Ordering: every line goes through one Redis Stream (`XADD`); every node reads it (`XREAD`) and fans
  *   out to its own users, so every user on every node sees the same lines in the same order — the
  *   sender's own copy included. (Not PUBLISH/SUBSCRIBE: a subscriber that was away has missed what was
  *   said; a stream reader resumes from the last ID it delivered.)
  * - Uniqueness: a name is claimed with `SET name:LOWERCASE NODE NX` — one atomic step in Redis, so two
  *   nodes racing for one name get exactly one `OK`.
- * - Liveness: each node renews a key with a TTL; a node that stops (SIGKILL, power loss) lets it expire,
- *   and one survivor — whichever runs its Lua cleanup first — announces `* NAME left (server lost)` for
- *   each of its users, once, and frees their names.
+ * - Liveness — a lease: each node renews a key with a TTL (`alive:ID`, --node-timeout); a node that stops
+ *   (SIGKILL, power loss) lets it expire, and one survivor — whichever runs its Lua cleanup first —
+ *   announces `* NAME left (server lost)` for each of its users, once, and frees their names.
+ * - Fencing: a lease only helps if a node that lost it cannot go on acting on it. A node paused for 10 s
+ *   (SIGSTOP, a swap storm, a VM migrated) wakes up believing it still holds its users' names — its own
+ *   clock cannot tell it otherwise — while Redis has declared it dead and given "ann" to someone else.
+ *   So the check is made where the truth is, atomically, on every write: the Lua script that appends a
+ *   line (APPEND in cluster-scripts.ts: its FENCE) adds it only if `alive:ID` still holds this node's
+ *   token — its incarnation's id, and the session token of its current connection — and the name the
+ *   line speaks for is still this node's. Refused, the node learns it was declared dead, tells its users
+ *   `* disconnected: this server lost its place in the cluster`, closes them, and registers again as a
+ *   new incarnation (ClusterNode's `#placeLost`). CLAIM, the heartbeat and the reconnect's REGISTER are
+ *   fenced the same way; a departure frees its name and is announced in one fenced step, so each is
+ *   announced once, ever — by the node, or by the survivor that reaps it.
+ * - Deadlines: a peer that stops answering looks exactly like a slow one until a clock says otherwise. Every
+ *   reply is awaited with a deadline (lib/chat-cluster/resp-connection.ts: one timer for the oldest
+ *   command waiting): half of --node-timeout, and a blocking `XREAD` its `BLOCK` time on top. Past it, one
+ *   log line names what did not answer (`no reply to XREAD within 3500 ms`), and the link takes its normal
+ *   failure path: reconnect with a capped backoff (redis-link.ts). At startup (`HELLO`, the first
+ *   scripts) the node exits 1 with that line instead of hanging.
  * - Link failure: a node cut off from Redis keeps its users connected and answers their lines with
- *   `ERR chat paused: reconnecting`; it reconnects with a capped backoff and then delivers, in order, every
- *   line the others sent meanwhile. If Redis comes back empty (restarted without persistence), the nodes
- *   notice (a new epoch key), claim their online users' names again, and read the new stream.
+ *   `ERR chat paused: reconnecting`; it reconnects and then delivers, in order, every line the others sent
+ *   meanwhile, and reconciles the names Redis lists for it with its real users (a claim whose reply was
+ *   lost is freed). If Redis comes back empty (restarted without persistence), the nodes notice (a new
+ *   epoch key), claim their online users' names again, and read the new stream. An error reply
+ *   (`-WRONGTYPE` when another client broke a key, `-LOADING`, `-BUSY`) is not a dead link: one log line,
+ *   then the same command again after a capped backoff.
+ *
+ * And what another client may put in Redis is input like any other: a stream entry is bounded before it
+ * is loaded (resp-parser.ts never keeps a bulk string over 64 KiB nor an XREAD reply over 4 MiB — a
+ * 300 MB entry costs a node nothing but the time to count it off) and must pass the rule users' own lines
+ * pass (lib/sanitize.ts `stripControls`), or it is skipped with one log line.
  *
  * The protocol is lesson 05's, unchanged (`CONNECT name`, lines, `/who`, `/quit`); lesson 06's client
  * works against any node. `/who` lists every user of every node: the count, then at most 100 names,
  * sorted ignoring case.
  *
  *   asyncio / redis-py (the book has no Redis)    here
- *   await redis.xadd(stream, fields, maxlen=N)     one Lua script (EVAL): XADD key MAXLEN ~ N * …, once per line
- *   await redis.xread({stream: last_id}, block=…)  redis.send("XREAD", ["BLOCK", ms, "STREAMS", key, id])
- *   await redis.set(name, node, nx=True)           one Lua script (EVAL): claim + this node's name set
+ *   await redis.xadd(stream, fields, maxlen=N)     one Lua script (EVAL APPEND): fence, then XADD key MAXLEN ~ N * …
+ *   await redis.xread({stream: last_id}, block=…)  link.read(["XREAD", "COUNT", n, "BLOCK", ms, "STREAMS", key, id], ms)
+ *   await redis.set(name, node, nx=True)           one Lua script (EVAL CLAIM): fence, claim, this node's name set
+ *   asyncio.wait_for(redis.execute(…), timeout)    RespConnection.send(args, timeoutMs): every reply has a deadline
  *   asyncio.create_subprocess_exec(...)            Bun.spawn([...]) — the launcher's node processes
  *   loop.add_signal_handler(SIGINT, …)             waitForShutdownSignal() (lib/signals.ts)
  *
@@ -39,15 +65,21 @@
  *            two clients are on different nodes about half the time — each log line says which node a
  *            user joined (reconnect one until they differ). Then `kill -9` a node's pid (its users are
  *            announced `left (server lost)` within --node-timeout), or `kill -STOP` the redis-server for a
- *            few seconds and type: `ERR chat paused: reconnecting` once the heartbeat has waited half of
- *            --node-timeout for a reply; after `kill -CONT`, everything said meanwhile arrives.
+ *            few seconds and type: `ERR chat paused: reconnecting` once a reply is half of --node-timeout
+ *            late; after `kill -CONT`, everything said meanwhile arrives.
+ * Break it:  `kill -STOP` a node for longer than --node-timeout while one of its users types, and join
+ *            that name on the other node: after `kill -CONT`, the stale line reaches nobody (fencing).
+ *            `redis-cli -p PORT RENAME chat:room x; redis-cli -p PORT SET chat:room s` makes the stream a
+ *            string: one `WRONGTYPE` line per node; `DEL chat:room; RENAME x chat:room`, and chat resumes.
  *
  * Builds on: lesson 05 — the same room (imported from it: the rules, the limits and flags, the per-batch
  * fan-out, one write per user per batch; its two seams, the name registry and the bus, are what this
  * lesson plugs Redis into), on the same line server (lib/line-server.ts). What is new is
  * lib/chat-cluster/: the room's name registry and bus in Redis (cluster-node.ts), the two Redis
- * connections and their reconnect (redis-link.ts), the Lua scripts (cluster-scripts.ts), the stream entry
- * format (room-entry.ts); and lib/redis-server.ts, the private redis-server.
+ * connections and their reconnect (redis-link.ts), RESP on lib/stream-writer with a deadline per reply
+ * (resp-connection.ts) and a bounded incremental parser (resp-parser.ts), the Lua scripts and their fence
+ * (cluster-scripts.ts), the stream entry format (room-entry.ts); and lib/redis-server.ts, the private
+ * redis-server, which dies with the program that started it.
  */
 import { type Flags, parseCommandLine } from "../lib/args.ts";
 import { ClusterNode, LOST_PLACE_NOTICE } from "../lib/chat-cluster/cluster-node.ts";
@@ -287,6 +319,8 @@ async function runLauncher(flags: ParsedFlags): Promise<number> {
       console.error(`error: ${REDIS_INSTALL_HINT}, or pass --redis redis://HOST:PORT`);
       return 1;
     }
+    // Under a guard that stops it (and removes its folder) when this process ends in any way — SIGKILL
+    // included: lib/redis-server.ts. Its own process group: a Ctrl+C reaches only us, and we stop it last.
     redis = await startRedisServer({ detached: true });
     redisUrl = redis.url;
   }
@@ -418,13 +452,13 @@ if (import.meta.main) process.exit(await main());
 $ bun scripts/07-chat-cluster.ts
 listening on 127.0.0.1:8000 (2 nodes, redis at 127.0.0.1:33493)
 node pids: 528, 534 (kill -9 one: the others clean up after it)
-node 2: + ann joined from 127.0.0.1:60696 (1 online)
-node 1: + bob joined from 127.0.0.1:60712 (1 online)
+node 2: + ann joined from 127.0.0.1:60696 (1 on this node)
+node 1: + bob joined from 127.0.0.1:60712 (1 on this node)
 node 1 (pid 528) exited (137)
 node 2: cleaned up 1 user(s) of dead node(s)
 SIGINT: stopping the nodes, then redis
 node 2: SIGTERM: shutting down, telling 1 connection(s)
-node 2: - ann shutdown (0 online)
+node 2: - ann shutdown (0 on this node)
 node 2 (pid 534) exited (0)
 
 ann > CONNECT ann                        bob > CONNECT bob
