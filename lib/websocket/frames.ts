@@ -1,0 +1,318 @@
+/**
+ * lib/websocket/frames.ts — WebSocket frames (RFC 6455 §5.2), their masking (§5.3) and the rules for
+ * control frames (§5.5), for a server: it reads masked frames from clients and writes unmasked ones.
+ *
+ *    0                   1                   2                   3
+ *    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ *   +-+-+-+-+-------+-+-------------+-------------------------------+
+ *   |F|R|R|R| opcode|M| Payload len |    Extended payload length    |
+ *   |I|S|S|S|  (4)  |A|     (7)     |             (16/64)           |
+ *   |N|V|V|V|       |S|             |   (if payload len==126/127)   |
+ *   | |1|2|3|       |K|             |                               |
+ *   +-+-+-+-+-------+-+-------------+ - - - - - - - - - - - - - - - +
+ *   |     Extended payload length continued, if payload len == 127  |
+ *   + - - - - - - - - - - - - - - - +-------------------------------+
+ *   |                               |Masking-key, if MASK set to 1  |
+ *   +-------------------------------+-------------------------------+
+ *   | Masking-key (continued)       |          Payload Data         |
+ *   +-------------------------------- - - - - - - - - - - - - - - - +
+ *
+ * Every frame from a client is masked (§5.1: a server must fail an unmasked one); no frame from a server
+ * is (§5.1 again) — which is what lets one encoded broadcast serve every user: the same bytes are correct
+ * for each of them.
+ */
+import { IncompleteReadError, type StreamReader } from "../stream-reader.ts";
+import { CloseCode } from "./close.ts";
+
+/** Frame opcodes (§5.2, §11.8). 3–7 and 11–15 are reserved: a frame with one fails the connection. */
+export const Opcode = {
+  CONTINUATION: 0,
+  TEXT: 1,
+  BINARY: 2,
+  CLOSE: 8,
+  PING: 9,
+  PONG: 10,
+} as const;
+export type Opcode = (typeof Opcode)[keyof typeof Opcode];
+
+/** Largest payload of a control frame (Close, Ping, Pong): 125 bytes (§5.5). */
+export const MAX_CONTROL_PAYLOAD_BYTES = 125;
+/** Largest payload with a 7-bit length: 125; up to 65,535 bytes take a 16-bit length, beyond a 64-bit one. */
+const MAX_7BIT_LENGTH = 125;
+const MAX_16BIT_LENGTH = 0xffff;
+const LENGTH_16BIT = 126;
+const LENGTH_64BIT = 127;
+/** Bytes read at a time while a payload is skipped (never held whole): 64 KiB. */
+const SKIP_CHUNK_BYTES = 64 * 1024;
+
+const FIN = 0x80;
+const RSV_BITS = 0x70;
+const OPCODE_BITS = 0x0f;
+const MASK = 0x80;
+const LENGTH_BITS = 0x7f;
+
+const utf8 = new TextEncoder();
+
+/** One frame, its payload unmasked. */
+export interface Frame {
+  fin: boolean;
+  opcode: Opcode;
+  payload: Uint8Array;
+}
+
+/** What the first 2–14 bytes of a frame say. */
+export interface FrameHeader {
+  fin: boolean;
+  opcode: Opcode;
+  /** Payload length in bytes, as announced (may be beyond 2^53 for a lying peer: then it is `Infinity`). */
+  length: number;
+  /** The 4-byte masking key. */
+  mask: Uint8Array;
+}
+
+/**
+ * A frame that breaks RFC 6455, or one past a limit: `closeCode` is the status to fail the connection
+ * with (1002 protocol error, 1009 too big).
+ */
+export class FrameError extends Error {
+  override name = "FrameError";
+  constructor(
+    readonly closeCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Whether `opcode` is a control frame's (Close, Ping, Pong: the high bit of the 4 set, §5.5). */
+export function isControl(opcode: number): boolean {
+  return (opcode & 0x08) !== 0;
+}
+
+/** Bytes of a server frame's header for a payload of `length` bytes: 2, 4 or 10. */
+function headerBytes(length: number): number {
+  if (length <= MAX_7BIT_LENGTH) return 2;
+  return length <= MAX_16BIT_LENGTH ? 4 : 10;
+}
+
+/** Writes a server frame's header (FIN/opcode, unmasked length) at `offset`; returns where the payload goes. */
+function writeHeader(
+  bytes: Uint8Array,
+  offset: number,
+  opcode: number,
+  length: number,
+  fin: boolean,
+): number {
+  bytes[offset] = (fin ? FIN : 0) | opcode;
+  if (length <= MAX_7BIT_LENGTH) {
+    bytes[offset + 1] = length;
+    return offset + 2;
+  }
+  if (length <= MAX_16BIT_LENGTH) {
+    bytes[offset + 1] = LENGTH_16BIT;
+    bytes[offset + 2] = length >>> 8;
+    bytes[offset + 3] = length & 0xff;
+    return offset + 4;
+  }
+  bytes[offset + 1] = LENGTH_64BIT;
+  // A JavaScript array is under 2^53 bytes: the high word fits a 32-bit write after a division.
+  const high = Math.floor(length / 2 ** 32);
+  const low = length >>> 0;
+  bytes[offset + 2] = high >>> 24;
+  bytes[offset + 3] = (high >>> 16) & 0xff;
+  bytes[offset + 4] = (high >>> 8) & 0xff;
+  bytes[offset + 5] = high & 0xff;
+  bytes[offset + 6] = low >>> 24;
+  bytes[offset + 7] = (low >>> 16) & 0xff;
+  bytes[offset + 8] = (low >>> 8) & 0xff;
+  bytes[offset + 9] = low & 0xff;
+  return offset + 10;
+}
+
+/**
+ * One server frame: unmasked, with the shortest length that fits (7, 16 or 64 bits). `fin = false` for
+ * all but the last fragment of a message. Throws a `RangeError` for a control frame over 125 bytes or
+ * fragmented (§5.5).
+ */
+export function encodeFrame(opcode: Opcode, payload: Uint8Array, fin = true): Uint8Array {
+  if (isControl(opcode) && (payload.length > MAX_CONTROL_PAYLOAD_BYTES || !fin)) {
+    throw new RangeError("a control frame carries at most 125 bytes and is never fragmented");
+  }
+  const frame = new Uint8Array(headerBytes(payload.length) + payload.length);
+  frame.set(payload, writeHeader(frame, 0, opcode, payload.length, fin));
+  return frame;
+}
+
+/** One text message as one server frame, its UTF-8 written straight into the frame. */
+export function encodeTextFrame(text: string): Uint8Array {
+  const length = Buffer.byteLength(text, "utf8");
+  const frame = new Uint8Array(headerBytes(length) + length);
+  utf8.encodeInto(text, frame.subarray(writeHeader(frame, 0, Opcode.TEXT, length, true)));
+  return frame;
+}
+
+/** A batch of text messages encoded once: `bytes` holds one frame per line, `starts[i]` is where line i's begins. */
+export interface EncodedBatch {
+  bytes: Uint8Array;
+  starts: number[];
+}
+
+/**
+ * Text messages, one frame each, in one buffer allocated once for the whole batch — the broadcast path:
+ * server frames are unmasked, so the same bytes go to every user (StreamWriter.writeShared). A user who
+ * joined mid-batch is given `bytes.subarray(starts[i])`.
+ */
+export function encodeTextFrames(lines: readonly string[]): EncodedBatch {
+  const lengths = new Array<number>(lines.length);
+  let total = 0;
+  for (let index = 0; index < lines.length; index++) {
+    const length = Buffer.byteLength(lines[index]!, "utf8");
+    lengths[index] = length;
+    total += headerBytes(length) + length;
+  }
+  const bytes = new Uint8Array(total);
+  const starts = new Array<number>(lines.length);
+  let offset = 0;
+  for (let index = 0; index < lines.length; index++) {
+    const length = lengths[index]!;
+    starts[index] = offset;
+    offset = writeHeader(bytes, offset, Opcode.TEXT, length, true);
+    if (length > 0) utf8.encodeInto(lines[index]!, bytes.subarray(offset, offset + length));
+    offset += length;
+  }
+  return { bytes, starts };
+}
+
+// ── Reading a client's frame ──────────────────────────────────────────────────────────────────────────
+
+/**
+ * Reads a frame's header and checks it against §5.2 and §5.5. Returns `null` at a clean EOF (on a frame
+ * boundary). Throws {@link FrameError} 1002 for: RSV bits set (no extension was agreed), a reserved opcode,
+ * an unmasked frame, a 64-bit length with its top bit set, a control frame over 125 bytes or without FIN,
+ * or EOF inside the header. The length is only announced: nothing is allocated for it here.
+ */
+export async function readFrameHeader(reader: StreamReader): Promise<FrameHeader | null> {
+  let first: Uint8Array;
+  try {
+    first = await reader.readExactly(2);
+  } catch (error) {
+    if (error instanceof IncompleteReadError) {
+      if (error.partial.length === 0) return null;
+      throw truncated();
+    }
+    throw error;
+  }
+  const byte0 = first[0]!;
+  const byte1 = first[1]!;
+  const opcode = byte0 & OPCODE_BITS;
+  const fin = (byte0 & FIN) !== 0;
+  const shortLength = byte1 & LENGTH_BITS;
+  if ((byte0 & RSV_BITS) !== 0)
+    throw protocolError(`RSV bits ${(byte0 & RSV_BITS) >> 4} set with no extension`);
+  if (opcode > Opcode.BINARY && opcode < Opcode.CLOSE) throw protocolError(`reserved opcode ${opcode}`);
+  if (opcode > Opcode.PONG) throw protocolError(`reserved opcode ${opcode}`);
+  if ((byte1 & MASK) === 0) throw protocolError("unmasked frame from a client");
+  if (isControl(opcode)) {
+    if (!fin) throw protocolError("fragmented control frame");
+    if (shortLength > MAX_CONTROL_PAYLOAD_BYTES) {
+      throw protocolError(`control frame of more than ${MAX_CONTROL_PAYLOAD_BYTES} bytes`);
+    }
+  }
+  // The extended length (0, 2 or 8 bytes) and the mask (4) come in one read.
+  const extended = shortLength === LENGTH_16BIT ? 2 : shortLength === LENGTH_64BIT ? 8 : 0;
+  const rest = await readRest(reader, extended + 4);
+  let length = shortLength;
+  if (extended === 2) {
+    length = (rest[0]! << 8) | rest[1]!;
+  } else if (extended === 8) {
+    const high = ((rest[0]! << 24) | (rest[1]! << 16) | (rest[2]! << 8) | rest[3]!) >>> 0;
+    const low = ((rest[4]! << 24) | (rest[5]! << 16) | (rest[6]! << 8) | rest[7]!) >>> 0;
+    if (high >= 0x8000_0000) throw protocolError("64-bit payload length with its most significant bit set");
+    // Past 2^53 a Number is no longer exact: such a length is over any limit, so say Infinity.
+    length = high >= 2 ** 21 ? Number.POSITIVE_INFINITY : high * 2 ** 32 + low;
+  }
+  return { fin, opcode: opcode as Opcode, length, mask: rest.subarray(extended) };
+}
+
+/** `n` more bytes of a frame that has begun: EOF now is a truncated frame. */
+async function readRest(reader: StreamReader, n: number): Promise<Uint8Array> {
+  try {
+    return await reader.readExactly(n);
+  } catch (error) {
+    throw error instanceof IncompleteReadError ? truncated() : error;
+  }
+}
+
+/**
+ * Reads the payload `header` announced and unmasks it. Allocates `header.length` bytes: check it against
+ * your limit first (see {@link readFrame}). Throws {@link FrameError} 1002 at EOF inside the payload.
+ */
+export async function readFramePayload(reader: StreamReader, header: FrameHeader): Promise<Uint8Array> {
+  const payload = await readRest(reader, header.length);
+  unmask(payload, header.mask);
+  return payload;
+}
+
+/**
+ * Reads and discards the payload `header` announced, {@link SKIP_CHUNK_BYTES} at a time: memory stays at
+ * one chunk however long the frame. Throws {@link FrameError} 1002 at EOF inside it.
+ */
+export async function skipFramePayload(reader: StreamReader, header: FrameHeader): Promise<void> {
+  let left = header.length;
+  while (left > 0) {
+    const chunk = await reader.read(Math.min(left, SKIP_CHUNK_BYTES));
+    if (chunk.length === 0) throw truncated();
+    left -= chunk.length;
+  }
+}
+
+/**
+ * Reads one whole frame. Returns `null` at a clean EOF (on a frame boundary). Throws {@link FrameError}:
+ * 1009 when the announced length is over `maxPayloadBytes` — checked before a byte is allocated for it —
+ * and 1002 for everything {@link readFrameHeader} refuses or EOF inside the frame.
+ */
+export async function readFrame(reader: StreamReader, maxPayloadBytes: number): Promise<Frame | null> {
+  const header = await readFrameHeader(reader);
+  if (header === null) return null;
+  if (header.length > maxPayloadBytes) throw tooBig(header.length, maxPayloadBytes);
+  const payload = await readFramePayload(reader, header);
+  return { fin: header.fin, opcode: header.opcode, payload };
+}
+
+/** The 1009 error for a frame or message of `length` bytes over `limit`. */
+export function tooBig(length: number, limit: number): FrameError {
+  const size = Number.isFinite(length) ? `${length} bytes` : "more than 2^53 bytes";
+  return new FrameError(CloseCode.MESSAGE_TOO_BIG, `message of ${size} is over the limit of ${limit} bytes`);
+}
+
+/**
+ * Payloads from this many bytes on are unmasked four bytes at a time: 64. Below it the word setup costs
+ * more than it saves. (bench/websocket-frames.ts measures the two.)
+ */
+const WORD_UNMASK_MIN_BYTES = 64;
+
+/**
+ * XORs `payload` in place with the 4-byte `mask`, repeated (§5.3) — which masks as well as unmasks. A payload that starts on a 4-byte
+ * boundary of its buffer (readExactly's fresh copies do) is done a 32-bit word at a time: the mask as one
+ * word in the machine's own byte order, so the bytes line up on any machine.
+ */
+export function unmask(payload: Uint8Array, mask: Uint8Array): void {
+  const length = payload.length;
+  let index = 0;
+  if (length >= WORD_UNMASK_MIN_BYTES && payload.byteOffset % 4 === 0) {
+    const words = length >>> 2;
+    const view = new Uint32Array(payload.buffer, payload.byteOffset, words);
+    const maskWord = new Uint32Array(mask.slice(0, 4).buffer)[0]!;
+    for (let word = 0; word < words; word++) view[word]! ^= maskWord;
+    index = words << 2;
+  }
+  for (; index < length; index++) payload[index]! ^= mask[index & 3]!;
+}
+
+function protocolError(message: string): FrameError {
+  return new FrameError(CloseCode.PROTOCOL_ERROR, message);
+}
+
+function truncated(): FrameError {
+  return protocolError("connection closed inside a frame");
+}

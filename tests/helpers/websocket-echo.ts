@@ -1,0 +1,119 @@
+/**
+ * A WebSocket echo server for the conformance tests, made of lib/websocket's parts on lib/streams: each
+ * connection's request head is read (readRequestHead), checked (checkUpgrade), answered with the 101, and
+ * every message is sent back — text as text, binary as binary — the endpoint conformance tools expect.
+ * Messages up to 16 MiB (Autobahn's largest case).
+ *
+ * Run it alone (`bun tests/helpers/websocket-echo.ts [PORT]`): it prints `listening on PORT`, and its
+ * memory can be measured from outside (the limits tests do).
+ */
+
+import { MAX_REQUEST_HEAD_BYTES, RequestHeadError, readRequestHead } from "../../lib/http-request-head.ts";
+import { lingeringClose } from "../../lib/lingering-close.ts";
+import { type StreamReader, type StreamServer, type StreamWriter, startServer } from "../../lib/streams.ts";
+import {
+  type CloseInfo,
+  WebSocketConnection,
+  type WebSocketOptions,
+} from "../../lib/websocket/connection.ts";
+import { checkUpgrade, refusalResponse } from "../../lib/websocket/handshake.ts";
+
+/** How long a refused client may go on sending before its connection is cut: 1 s. */
+const REFUSAL_LINGER_MS = 1000;
+/** Largest echoed message: 16 MiB. */
+export const ECHO_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+export interface EchoServer extends StreamServer {
+  /** How each connection ended, in the order they did. */
+  readonly closes: CloseInfo[];
+  stop(): void;
+}
+
+export interface EchoServerOptions extends Partial<WebSocketOptions> {
+  port?: number;
+  allowedOrigins?: readonly string[];
+}
+
+/** Starts the echo server on a free loopback port (or `port`). */
+export async function startEchoServer(options: EchoServerOptions = {}): Promise<EchoServer> {
+  const closes: CloseInfo[] = [];
+  const server = await startServer(
+    async (reader, writer) => {
+      const connection = await upgrade(reader, writer, options);
+      if (connection === null) return;
+      connection.closed.then((info) => closes.push(info));
+      await echo(connection);
+    },
+    // A reader limit of the head's cap: a head line that never ends is refused at 8 KiB.
+    { port: options.port ?? 0, limit: MAX_REQUEST_HEAD_BYTES },
+  );
+  return {
+    get hostname() {
+      return server.hostname;
+    },
+    get port() {
+      return server.port;
+    },
+    get connections() {
+      return server.connections;
+    },
+    close: (closeConnections) => server.close(closeConnections),
+    stop: () => server.close(true),
+    closes,
+  };
+}
+
+/** Reads the handshake; writes the 101 and returns the connection, or writes the refusal and returns null. */
+async function upgrade(
+  reader: StreamReader,
+  writer: StreamWriter,
+  options: EchoServerOptions,
+): Promise<WebSocketConnection | null> {
+  let head: Awaited<ReturnType<typeof readRequestHead>>;
+  try {
+    head = await readRequestHead(reader);
+  } catch (error) {
+    if (!(error instanceof RequestHeadError)) throw error;
+    writer.write(refusalResponse({ ok: false, status: error.status, reason: error.reason, headers: {} }));
+    await lingeringClose(reader, writer, REFUSAL_LINGER_MS);
+    return null;
+  }
+  if (head === null) {
+    writer.close();
+    return null;
+  }
+  const decision = checkUpgrade(head, { allowedOrigins: options.allowedOrigins });
+  if (!decision.ok) {
+    writer.write(refusalResponse(decision));
+    await lingeringClose(reader, writer, REFUSAL_LINGER_MS);
+    return null;
+  }
+  writer.write(decision.response);
+  return new WebSocketConnection(reader, writer, {
+    maxMessageBytes: options.maxMessageBytes ?? ECHO_MAX_MESSAGE_BYTES,
+    oversize: options.oversize,
+    maxFragments: options.maxFragments,
+    closeTimeoutMs: options.closeTimeoutMs,
+  });
+}
+
+/** Sends every message back as it came, waiting for the peer to take each one (backpressure). */
+async function echo(connection: WebSocketConnection): Promise<void> {
+  for (;;) {
+    const message = await connection.readMessage();
+    if (message === null) return;
+    if (message.type === "text") connection.sendText(message.text);
+    else if (message.type === "binary") connection.sendBinary(message.data);
+    else connection.sendText(`too long: ${message.byteLength} bytes`);
+    try {
+      await connection.writer.drain();
+    } catch {
+      return; // the connection is gone; readMessage() will say so too
+    }
+  }
+}
+
+if (import.meta.main) {
+  const server = await startEchoServer({ port: Number(process.argv[2] ?? 0) });
+  console.log(`listening on ${server.port}`);
+}
