@@ -7,7 +7,7 @@
  * `readUntil`, capped at 8 KiB), serves the page, and turns `GET /chat` into a seat in lesson 05's room —
  * the same room `nc` users reach on the line protocol. One process, one room, two doors:
  *
- *   browser ── GET / ──────────────► the page (index.html, chat.css, chat.js from scripts/08-web-chat/)
+ *   browser ── GET / ──────────────► the page (index.html, chat.css, chat.js, favicon.svg in scripts/08-web-chat/)
  *   browser ── GET /chat, Upgrade ─► 101 Switching Protocols, then one text message = one protocol line
  *   nc ──────── TCP :8000 ─────────► lesson 05's line protocol                       ─┐
  *   browser ─── WebSocket /chat ───► the same room: CONNECT, lines, /who, /quit ─────┴─ one ChatRoom
@@ -184,6 +184,7 @@ function loadPage(): Map<string, Asset> {
     ["/", file("index.html", "text/html; charset=utf-8")],
     ["/chat.css", file("chat.css", "text/css; charset=utf-8")],
     ["/chat.js", file("chat.js", "text/javascript; charset=utf-8")],
+    ["/favicon.svg", file("favicon.svg", "image/svg+xml")],
   ]);
 }
 
