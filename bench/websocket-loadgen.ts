@@ -98,7 +98,12 @@ async function connectAll(
   for (let start = 0; start < count; start += CONNECT_BATCH) {
     const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - start) }, async (_, offset) => {
       const index = start + offset;
-      const data: Connection = { index, head: Buffer.alloc(0), upgraded: Promise.withResolvers(), frames: null };
+      const data: Connection = {
+        index,
+        head: Buffer.alloc(0),
+        upgraded: Promise.withResolvers(),
+        frames: null,
+      };
       data.frames = new FrameCounter((opcode, payload) => onFrame(index, opcode, payload));
       const socket = await Bun.connect<Connection>({
         hostname: "127.0.0.1",
@@ -168,7 +173,10 @@ async function fanout(port: number, users: number, messages: number) {
     }
     deliveries++;
     const marker = ownMarkers[index]!;
-    if (payload.length >= marker.length && payload.compare(marker, 0, marker.length, 0, marker.length) === 0) {
+    if (
+      payload.length >= marker.length &&
+      payload.compare(marker, 0, marker.length, 0, marker.length) === 0
+    ) {
       if (sent[index]! < messages) send(index);
     }
     if (deliveries === expected) finished.resolve();
