@@ -302,7 +302,7 @@ export class WebSocketConnection {
   async #readTextPayload(header: FrameHeader, fragments: Uint8Array[]): Promise<void> {
     // Pieces are gathered in one buffer that doubles as they come (never more than announced): a peer
     // that sends a frame a byte at a time must not cost an array object per byte.
-    let payload = EMPTY;
+    let payload: Uint8Array = EMPTY;
     let filled = 0;
     while (filled < header.length) {
       const piece = await readPayloadPiece(this.reader, header, filled, header.length - filled);
