@@ -213,8 +213,9 @@ export class WebSocketConnection {
    * {@link closed}. Throws a `RangeError` for a code one may not send (see `isValidCloseCode`).
    */
   close(code: number = CloseCode.NORMAL, reason = ""): Promise<CloseInfo> {
+    const payload = encodeClose(code, reason); // a code one may not send throws, closed or not
     if (!this.#closeSent && !this.#over) {
-      this.#sendClose(encodeClose(code, reason), { code, reason, wasClean: false });
+      this.#sendClose(payload, { code, reason, wasClean: false });
       if (!this.#reading) void this.readMessage();
     }
     return this.closed;

@@ -32,6 +32,8 @@ export interface EchoServer extends StreamServer {
 export interface EchoServerOptions extends Partial<WebSocketOptions> {
   port?: number;
   allowedOrigins?: readonly string[];
+  /** What to do with each connection instead of echoing (a test's own server behaviour). */
+  handler?: (connection: WebSocketConnection) => Promise<void>;
 }
 
 /** Starts the echo server on a free loopback port (or `port`). */
@@ -42,7 +44,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
       const connection = await upgrade(reader, writer, options);
       if (connection === null) return;
       connection.closed.then((info) => closes.push(info));
-      await echo(connection);
+      await (options.handler ?? echo)(connection);
     },
     // A reader limit of the head's cap: a head line that never ends is refused at 8 KiB.
     { port: options.port ?? 0, limit: MAX_REQUEST_HEAD_BYTES },
@@ -98,7 +100,7 @@ async function upgrade(
 }
 
 /** Sends every message back as it came, waiting for the peer to take each one (backpressure). */
-async function echo(connection: WebSocketConnection): Promise<void> {
+export async function echo(connection: WebSocketConnection): Promise<void> {
   for (;;) {
     const message = await connection.readMessage();
     if (message === null) return;
