@@ -4,10 +4,11 @@
  * every message is sent back — text as text, binary as binary — the endpoint conformance tools expect.
  * Messages up to 16 MiB (Autobahn's largest case).
  *
- * Run it alone (`bun tests/helpers/websocket-echo.ts [PORT]`): it prints `listening on PORT`, and its
- * memory can be measured from outside (the limits tests do).
+ * Run it alone (`bun tests/helpers/websocket-echo.ts --port 0`): it prints `listening on 127.0.0.1:PORT`,
+ * and its memory can be measured from outside (the limits tests do).
  */
 
+import { parseArgs } from "node:util";
 import { MAX_REQUEST_HEAD_BYTES, RequestHeadError, readRequestHead } from "../../lib/http-request-head.ts";
 import { lingeringClose } from "../../lib/lingering-close.ts";
 import { type StreamReader, type StreamServer, type StreamWriter, startServer } from "../../lib/streams.ts";
@@ -116,6 +117,19 @@ export async function echo(connection: WebSocketConnection): Promise<void> {
 }
 
 if (import.meta.main) {
-  const server = await startEchoServer({ port: Number(process.argv[2] ?? 0) });
-  console.log(`listening on ${server.port}`);
+  // `--port N`, `--max-message BYTES`, `--oversize fail|skip`: what the memory tests start it with.
+  const { values } = parseArgs({
+    options: { port: { type: "string" }, "max-message": { type: "string" }, oversize: { type: "string" } },
+  });
+  const server = await startEchoServer({
+    port: Number(values.port ?? 0),
+    maxMessageBytes: values["max-message"] ? Number(values["max-message"]) : undefined,
+    oversize: values.oversize === "skip" ? "skip" : "fail",
+  });
+  console.log(`listening on 127.0.0.1:${server.port}`);
+  // SIGUSR1: collect garbage and say so — a memory test then measures what is held, not what is litter.
+  process.on("SIGUSR1", () => {
+    Bun.gc(true);
+    console.log("collected");
+  });
 }
