@@ -54,6 +54,7 @@ import {
   Opcode,
   readFrameHeader,
   readFramePayload,
+  readPayloadPiece,
   skipFramePayload,
   tooBig,
 } from "./frames.ts";
@@ -66,6 +67,9 @@ export const DEFAULT_CLOSE_TIMEOUT_MS = 1000;
  * in 64-byte fragments — exactly this many; a flood of empty fragments stops here (1009).
  */
 export const DEFAULT_MAX_FRAGMENTS = 65_536;
+
+/** First buffer for a text frame that arrives in pieces: 4 KiB (it doubles from there). */
+const MIN_TEXT_BUFFER_BYTES = 4 * 1024;
 
 const EMPTY = new Uint8Array(0);
 /**
@@ -209,8 +213,9 @@ export class WebSocketConnection {
    * {@link closed}. Throws a `RangeError` for a code one may not send (see `isValidCloseCode`).
    */
   close(code: number = CloseCode.NORMAL, reason = ""): Promise<CloseInfo> {
+    const payload = encodeClose(code, reason); // a code one may not send throws, closed or not
     if (!this.#closeSent && !this.#over) {
-      this.#sendClose(encodeClose(code, reason), { code, reason, wasClean: false });
+      this.#sendClose(payload, { code, reason, wasClean: false });
       if (!this.#reading) void this.readMessage();
     }
     return this.closed;
@@ -271,25 +276,57 @@ export class WebSocketConnection {
         fragments = [];
         this.#validator.reset();
       }
+      // A text message of one frame that is here whole is checked as it is decoded, in one native pass;
+      // any other text is checked as it arrives, piece by piece.
+      const oneShot = header.fin && frames === 1 && reader.bufferedBytes >= header.length;
       if (skipping) {
         await skipFramePayload(reader, header);
+      } else if (opcode === Opcode.TEXT && !oneShot) {
+        await this.#readTextPayload(header, fragments);
       } else {
         const payload = await readFramePayload(reader, header);
-        // One frame, one message: checked at decode time below. Fragments: checked as each arrives.
-        if (opcode === Opcode.TEXT && !(header.fin && frames === 1) && !this.#validator.push(payload)) {
-          throw new FrameError(CloseCode.INVALID_PAYLOAD, "text message is not UTF-8");
-        }
         if (payload.length > 0) fragments.push(payload);
       }
       if (!header.fin) continue;
       if (skipping) return { type: "too long", byteLength };
       const data = join(fragments, byteLength);
       if (opcode === Opcode.BINARY) return { type: "binary", data };
-      return { type: "text", text: frames === 1 ? decodeStrict(data) : this.#decodeChecked(data) };
+      return { type: "text", text: oneShot ? decodeStrict(data) : this.#decodeChecked(data) };
     }
   }
 
-  /** The text of a fragmented message whose fragments were checked as they came. */
+  /**
+   * Reads a text frame's payload into `fragments` as it arrives, checking each piece as UTF-8 the moment
+   * it is here: invalid text fails the connection (1007) before the rest of the frame — or of the
+   * message — has been sent.
+   */
+  async #readTextPayload(header: FrameHeader, fragments: Uint8Array[]): Promise<void> {
+    // Pieces are gathered in one buffer that doubles as they come (never more than announced): a peer
+    // that sends a frame a byte at a time must not cost an array object per byte.
+    let payload: Uint8Array = EMPTY;
+    let filled = 0;
+    while (filled < header.length) {
+      const piece = await readPayloadPiece(this.reader, header, filled, header.length - filled);
+      if (!this.#validator.push(piece)) {
+        throw new FrameError(CloseCode.INVALID_PAYLOAD, "text message is not UTF-8");
+      }
+      if (filled === 0 && piece.length === header.length) {
+        payload = piece;
+      } else {
+        if (filled + piece.length > payload.length) {
+          const capacity = Math.max(MIN_TEXT_BUFFER_BYTES, 2 * payload.length, filled + piece.length);
+          const grown = new Uint8Array(Math.min(header.length, capacity));
+          grown.set(payload.subarray(0, filled));
+          payload = grown;
+        }
+        payload.set(piece, filled);
+      }
+      filled += piece.length;
+    }
+    if (filled > 0) fragments.push(payload);
+  }
+
+  /** The text of a message whose every piece was checked as it came. */
   #decodeChecked(data: Uint8Array): string {
     if (!this.#validator.end()) {
       throw new FrameError(CloseCode.INVALID_PAYLOAD, "text message ends inside a UTF-8 sequence");

@@ -292,21 +292,49 @@ export function tooBig(length: number, limit: number): FrameError {
 const WORD_UNMASK_MIN_BYTES = 64;
 
 /**
- * XORs `payload` in place with the 4-byte `mask`, repeated (§5.3) — which masks as well as unmasks. A payload that starts on a 4-byte
- * boundary of its buffer (readExactly's fresh copies do) is done a 32-bit word at a time: the mask as one
- * word in the machine's own byte order, so the bytes line up on any machine.
+ * XORs `payload` in place with the 4-byte `mask`, repeated (§5.3) — which masks as well as unmasks.
+ * `offset`: where `payload` starts in the frame's payload (for a payload unmasked piece by piece as it
+ * arrives). A piece that starts on a 4-byte boundary of its buffer (a fresh copy from the reader does) is
+ * done a 32-bit word at a time, the mask as one word in the machine's own byte order, so the bytes line
+ * up on any machine.
  */
-export function unmask(payload: Uint8Array, mask: Uint8Array): void {
+export function unmask(payload: Uint8Array, mask: Uint8Array, offset = 0): void {
+  const key =
+    (offset & 3) === 0
+      ? mask
+      : Uint8Array.of(
+          mask[offset & 3]!,
+          mask[(offset + 1) & 3]!,
+          mask[(offset + 2) & 3]!,
+          mask[(offset + 3) & 3]!,
+        );
   const length = payload.length;
   let index = 0;
   if (length >= WORD_UNMASK_MIN_BYTES && payload.byteOffset % 4 === 0) {
     const words = length >>> 2;
     const view = new Uint32Array(payload.buffer, payload.byteOffset, words);
-    const maskWord = new Uint32Array(mask.slice(0, 4).buffer)[0]!;
-    for (let word = 0; word < words; word++) view[word]! ^= maskWord;
+    const keyWord = new Uint32Array(key.slice(0, 4).buffer)[0]!;
+    for (let word = 0; word < words; word++) view[word]! ^= keyWord;
     index = words << 2;
   }
-  for (; index < length; index++) payload[index]! ^= mask[index & 3]!;
+  for (; index < length; index++) payload[index]! ^= key[index & 3]!;
+}
+
+/**
+ * Reads the next piece of a payload: whatever has arrived, at most `max` bytes, unmasked as if it
+ * started `offset` bytes into the payload. For a caller that checks a payload as it arrives. Throws
+ * {@link FrameError} 1002 at EOF.
+ */
+export async function readPayloadPiece(
+  reader: StreamReader,
+  header: FrameHeader,
+  offset: number,
+  max: number,
+): Promise<Uint8Array> {
+  const piece = await reader.read(max);
+  if (piece.length === 0) throw truncated();
+  unmask(piece, header.mask, offset);
+  return piece;
 }
 
 function protocolError(message: string): FrameError {

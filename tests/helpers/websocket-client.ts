@@ -307,6 +307,15 @@ export class RawWebSocketClient {
     return Math.max(0, this.#state.endedAt - started);
   }
 
+  /** Waits until every byte we sent was taken by the kernel, at most `waitMs`; rejects after it. */
+  async sentAll(waitMs = DEFAULT_WAIT_MS): Promise<void> {
+    const deadline = performance.now() + waitMs;
+    while (this.#state.queue.length > 0) {
+      if (performance.now() > deadline) throw new Error(`could not send everything within ${waitMs} ms`);
+      await Bun.sleep(1);
+    }
+  }
+
   /** Closes our side for good. */
   close(): void {
     this.#socket.end();

@@ -4,10 +4,11 @@
  * every message is sent back — text as text, binary as binary — the endpoint conformance tools expect.
  * Messages up to 16 MiB (Autobahn's largest case).
  *
- * Run it alone (`bun tests/helpers/websocket-echo.ts [PORT]`): it prints `listening on PORT`, and its
- * memory can be measured from outside (the limits tests do).
+ * Run it alone (`bun tests/helpers/websocket-echo.ts --port 0`): it prints `listening on 127.0.0.1:PORT`,
+ * and its memory can be measured from outside (the limits tests do).
  */
 
+import { parseArgs } from "node:util";
 import { MAX_REQUEST_HEAD_BYTES, RequestHeadError, readRequestHead } from "../../lib/http-request-head.ts";
 import { lingeringClose } from "../../lib/lingering-close.ts";
 import { type StreamReader, type StreamServer, type StreamWriter, startServer } from "../../lib/streams.ts";
@@ -32,6 +33,8 @@ export interface EchoServer extends StreamServer {
 export interface EchoServerOptions extends Partial<WebSocketOptions> {
   port?: number;
   allowedOrigins?: readonly string[];
+  /** What to do with each connection instead of echoing (a test's own server behaviour). */
+  handler?: (connection: WebSocketConnection) => Promise<void>;
 }
 
 /** Starts the echo server on a free loopback port (or `port`). */
@@ -42,7 +45,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
       const connection = await upgrade(reader, writer, options);
       if (connection === null) return;
       connection.closed.then((info) => closes.push(info));
-      await echo(connection);
+      await (options.handler ?? echo)(connection);
     },
     // A reader limit of the head's cap: a head line that never ends is refused at 8 KiB.
     { port: options.port ?? 0, limit: MAX_REQUEST_HEAD_BYTES },
@@ -98,7 +101,7 @@ async function upgrade(
 }
 
 /** Sends every message back as it came, waiting for the peer to take each one (backpressure). */
-async function echo(connection: WebSocketConnection): Promise<void> {
+export async function echo(connection: WebSocketConnection): Promise<void> {
   for (;;) {
     const message = await connection.readMessage();
     if (message === null) return;
@@ -114,6 +117,19 @@ async function echo(connection: WebSocketConnection): Promise<void> {
 }
 
 if (import.meta.main) {
-  const server = await startEchoServer({ port: Number(process.argv[2] ?? 0) });
-  console.log(`listening on ${server.port}`);
+  // `--port N`, `--max-message BYTES`, `--oversize fail|skip`: what the memory tests start it with.
+  const { values } = parseArgs({
+    options: { port: { type: "string" }, "max-message": { type: "string" }, oversize: { type: "string" } },
+  });
+  const server = await startEchoServer({
+    port: Number(values.port ?? 0),
+    maxMessageBytes: values["max-message"] ? Number(values["max-message"]) : undefined,
+    oversize: values.oversize === "skip" ? "skip" : "fail",
+  });
+  console.log(`listening on 127.0.0.1:${server.port}`);
+  // SIGUSR1: collect garbage and say so — a memory test then measures what is held, not what is litter.
+  process.on("SIGUSR1", () => {
+    Bun.gc(true);
+    console.log("collected");
+  });
 }
