@@ -264,9 +264,13 @@ describe("lesson 08: one room, two doors", async () => {
     web.send("hello from the browser");
     tcp.send("hello from nc\n");
     web.send("second from the browser");
-    const webLines = await web.linesThrough("web: second from the browser");
-    const tcpLines = await tcpLinesThrough(tcp, "web: second from the browser");
+    // Two doors at once: the order is the room's, and both users see that one order.
+    const webLines = [await web.line(), await web.line(), await web.line()];
+    const tcpLines = [await tcp.line(), await tcp.line(), await tcp.line()];
     expect(webLines).toEqual(tcpLines);
+    expect(webLines.indexOf("web: hello from the browser")).toBeLessThan(
+      webLines.indexOf("web: second from the browser"),
+    );
     expect(new Set(webLines)).toEqual(
       new Set(["web: hello from the browser", "tcp: hello from nc", "web: second from the browser"]),
     );
