@@ -608,3 +608,28 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 }
 
 if (import.meta.main) process.exit(await main());
+
+/* A real session — the server, ann in a browser tab at http://127.0.0.1:8080, carl on `nc 127.0.0.1 8000`,
+   then Ctrl+C (the tab's lines are what its page shows, without their time stamps):
+
+$ bun scripts/08-web-chat.ts
+listening on http://127.0.0.1:8080 (line protocol on 127.0.0.1:8000)
++ ann joined from 127.0.0.1:40500 (1 online)
++ carl joined from 127.0.0.1:33370 (2 online)
+SIGINT: shutting down, telling 2 connection(s)
+- ann shutdown (1 online)
+- carl shutdown (0 online)
+
+ann (browser)                                    carl (nc)
+  [name prompt: ann, Join]                       > CONNECT carl
+OK welcome ann, 1 user online                    < OK welcome carl, 2 users online
+* carl joined
+  [types: hi carl, I'm in a browser]
+ann: hi carl, I'm in a browser                   < ann: hi carl, I'm in a browser
+                                                 > hi ann, I'm on nc <b>not bold</b>
+carl: hi ann, I'm on nc <b>not bold</b>          < carl: hi ann, I'm on nc <b>not bold</b>
+  [types: /who]
+* online (2): ann, carl
+* server shutting down                           < * server shutting down
+Connection lost (close code 1001). Reconnecting in 0.5 s…
+*/
