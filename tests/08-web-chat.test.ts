@@ -616,6 +616,25 @@ describe.skipIf(!hasBrowser)("lesson 08 in a real browser (headless Chromium)", 
     }
   });
 
+  test("idle, the page is told and asks for the name again instead of reconnecting", async () => {
+    const server = await startWebChat(["--quiet", "--idle", "1"]);
+    try {
+      const page = await openPage(browser, server.httpPort, "dozy");
+      await page.waitForSelector("#messages li.notice >> text=* disconnected: idle for 1 s", {
+        timeout: 5000,
+      });
+      await page.waitForSelector("#messages li.local >> text=The room disconnected you");
+      expect(await page.isVisible("#name-form")).toBe(true);
+      expect(await page.inputValue("#name")).toBe("dozy");
+      await Bun.sleep(1500); // no reconnect meanwhile: the name is free, nobody joined under it
+      const watcher = await joinTcp(server.tcpPort, "dozy");
+      expect(await page.textContent("#status")).toBe("offline");
+      watcher.close();
+    } finally {
+      server.child.kill();
+    }
+  });
+
   test("the input stays at the bottom and the newest message in view after many messages", async () => {
     const server = await startWebChat(["--quiet", "--flood-burst", "1000"]);
     try {

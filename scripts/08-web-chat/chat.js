@@ -33,8 +33,8 @@ const state = {
   attempts: 0,
   /** When the scheduled reconnect runs (`performance.now()`), for the status line. */
   retryAt: 0,
-  /** The server ended the session on purpose (idle, /quit): no automatic reconnect. */
-  ended: false,
+  /** The session ended on purpose — "quit" (/quit) or "cut" (the room disconnected us: idle, …): no reconnect. */
+  ended: "",
   /** The last KEPT_LINES lines: { seq, kind, text, time, sender? }. */
   lines: [],
   /** How many lines were ever added: the next line's `seq`. */
@@ -131,8 +131,10 @@ function onLine(text) {
       state.phase = "name";
       state.nameError = explainRefusal(text);
     }
-  } else if (kind === "notice" && (text === "* bye" || text.startsWith("* disconnected:"))) {
-    state.ended = true;
+  } else if (kind === "notice" && text === "* bye") {
+    state.ended = "quit";
+  } else if (kind === "notice" && text.startsWith("* disconnected:")) {
+    state.ended = "cut";
   }
 }
 
@@ -140,9 +142,10 @@ function onLine(text) {
 function onClosed(event) {
   state.link = "offline";
   const wasIn = state.phase;
-  if (state.ended || wasIn === "name") {
-    if (state.ended) addLocal("You left the chat. Join again below.");
-    state.ended = false;
+  if (state.ended !== "" || wasIn === "name") {
+    if (state.ended === "quit") addLocal("You left the chat. Join again below.");
+    if (state.ended === "cut") addLocal("The room disconnected you (see above). Join again below.");
+    state.ended = "";
     state.phase = "name";
     return;
   }
