@@ -265,8 +265,8 @@ describe("lesson 08: one room, two doors", async () => {
     tcp.send("hello from nc\n");
     web.send("second from the browser");
     // Two doors at once: the order is the room's, and both users see that one order.
-    const webLines = [await web.line(), await web.line(), await web.line()];
-    const tcpLines = [await tcp.line(), await tcp.line(), await tcp.line()];
+    const webLines: (string | null)[] = [await web.line(), await web.line(), await web.line()];
+    const tcpLines: (string | null)[] = [await tcp.line(), await tcp.line(), await tcp.line()];
     expect(webLines).toEqual(tcpLines);
     expect(webLines.indexOf("web: hello from the browser")).toBeLessThan(
       webLines.indexOf("web: second from the browser"),
