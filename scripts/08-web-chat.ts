@@ -534,13 +534,9 @@ export async function startWebChat(options: WebChatOptions): Promise<WebChat> {
     tcpPort: roomDoor.port,
     async close() {
       http.close();
-      for (const echo of site.echoes) echo.close(CloseCode.GOING_AWAY, "server shutting down");
-      const echoWriters = [...site.echoes].map((echo) => echo.writer);
-      await Promise.all([
-        roomDoor.close(),
-        closeAll(site.httpWriters, CLOSE_GRACE_MS),
-        closeAll(echoWriters, CLOSE_GRACE_MS),
-      ]);
+      // An echo's close() resolves once TCP is closed: after the peer's Close, or 1 s at the latest.
+      const echoes = [...site.echoes].map((echo) => echo.close(CloseCode.GOING_AWAY, "server shutting down"));
+      await Promise.all([roomDoor.close(), closeAll(site.httpWriters, CLOSE_GRACE_MS), ...echoes]);
     },
   };
 }
