@@ -351,7 +351,7 @@ async function serveEcho(reader: StreamReader, writer: StreamWriter, site: Site)
       // Never a "too long" here: oversize "fail" closes with 1009 instead.
       else if (message.type === "binary") connection.sendBinary(message.data);
       // The brake: a client that sends faster than it reads waits here, not in our memory.
-      await writer.drain();
+      if (writer.bufferedBytes > WRITE_HIGH_WATER) await writer.drain();
     }
   } catch (error) {
     if (!(error instanceof ConnectionLostError)) throw error;
