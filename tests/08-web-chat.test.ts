@@ -482,6 +482,27 @@ describe("lesson 08 as a command", () => {
     ]);
   });
 
+  test("an unreachable or malformed --redis is one line, exit code 1 or 2", async () => {
+    const unreachable = await runScript([
+      SCRIPT,
+      "--port",
+      "0",
+      "--tcp-port",
+      "0",
+      "--redis",
+      "redis://127.0.0.1:1",
+    ]);
+    expect(unreachable.exitCode).toBe(1);
+    expect(unreachable.stderr.trim().split("\n")).toEqual([
+      "error: cannot start a node (redis redis://127.0.0.1:1): cannot connect to 127.0.0.1:1: connection refused (is a server listening there?) (ECONNREFUSED)",
+    ]);
+    const malformed = await runScript([SCRIPT, "--redis", "localhost:6379"]);
+    expect(malformed.exitCode).toBe(2);
+    expect(malformed.stderr).toBe(
+      'error: --redis needs a URL like redis://127.0.0.1:6379, got "localhost:6379"\n',
+    );
+  });
+
   test("a busy port is one line and exit code 1, for either door", async () => {
     const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
