@@ -44,7 +44,6 @@
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
 import { parseCommandLine, parseFlags } from "../lib/args.ts";
 import { EXIT_INTERRUPTED, NotATerminalError, SIGNAL_EXIT_CODES } from "../lib/cbreak.ts";
-import { ROOM_FLAGS, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import { showControls } from "../lib/sanitize.ts";
 import type { Message, Screen } from "../lib/screen.ts";
 import {
@@ -57,7 +56,14 @@ import {
   type StreamWriter,
 } from "../lib/streams.ts";
 import { openTerminalUi, type SubmittedLines, type TerminalUi } from "../lib/terminal-ui.ts";
-import { type ChatServer, NAME_PATTERN, FLAGS as SERVER_FLAGS, startChatServer } from "./05-chat-server.ts";
+import {
+  type ChatServer,
+  NAME_PATTERN,
+  ROOM_FLAGS,
+  roomOptionsFromFlags,
+  FLAGS as SERVER_FLAGS,
+  startChatServer,
+} from "./05-chat-server.ts";
 
 // Lesson 05 is the server this client talks to: its defaults are ours.
 export const FLAGS = {
@@ -346,7 +352,7 @@ export function hostLeavingNotice(name: string, why: "quit" | "was disconnected"
 
 /** Stops the server running in this client, telling everyone on it why first. */
 async function stopHostedServer(server: ChatServer, notice: string): Promise<void> {
-  server.room.broadcast(notice);
+  server.room.publish(notice);
   await new Promise((resolve) => setImmediate(resolve)); // broadcasts leave at the end of the turn
   await server.close();
 }
