@@ -6,8 +6,8 @@
  * Run it against a naive server (scripts/naive/) and then, with another port, against the lesson:
  *
  *   no-read         (echo)  send 64 MiB of lines and read nothing back: does the server stop taking them?
- *   slow-client     (chat)  sam joins and stops reading while fay floods the room; does bob's next line
- *                           still reach ann within 2 s?
+ *   slow-client     (chat)  sam joins and stops reading while fay floods the room (until the room is
+ *                           stuck, or the server cuts sam); does bob's next line still reach ann in 2 s?
  *   split-crash     (chat)  `CONNECT` alone and `CONNECT  ann  x`: an answer, or a dead connection?
  *   duplicate-name  (chat)  a second `CONNECT ann`: refused, or does it take over the first ann's place?
  *   eof-ghost       (chat)  ann sends EOF; does /who still list her?
@@ -40,6 +40,7 @@ export const FLAGS = {
     kind: "number",
     default: 60,
     above: 0,
+    max: 3600,
     value: "SECONDS",
     help: "the server's --idle (the idle attacks wait twice this long)",
   },
@@ -47,7 +48,7 @@ export const FLAGS = {
     kind: "number",
     default: 64,
     above: 0,
-    max: 1024,
+    max: 256,
     value: "MIB",
     help: "slow-client: the most fay floods the room with (she stops once the room is stuck)",
   },
@@ -55,7 +56,7 @@ export const FLAGS = {
     kind: "number",
     default: 64,
     above: 0,
-    max: 1024,
+    max: 256,
     value: "MIB",
     help: "no-read: how much to send without reading",
   },
@@ -245,8 +246,8 @@ function slowClient(target: Target, floodBytes: number): Promise<string> {
       );
     }
     const notice = samNotice(ann!);
-    const sam_ = notice ? `the room was told "${notice}"` : "sam is still connected";
-    return `HOLDS: room fine: bob's line reached ann in ${milliseconds(since)}; ${sam_}; after ${flooded}`;
+    const samFate = notice ? `the room was told "${notice}"` : "sam is still connected";
+    return `HOLDS: room fine: bob's line reached ann in ${milliseconds(since)}; ${samFate}; after ${flooded}`;
   });
 }
 
@@ -370,13 +371,15 @@ function idleTrickle(target: Target, idleSeconds: number): Promise<string> {
     const since = performance.now();
     const deadline = since + (2 * idleSeconds + 1) * 1000;
     let sent = 0;
+    let last: string | undefined;
     while (performance.now() < deadline) {
       peer.send(text[sent] ?? "n");
       sent++;
       const got = await peer.next(Math.min(TRICKLE_MS, deadline - performance.now()));
-      if (got === TIMEOUT) continue;
-      const last = got === EOF ? "" : `: "${got}"`;
-      return `HOLDS: the server cut the trickle after ${seconds(since)} (--idle ${idleSeconds})${last}`;
+      if (typeof got === "string") last = got;
+      if (got !== EOF) continue;
+      const said = last === undefined ? "" : `: "${last}"`;
+      return `HOLDS: the server cut the trickle after ${seconds(since)} (--idle ${idleSeconds})${said}`;
     }
     return (
       `BROKEN: trickled "CONNECT annn…" (${sent} bytes, one per ${TRICKLE_MS / 1000} s, no newline) for` +
@@ -419,7 +422,10 @@ function noRead(target: Target, total: number): Promise<string> {
     const pid = listeningPid(target.port);
     const rssBefore = pid === null ? null : residentBytes(pid);
     const client = await connect("echo");
-    if ((await client.next(PROMPT_MS)) === TIMEOUT) throw new AttackError("no greeting (is this lesson 04?)");
+    const greeting = await client.next(PROMPT_MS);
+    if (typeof greeting !== "string") {
+      throw new AttackError(`${describe(greeting)} instead of a greeting (is this lesson 04's echo server?)`);
+    }
     client.stopReading();
     const line = `${"y".repeat(ECHO_LINE_BYTES - 1)}\n`;
     let written = 0;
@@ -449,7 +455,7 @@ function noRead(target: Target, total: number): Promise<string> {
  * The process that listens on TCP `port`, from /proc/net/tcp{,6} (the socket's inode) and /proc/PID/fd
  * (who holds it). Null when it cannot be found (not Linux, or another user's process).
  */
-export function listeningPid(port: number): number | null {
+function listeningPid(port: number): number | null {
   const inodes = new Set<string>();
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     let text: string;

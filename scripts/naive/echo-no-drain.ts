@@ -17,6 +17,9 @@
  *            The same attack against lesson 04: `bun scripts/04-echo-server.ts --port 18501`, then
  *            `bun scripts/naive/break.ts no-read --port 18501`.
  *
+ * Nothing else of lesson 04's care is here either — no --max-clients, no --idle, and a line over 64 KiB
+ * ends that client's coroutine with an error — so that the one line that matters stands out.
+ *
  * It still listens on 127.0.0.1 by default: a broken server should not be reachable from the network.
  */
 import { parseCommandLine } from "../../lib/args.ts";
