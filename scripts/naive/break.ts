@@ -232,6 +232,10 @@ function slowClient(target: Target, floodBytes: number): Promise<string> {
     const since = performance.now();
     bob!.send(`${token}\n`);
     const got = await ann!.waitFor((line) => line === `bob: ${token}`, PROMPT_MS);
+    if (got === EOF) {
+      const why = ann!.notices.at(-1) ?? "no notice";
+      throw new AttackError(`the server disconnected ann during the attack ("${why}"): try a longer --idle`);
+    }
     const slowDowns = fay!.notices.filter((line) => line === "ERR slow down").length;
     const refused =
       slowDowns > 0
@@ -570,3 +574,40 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 }
 
 if (import.meta.main) process.exit(await main());
+
+/* A real run — each naive server and its lesson in terminals of their own (the lesson's flood control
+   raised, so that fay's flood reaches sam: what is tested is the broadcast, not the flood control):
+
+$ bun scripts/naive/echo-no-drain.ts --port 18500        $ bun scripts/04-echo-server.ts --port 18501
+$ bun scripts/naive/break.ts no-read --port 18500
+no-read: BROKEN: the server took all 64.0 MiB while I read nothing back — it holds the echoes in its memory (server pid 27472: rss 31.8 MiB → 128.9 MiB)
+$ bun scripts/naive/break.ts no-read --port 18501
+no-read: HOLDS: the server stopped taking after 11.8 MiB of 64.0 MiB (kernel buffers included) — it waits in drain() until I read (server pid 27474: rss 32.1 MiB → 44.9 MiB)
+
+$ bun scripts/naive/chat-server.ts --port 18510 --idle 3
+$ bun scripts/05-chat-server.ts --port 18511 --idle 3 --flood-burst 100000
+$ bun scripts/naive/break.ts slow-client --port 18510 --idle 3
+slow-client: BROKEN: room frozen: bob's line did not reach ann in 2 s — sam, who stopped reading, holds up every broadcast; after fay's 1080 lines (4.1 MiB)
+$ bun scripts/naive/break.ts slow-client --port 18511 --idle 3
+slow-client: HOLDS: room fine: bob's line reached ann in 0 ms; the room was told "* sam was disconnected (not reading)"; after fay's 1140 lines (4.3 MiB)
+$ bun scripts/naive/break.ts split-crash --port 18510 --idle 3
+split-crash: BROKEN: "CONNECT" → no answer, connection closed (the handler crashed); "CONNECT  ann  x" → no answer, connection closed (the handler crashed)
+$ bun scripts/naive/break.ts split-crash --port 18511 --idle 3
+split-crash: HOLDS: "CONNECT" → "ERR missing name: send CONNECT <name>"; "CONNECT  ann  x" → "ERR invalid name: one word, no spaces"
+$ bun scripts/naive/break.ts duplicate-name --port 18510 --idle 3
+duplicate-name: BROKEN: a second "CONNECT ann" got "OK welcome ann, 2 users online"; the first ann no longer hears the room (bob's line did not reach her in 2 s)
+$ bun scripts/naive/break.ts duplicate-name --port 18511 --idle 3
+duplicate-name: HOLDS: a second "CONNECT ann" got "ERR name taken: ann"; the first ann still hears the room (bob's line reached her in 0 ms)
+$ bun scripts/naive/break.ts eof-ghost --port 18510 --idle 3
+eof-ghost: BROKEN: ann sent EOF; bob saw "* ann left", yet /who says "* online (2): ann, bob" — ann is a ghost
+$ bun scripts/naive/break.ts eof-ghost --port 18511 --idle 3
+eof-ghost: HOLDS: ann sent EOF; bob saw "* ann left", and /who says "* online (1): bob"
+$ bun scripts/naive/break.ts idle-trickle --port 18510 --idle 3
+idle-trickle: BROKEN: trickled "CONNECT annn…" (14 bytes, one per 0.5 s, no newline) for 7.0 s — twice --idle 3 — and the server still holds the connection
+$ bun scripts/naive/break.ts idle-trickle --port 18511 --idle 3
+idle-trickle: HOLDS: the server cut the trickle after 3.3 s (--idle 3): "ERR registration timeout for 3 s"
+$ bun scripts/naive/break.ts idle-silent --port 18510 --idle 3
+idle-silent: BROKEN: ann, silent, was cut after 3.0 s: she got no notice, and bob was not told
+$ bun scripts/naive/break.ts idle-silent --port 18511 --idle 3
+idle-silent: HOLDS: ann, silent, was cut after 3.5 s: she got "* disconnected: idle for 3 s", and bob "* ann was disconnected (idle)"
+*/

@@ -65,3 +65,11 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 }
 
 if (import.meta.main) process.exit(await main());
+
+/* A real run, while `bun scripts/naive/break.ts no-read --port 18500` sent it 64 MiB and read nothing (the
+   attacker reported: rss 31.8 MiB → 128.9 MiB; lesson 04 under the same attack: 32.1 MiB → 44.9 MiB):
+
+$ bun scripts/naive/echo-no-drain.ts --port 18500
+listening on 127.0.0.1:18500
+client handler failed: connection lost: ECONNRESET: connection reset by peer, read
+*/
