@@ -162,8 +162,8 @@ if (import.meta.main) process.exit(await main());
 /* A real run, while scripts/naive/break.ts ran its split-crash and idle-silent attacks on it — the two
    crashes are the exceptions that killed those clients' coroutines; the idle user went without a word:
 
-$ bun scripts/naive/chat-server.ts --port 18510 --idle 3
-listening on 127.0.0.1:18510
+$ bun scripts/naive/chat-server.ts --port 18512 --idle 3
+listening on 127.0.0.1:18512
 client handler failed: not enough values to unpack (expected 2, got 1)
 client handler failed: too many values to unpack (expected 2)
 error reading from ann: no line for 3 s
