@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { attack, type Server, startServer } from "./helpers/break-it.ts";
+import { hasStackTrace, runScript } from "./helpers/run.ts";
 
 /**
  * A fresh naive chat server and a fresh lesson 05 for each attack (nothing one attack leaves behind — a
@@ -105,4 +106,36 @@ describe("break it, lesson 05: the book's chat-server mistakes against the lesso
         /^slow-client: HOLDS: room fine: bob's line reached ann in \d+ ms; sam is still connected; after fay's 263 lines \(1\.0 MiB\) \(the server refused \d+ of them with ERR slow down, its flood control: start it with --flood-burst 100000 to let the flood through\)$/,
       );
     }));
+});
+
+describe("break.ts as a command", () => {
+  test("an unknown attack is a usage error: one line, exit 2", async () => {
+    const { exitCode, stderr } = await runScript(["scripts/naive/break.ts", "boom"]);
+    expect(exitCode).toBe(2);
+    expect(stderr.trim()).toBe(
+      'error: unknown attack "boom" (one of no-read, slow-client, split-crash, duplicate-name, eof-ghost, idle-trickle, idle-silent) (see --help)',
+    );
+  });
+
+  test("nothing listening, or a server that is not the right kind: one line, exit 1", async () => {
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    const refused = await runScript(["scripts/naive/break.ts", "eof-ghost", "--port", String(port)]);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr.trim()).toBe(
+      `error: eof-ghost: cannot connect to 127.0.0.1:${port}: connection refused (is a server listening there?) (ECONNREFUSED)`,
+    );
+    const echo = await startServer("scripts/04-echo-server.ts", ["--quiet"]);
+    try {
+      const wrong = await runScript(["scripts/naive/break.ts", "eof-ghost", "--port", String(echo.port)]);
+      expect(wrong.exitCode).toBe(1);
+      expect(wrong.stderr.trim()).toBe(
+        `error: eof-ghost: ann could not join: no answer (is this a chat server?)`,
+      );
+      expect(hasStackTrace(wrong.stderr)).toBe(false);
+    } finally {
+      echo.kill();
+    }
+  });
 });

@@ -22,10 +22,11 @@
  *    stops reading fills its buffers, its `drain()` never returns, and the whole room stops: every sender's
  *    loop is stuck in the same broadcast.
  *
- * Break it: `bun scripts/naive/chat-server.ts --port 18510 --idle 3`, then in another terminal
- * `bun scripts/naive/break.ts ATTACK --port 18510 --idle 3` with ATTACK one of slow-client, split-crash,
- * duplicate-name, eof-ghost, idle-trickle, idle-silent — and the same against
- * `bun scripts/05-chat-server.ts --port 18511 --idle 3`.
+ * Break it: `bun scripts/naive/chat-server.ts --port 8001 --idle 3`, then in another terminal
+ * `bun scripts/naive/break.ts ATTACK --port 8001 --idle 3` with ATTACK one of slow-client, split-crash,
+ * duplicate-name, eof-ghost, idle-trickle, idle-silent — and the same against lesson 05, started as
+ * `bun scripts/05-chat-server.ts --idle 3 --flood-burst 100000` (port 8000; its flood control raised so
+ * that slow-client's flood gets through to the user who stopped reading).
  *
  * It listens on 127.0.0.1 by default: a broken server should not be reachable from the network.
  */
@@ -45,6 +46,7 @@ export const FLAGS = {
     kind: "number",
     default: 60,
     above: 0,
+    max: 86_400,
     value: "SECONDS",
     help: "seconds to wait for a user's next line (after CONNECT only)",
   },

@@ -9,13 +9,14 @@
  *
  * Lesson 04 (scripts/04-echo-server.ts) fixes it with one line: `await writer.drain()` after the write.
  * While the client is not reading, that await does not return, the loop stops calling `readLine()`, the
- * reader stops taking bytes from the socket, and the client's own sends stall — at a few MiB of kernel
- * buffers, not at whatever it chose to send.
+ * reader stops taking bytes from the socket, and the client's own sends stall — once the kernel's socket
+ * buffers are full (~10 MiB between two processes on Linux loopback, measured), not at whatever the
+ * client chose to send.
  *
- * Break it:  bun scripts/naive/echo-no-drain.ts --port 18500      (one terminal)
- *            bun scripts/naive/break.ts no-read --port 18500       (another: it sends 64 MiB, reads nothing)
- *            The same attack against lesson 04: `bun scripts/04-echo-server.ts --port 18501`, then
- *            `bun scripts/naive/break.ts no-read --port 18501`.
+ * Break it:  bun scripts/naive/echo-no-drain.ts --port 8001      (one terminal)
+ *            bun scripts/naive/break.ts no-read --port 8001       (another: it sends 64 MiB, reads nothing)
+ *            The same attack against lesson 04: `bun scripts/04-echo-server.ts` (port 8000), then
+ *            `bun scripts/naive/break.ts no-read --port 8000`.
  *
  * Nothing else of lesson 04's care is here either — no --max-clients, no --idle, and a line over 64 KiB
  * ends that client's coroutine with an error — so that the one line that matters stands out.
