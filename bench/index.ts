@@ -8,6 +8,7 @@ import { benchHttp } from "./http.ts";
 import { benchLines } from "./lines.ts";
 import { benchPg } from "./pg.ts";
 import { benchChat, benchEcho, benchMemory } from "./servers.ts";
+import { benchWebSocketFrames } from "./websocket-frames.ts";
 
 const benches: Record<string, () => Promise<void>> = {
   lines: () => benchLines(),
@@ -17,6 +18,7 @@ const benches: Record<string, () => Promise<void>> = {
   memory: () => benchMemory(),
   pg: () => benchPg(),
   cluster: () => benchCluster(),
+  "websocket-frames": () => benchWebSocketFrames(),
 };
 
 const wanted = process.argv.slice(2);
