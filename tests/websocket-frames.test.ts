@@ -68,9 +68,14 @@ describe("encoding server frames", () => {
 });
 
 describe("unmask", () => {
-  test("the word-at-a-time path agrees with a byte loop at every length to 200, every offset, aligned or not", () => {
+  test("the word and unrolled paths agree with a byte loop at every length around both, every offset, aligned or not", () => {
     const mask = Uint8Array.of(0x37, 0xfa, 0x21, 0x3d);
-    for (let length = 0; length <= 200; length++) {
+    const lengths = [
+      ...Array.from({ length: 41 }, (_, n) => n),
+      ...Array.from({ length: 21 }, (_, n) => 1014 + n),
+      4099,
+    ];
+    for (const length of lengths) {
       for (const offset of [0, 1, 2, 3, 5]) {
         for (const shift of [0, 1]) {
           const data = Uint8Array.from({ length }, (_, index) => (index * 13 + length) & 0xff);
