@@ -2,9 +2,10 @@
  * bench/websocket-frames.ts — the two loops every byte of a client's WebSocket message goes through, with
  * and without their speed tricks: unmasking (lib/websocket/frames.ts: a 32-bit word at a time, against a
  * byte loop), and the UTF-8 check (lib/websocket/utf8-validator.ts: an ASCII run skipped one comparison
- * a byte, against the platform's native strict TextDecoder, which also builds the string).
+ * a byte, against the platform's native strict TextDecoder, which also builds the string) — and the
+ * broadcast batch encoder against lesson 05's newline framing.
  */
-import { unmask } from "../lib/websocket/frames.ts";
+import { encodeTextFrame, encodeTextFrames, unmask } from "../lib/websocket/frames.ts";
 import { Utf8Validator } from "../lib/websocket/utf8-validator.ts";
 import { compare, report } from "./measure.ts";
 
@@ -84,7 +85,56 @@ async function benchUtf8(name: string, text: string, rounds: number): Promise<vo
   );
 }
 
+/**
+ * A broadcast batch as WebSocket frames, against the same batch as lesson 05's newline-framed bytes (one
+ * TextEncoder pass over the joined lines) and against one frame per line joined afterwards.
+ */
+async function benchBatch(kind: string, word: string, rounds: number): Promise<void> {
+  const batches = Array.from({ length: 2000 }, (_, batch) =>
+    Array.from(
+      { length: 50 },
+      (_, line) => `user${line}: message ${batch}, ${word} ${"x".repeat(line % 40)}`,
+    ),
+  );
+  const utf8 = new TextEncoder();
+  const lines = batches.length * 50;
+  const results = await compare(
+    [
+      {
+        name: "encodeTextFrames (one buffer)",
+        run: async () => {
+          for (const batch of batches) encodeTextFrames(batch);
+          return lines;
+        },
+      },
+      {
+        name: "newline-framed (lesson 05)",
+        run: async () => {
+          for (const batch of batches) utf8.encode(`${batch.join("\n")}\n`);
+          return lines;
+        },
+      },
+      {
+        name: "a frame per line, then joined",
+        run: async () => {
+          for (const batch of batches) Buffer.concat(batch.map(encodeTextFrame));
+          return lines;
+        },
+      },
+    ],
+    rounds,
+  );
+  report(
+    `encoding broadcast batches of 50 chat lines, ${kind}`,
+    "lines/s",
+    results,
+    "encodeTextFrames (one buffer)",
+  );
+}
+
 export async function benchWebSocketFrames(rounds = 5): Promise<void> {
+  await benchBatch("ASCII", "kosme", rounds);
+  await benchBatch("some UTF-8", "κόσμε", rounds);
   await benchUnmask(64 * 1024, rounds);
   await benchUnmask(1024, rounds);
   await benchUnmask(256, rounds);

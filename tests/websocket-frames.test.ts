@@ -49,6 +49,21 @@ describe("encoding server frames", () => {
     }
   });
 
+  test("encodeTextFrames: all-ASCII batches and ones with UTF-8, every length form, empty lines", () => {
+    for (const lines of [
+      ["a", "", "b".repeat(126), "c".repeat(70_000), "", "d"],
+      ["κόσμε", "", "e".repeat(126), "é".repeat(40_000), "𝄞"],
+      [],
+    ]) {
+      const { bytes, starts } = encodeTextFrames(lines);
+      const frames = lines.map(encodeTextFrame);
+      expect(Buffer.compare(bytes, Buffer.concat(frames))).toBe(0);
+      expect(starts.map((start, index) => bytes.subarray(start, start + frames[index]!.length))).toEqual(
+        frames,
+      );
+    }
+  });
+
   test("encodeTextFrames: one buffer, the frames back to back, starts where each begins", () => {
     const lines = ["alice: hi", "", "bob: κόσμε 𝄞", "z".repeat(300)];
     const { bytes, starts } = encodeTextFrames(lines);
