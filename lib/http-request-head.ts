@@ -56,13 +56,18 @@ export interface RequestHead {
 export class RequestHeadError extends Error {
   override name = "RequestHeadError";
   constructor(
-    /** 400 Bad Request, 431 Request Header Fields Too Large, 505 HTTP Version Not Supported. */
-    readonly status: 400 | 431 | 505,
+    /** 400 Bad Request, 408 Request Timeout, 431 Request Header Fields Too Large, 505 HTTP Version Not Supported. */
+    readonly status: 400 | 408 | 431 | 505,
     /** One line, control characters shown (never obeyed). */
     readonly reason: string,
   ) {
     super(reason);
   }
+}
+
+/** What the reader is failed with when a head's deadline passes (see {@link readRequestHead}). */
+class HeadDeadlineError extends Error {
+  override name = "HeadDeadlineError";
 }
 
 /**
@@ -76,6 +81,10 @@ export class RequestHeadError extends Error {
  *   {@link MAX_HEADER_COUNT} fields; 400 for a malformed request line or field line, a bare CR, an
  *   obs-fold continuation line, a missing or repeated `Host` in HTTP/1.1 (RFC 9112 §3.2), or EOF inside
  *   the head; 505 for a version other than HTTP/1.1 and HTTP/1.0.
+ * - `timeoutMs`: the head must be complete this many ms after the call — a client that sends it a byte a
+ *   minute (slowloris) holds the connection no longer. When it passes: 408 if part of a head arrived,
+ *   `null` if nothing did (an idle keep-alive connection). Either way the reader is failed (its reads
+ *   reject from then on): the connection is to be closed.
  * - A connection error comes as the reader throws it (e.g. `ConnectionLostError`).
  *
  * Bytes after the head (a body, the next pipelined request) stay in the reader.
@@ -83,8 +92,25 @@ export class RequestHeadError extends Error {
 export async function readRequestHead(
   reader: StreamReader,
   maxBytes = MAX_REQUEST_HEAD_BYTES,
+  timeoutMs?: number,
 ): Promise<RequestHead | null> {
   const progress: HeadProgress = { maxBytes, bytes: 0 };
+  if (timeoutMs === undefined) return readHead(reader, progress);
+  const deadline = new HeadDeadlineError(`no complete request head within ${timeoutMs} ms`);
+  const timer = setTimeout(() => reader.setException(deadline), timeoutMs);
+  timer.unref();
+  try {
+    return await readHead(reader, progress);
+  } catch (error) {
+    if (error !== deadline) throw error;
+    if (progress.bytes === 0 && reader.bufferedBytes === 0) return null;
+    throw new RequestHeadError(408, deadline.message);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readHead(reader: StreamReader, progress: HeadProgress): Promise<RequestHead | null> {
   let requestLine = "";
   for (let empty = 0; requestLine === ""; empty++) {
     if (empty > MAX_LEADING_EMPTY_LINES) throw new RequestHeadError(400, "empty lines instead of a request");

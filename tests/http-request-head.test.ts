@@ -8,13 +8,16 @@ import { type StreamServer, startServer } from "../lib/streams.ts";
 import { LineClient } from "./helpers/servers.ts";
 
 let server: StreamServer;
+/** The same, with a 300 ms deadline on each head. */
+let hurried: StreamServer;
 
-beforeAll(async () => {
-  server = await startServer(
+/** A server that reads heads (with `timeoutMs`, if given) and writes each back as a JSON line. */
+function startHeadServer(timeoutMs?: number): Promise<StreamServer> {
+  return startServer(
     async (reader, writer) => {
       for (;;) {
         try {
-          const head = await readRequestHead(reader);
+          const head = await readRequestHead(reader, MAX_REQUEST_HEAD_BYTES, timeoutMs);
           if (head === null) {
             writer.write("null\n");
             writer.close();
@@ -32,8 +35,16 @@ beforeAll(async () => {
     },
     { limit: MAX_REQUEST_HEAD_BYTES },
   );
+}
+
+beforeAll(async () => {
+  server = await startHeadServer();
+  hurried = await startHeadServer(300);
 });
-afterAll(() => server.close(true));
+afterAll(() => {
+  server.close(true);
+  hurried.close(true);
+});
 
 /** Sends `request`, returns the server's next answer, parsed. */
 async function ask(request: string | Uint8Array, client?: LineClient): Promise<Record<string, unknown>> {
@@ -176,6 +187,37 @@ describe("readRequestHead", () => {
     client.send(`GET /${"a".repeat(MAX_REQUEST_HEAD_BYTES + 100)}`); // no newline, connection kept open
     const answer = JSON.parse((await client.line(2000))!);
     expect(answer.status).toBe(431);
+    client.close();
+  });
+
+  test("a head still incomplete at the deadline: 408 when it passes, not later", async () => {
+    const client = await LineClient.connect(hurried.port);
+    const started = performance.now();
+    client.send("GET / HTTP/1.1\r\nHost: h\r\nX-Slow: a"); // and then nothing (slowloris)
+    expect(JSON.parse((await client.line(2000))!)).toEqual({
+      status: 408,
+      reason: "no complete request head within 300 ms",
+    });
+    const waited = performance.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(250);
+    expect(waited).toBeLessThan(1000);
+    client.close();
+  });
+
+  test("an idle keep-alive connection at the deadline: null (nothing to answer)", async () => {
+    const client = await LineClient.connect(hurried.port);
+    client.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\n");
+    expect(JSON.parse((await client.line())!).target).toBe("/first");
+    expect(await client.line(2000)).toBe("null"); // the next head never came
+    client.close();
+  });
+
+  test("a head that completes in time is not cut by the deadline", async () => {
+    const client = await LineClient.connect(hurried.port);
+    client.send("GET / HTTP/1.1\r\n");
+    await Bun.sleep(100);
+    client.send("Host: h\r\n\r\n");
+    expect(JSON.parse((await client.line())!).target).toBe("/");
     client.close();
   });
 

@@ -246,7 +246,7 @@ describe("7 the closing handshake, started by the server", () => {
     expect((await client.readClose()).code).toBe(1001);
     const started = performance.now();
     // The server's FIN comes right behind its Close; the socket itself goes when the timer cuts it.
-    await client.waitForEnd(TCP_CLOSE_MS);
+    expect(await client.waitForEnd(TCP_CLOSE_MS)).toBeLessThan(150);
     const connection = accepted.at(-1)!;
     const info = await connection.closed;
     const waited = performance.now() - started;

@@ -49,6 +49,21 @@ describe("encoding server frames", () => {
     }
   });
 
+  test("encodeTextFrames: all-ASCII batches and ones with UTF-8, every length form, empty lines", () => {
+    for (const lines of [
+      ["a", "", "b".repeat(126), "c".repeat(70_000), "", "d"],
+      ["κόσμε", "", "e".repeat(126), "é".repeat(40_000), "𝄞"],
+      [],
+    ]) {
+      const { bytes, starts } = encodeTextFrames(lines);
+      const frames = lines.map(encodeTextFrame);
+      expect(Buffer.compare(bytes, Buffer.concat(frames))).toBe(0);
+      expect(starts.map((start, index) => bytes.subarray(start, start + frames[index]!.length))).toEqual(
+        frames,
+      );
+    }
+  });
+
   test("encodeTextFrames: one buffer, the frames back to back, starts where each begins", () => {
     const lines = ["alice: hi", "", "bob: κόσμε 𝄞", "z".repeat(300)];
     const { bytes, starts } = encodeTextFrames(lines);
@@ -68,9 +83,14 @@ describe("encoding server frames", () => {
 });
 
 describe("unmask", () => {
-  test("the word-at-a-time path agrees with a byte loop at every length to 200, every offset, aligned or not", () => {
+  test("the word and unrolled paths agree with a byte loop at every length around both, every offset, aligned or not", () => {
     const mask = Uint8Array.of(0x37, 0xfa, 0x21, 0x3d);
-    for (let length = 0; length <= 200; length++) {
+    const lengths = [
+      ...Array.from({ length: 41 }, (_, n) => n),
+      ...Array.from({ length: 21 }, (_, n) => 1014 + n),
+      4099,
+    ];
+    for (const length of lengths) {
       for (const offset of [0, 1, 2, 3, 5]) {
         for (const shift of [0, 1]) {
           const data = Uint8Array.from({ length }, (_, index) => (index * 13 + length) & 0xff);

@@ -162,6 +162,27 @@ describe("9 lying lengths, measured in a child process's memory", () => {
     console.log(`RSS grew by ${(grown / MiB).toFixed(1)} MiB while 16 peers lied about 1 GiB / 2^62 bytes`);
     expect(grown).toBeLessThan(24 * MiB);
   }, 20_000);
+
+  // A Pong is queued for every Ping; a peer that pings and never reads would fill the server's send queue
+  // for ever unless the server stops reading until the queue drains (it awaits drain() after each Pong).
+  test("a peer that floods pings and never reads: the server stops reading, RSS grows < 24 MiB", async () => {
+    const before = await heldBytes(child);
+    const client = await RawWebSocketClient.connect(child.port);
+    client.pauseReading();
+    const ping = clientFrame(PING, new Uint8Array(125).fill(1));
+    const flood = new Uint8Array(ping.length * 256 * 1024); // 256 Ki pings: 32 MiB of Pongs to answer
+    for (let offset = 0; offset < flood.length; offset += ping.length) flood.set(ping, offset);
+    client.send(flood);
+    await Bun.sleep(1000);
+    // The brake reached the peer: most of its flood is still on its side, unsent.
+    expect(client.unsentBytes).toBeGreaterThan(flood.length / 2);
+    const grown = (await heldBytes(child)) - before;
+    console.log(
+      `RSS grew by ${(grown / MiB).toFixed(1)} MiB under a ping flood from a peer that never reads`,
+    );
+    expect(grown).toBeLessThan(24 * MiB);
+    client.close();
+  }, 20_000);
 });
 
 describe("9 oversize: skip (lesson 08's /chat answers `ERR line too long` and goes on)", () => {

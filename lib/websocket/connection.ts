@@ -42,6 +42,7 @@
  * memory budget for the zlib windows (~300 KiB per connection with context takeover; 10,000 users: 3 GB).
  * The handshake simply does not accept the offer (lib/websocket/handshake.ts).
  */
+import { MAX_TIMER_MS } from "../deadline.ts";
 import { lingeringClose } from "../lingering-close.ts";
 import { ConnectionLostError, type StreamReader, type StreamWriter } from "../streams.ts";
 import { CloseCode, ClosePayloadError, encodeClose, parseClosePayload } from "./close.ts";
@@ -115,9 +116,12 @@ export interface CloseInfo {
 
 /**
  * A server-side WebSocket connection over a StreamReader/StreamWriter pair whose 101 has been written.
- * One reader at a time calls {@link readMessage}; anyone may send. Once our Close is sent the writer
- * takes no more writes (StreamWriter throws after its end was asked for): code that writes to
- * `writer` directly (a chat room's broadcast) must stop when {@link isClosing} says so.
+ * One reader at a time calls {@link readMessage}; anyone may send. Pings, Pongs and the peer's Close are
+ * handled inside `readMessage()`, so a connection is served only while someone reads it (a loop that
+ * stops reading must `close()`). Once our Close is sent the writer
+ * takes no more writes (StreamWriter throws after `writeEof()`, `close()` or `abort()`): code that writes
+ * to `writer` directly (a chat room's broadcast) must stop when {@link isClosing} says so — at the latest
+ * when `readMessage()` has returned `null`, which happens in the same turn as our Close.
  */
 export class WebSocketConnection {
   readonly reader: StreamReader;
@@ -142,12 +146,22 @@ export class WebSocketConnection {
     if (!Number.isInteger(options.maxMessageBytes) || options.maxMessageBytes < 0) {
       throw new RangeError("maxMessageBytes must be a non-negative integer");
     }
+    if (
+      options.maxFragments !== undefined &&
+      !(Number.isInteger(options.maxFragments) && options.maxFragments > 0)
+    ) {
+      throw new RangeError("maxFragments must be a positive integer");
+    }
+    const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    if (!(closeTimeoutMs > 0 && closeTimeoutMs <= MAX_TIMER_MS)) {
+      throw new RangeError(`closeTimeoutMs must be > 0 and at most ${MAX_TIMER_MS}`);
+    }
     this.reader = reader;
     this.writer = writer;
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#skipOversize = options.oversize === "skip";
     this.#maxFragments = options.maxFragments ?? DEFAULT_MAX_FRAGMENTS;
-    this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.#closeTimeoutMs = closeTimeoutMs;
     this.closed = writer.waitClosed().then(() => {
       clearTimeout(this.#closeTimer);
       this.#over = true;

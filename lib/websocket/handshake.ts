@@ -131,7 +131,8 @@ export function checkUpgrade(head: RequestHead, options: UpgradeOptions = {}): U
 
 /**
  * The HTTP response for a refusal: status line, the decision's headers, a one-line text body saying why,
- * `Connection: close` (a failed handshake ends the connection).
+ * `Connection: close` (a failed handshake ends the connection). For a RequestHeadError too:
+ * `refusalResponse({ ok: false, status: error.status, reason: error.reason, headers: {} })`.
  */
 export function refusalResponse(decision: Extract<UpgradeDecision, { ok: false }>): string {
   const body = `${decision.reason}\n`;
@@ -144,11 +145,15 @@ export function refusalResponse(decision: Extract<UpgradeDecision, { ok: false }
   return head + body;
 }
 
+/** Reason phrases (RFC 9110 §15) of the refusals a handshake or a request head gets. */
 const STATUS_TEXT: Record<number, string> = {
   400: "Bad Request",
   403: "Forbidden",
   405: "Method Not Allowed",
+  408: "Request Timeout",
   426: "Upgrade Required",
+  431: "Request Header Fields Too Large",
+  505: "HTTP Version Not Supported",
 };
 
 /**

@@ -307,6 +307,16 @@ export class RawWebSocketClient {
     return Math.max(0, this.#state.endedAt - started);
   }
 
+  /** Bytes we sent that the kernel has not taken yet (the server stopped reading, say). */
+  get unsentBytes(): number {
+    return this.#state.queue.reduce((sum, chunk) => sum + chunk.length, 0);
+  }
+
+  /** Stops reading from the socket: the server's frames pile up in the kernel, then the server must wait. */
+  pauseReading(): void {
+    this.#socket.pause();
+  }
+
   /** Waits until every byte we sent was taken by the kernel, at most `waitMs`; rejects after it. */
   async sentAll(waitMs = DEFAULT_WAIT_MS): Promise<void> {
     const deadline = performance.now() + waitMs;

@@ -19,6 +19,8 @@ import {
 } from "../../lib/websocket/connection.ts";
 import { checkUpgrade, refusalResponse } from "../../lib/websocket/handshake.ts";
 
+/** How long a client has to send its whole handshake: 10 s. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How long a refused client may go on sending before its connection is cut: 1 s. */
 const REFUSAL_LINGER_MS = 1000;
 /** Largest echoed message: 16 MiB. */
@@ -74,7 +76,7 @@ async function upgrade(
 ): Promise<WebSocketConnection | null> {
   let head: Awaited<ReturnType<typeof readRequestHead>>;
   try {
-    head = await readRequestHead(reader);
+    head = await readRequestHead(reader, MAX_REQUEST_HEAD_BYTES, HANDSHAKE_TIMEOUT_MS);
   } catch (error) {
     if (!(error instanceof RequestHeadError)) throw error;
     writer.write(refusalResponse({ ok: false, status: error.status, reason: error.reason, headers: {} }));
