@@ -8,8 +8,12 @@
  *   server with `server.publish` (uWebSockets, C++; bench/peers/bun-websocket-chat.ts) vs the `ws` package
  *   under Node.js with one `send()` per recipient (bench/peers/node-ws-chat.mjs) — all lesson 05's protocol.
  * - echo: 50 connections, one message in flight each — lesson 08's /echo vs Bun's native echo.
+ *
+ * Each server's CPU time per operation (from /proc, median over the rounds) is printed too: on a shared
+ * machine a rate moves with the load, while what one operation costs the server hardly does.
  */
-import { compare, report, startChild } from "./measure.ts";
+import { cpuSeconds } from "./cluster.ts";
+import { compare, median, report, startChild } from "./measure.ts";
 
 const ROOT = `${import.meta.dir}/..`;
 const FANOUT_USERS = 500;
@@ -45,11 +49,24 @@ async function compareServers(
   );
   try {
     const [mode, ...numbers] = load;
+    const cpuPerOperation = new Map<string, number[]>(started.map(([name]) => [name, []]));
     const results = await compare(
-      started.map(([name, { port }]) => ({ name, run: () => loadgen(mode, port, ...numbers) })),
+      started.map(([name, { port, child }]) => ({
+        name,
+        run: async () => {
+          const before = cpuSeconds(child.pid);
+          const measured = await loadgen(mode, port, ...numbers);
+          cpuPerOperation.get(name)!.push((cpuSeconds(child.pid) - before) / measured.operations);
+          return measured;
+        },
+      })),
       rounds,
     );
     report(title, unit, results, started[0]![0], targets);
+    const costs = [...cpuPerOperation].map(
+      ([name, costs]) => `${name} ${(median(costs) * 1e6).toFixed(2)} µs`,
+    );
+    console.log(`  server CPU per operation (the generator's warm-up included): ${costs.join(", ")}`);
   } finally {
     for (const [, { child }] of started) child.kill();
   }
