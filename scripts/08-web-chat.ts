@@ -23,8 +23,12 @@
  * Speed: a server's frames are never masked (RFC 6455 §5.1), so one encoded batch of frames is right for
  * every WebSocket user at once. The room encodes each batch once per framing — once as `\n`-terminated
  * lines for the TCP users, once as WebSocket frames (lib/websocket/frames.ts `encodeTextFrames`) for the
- * browsers — and every user's writer queues those same bytes (`writeShared`). `bun run bench websocket`
- * measures it against Bun's own WebSocket server (uWebSockets, C++, `server.publish`) and the `ws` package.
+ * browsers — and every user's writer queues those same bytes (`writeShared`). Measured (`bun run bench
+ * websocket`, 500 users × 5 messages, side by side on two shared cores): 1.5–1.9× the deliveries/s of
+ * Bun's own WebSocket server (uWebSockets, C++, `server.publish`) and ~60× the `ws` package with one
+ * `send()` per recipient. One message at a time is another matter: /echo makes 0.63–0.69× of Bun's echo
+ * — every frame here goes through StreamReader's awaits (header, mask, payload), ~11 µs of server CPU per
+ * round trip against uWebSockets' ~7 µs.
  *
  * The page is lesson 06 in a browser: a name prompt, messages rolling above, the input pinned below;
  * a taken name is explained and asked again; a dropped connection is reconnected with a capped backoff,
