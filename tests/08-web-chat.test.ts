@@ -408,7 +408,7 @@ describe("lesson 08: limits and endings", () => {
     } finally {
       server.child.kill();
     }
-  });
+  }, 15_000);
 
   test("Ctrl+C: room users get the notice, then Close 1001; /echo users Close 1001; exit 0", async () => {
     const server = await startWebChat(["--quiet"]);
@@ -431,7 +431,7 @@ describe("lesson 08: limits and endings", () => {
     expect((await echo.readClose()).code).toBe(1001);
     expect(await tcp.rest()).toEqual(["* server shutting down"]);
     expect(server.output()).toContain("SIGINT: shutting down");
-  });
+  }, 15_000);
 });
 
 // ── /echo ────────────────────────────────────────────────────────────────────────────────────────────
@@ -562,7 +562,7 @@ describe.skipIf(!hasBrowser)("lesson 08 in a real browser (headless Chromium)", 
   let browser: Browser;
   beforeAll(async () => {
     browser = await launchChromium();
-  });
+  }, 30_000);
   afterAll(async () => {
     await browser?.close();
   });
@@ -635,7 +635,7 @@ describe.skipIf(!hasBrowser)("lesson 08 in a real browser (headless Chromium)", 
     } finally {
       server.child.kill();
     }
-  });
+  }, 30_000);
 
   test("idle, the page is told and asks for the name again instead of reconnecting", async () => {
     const server = await startWebChat(["--quiet", "--idle", "1"]);
@@ -654,7 +654,7 @@ describe.skipIf(!hasBrowser)("lesson 08 in a real browser (headless Chromium)", 
     } finally {
       server.child.kill();
     }
-  });
+  }, 30_000);
 
   test("the input stays at the bottom and the newest message in view after many messages", async () => {
     const server = await startWebChat(["--quiet", "--flood-burst", "1000"]);
@@ -710,7 +710,7 @@ describe.skipIf(!hasRedis)("lesson 08 with --redis: a lesson 07 node's room", ()
   let redisServer: RedisServer;
   beforeAll(async () => {
     redisServer = await startRedisServer();
-  });
+  }, 30_000);
   afterAll(async () => {
     await redisServer?.stop();
   });
