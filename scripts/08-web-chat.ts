@@ -127,16 +127,19 @@ export const FLAGS = {
   "allow-origin": {
     kind: "list",
     value: "URL",
-    help: "an origin besides the page's own whose pages may open /chat and /echo, e.g. http://localhost:5173",
+    help: "another origin whose pages may open /chat and /echo, e.g. http://localhost:5173",
   },
   redis: {
     kind: "string",
     value: "URL",
     help: "redis://HOST:PORT: be a lesson 07 cluster node on it (names and bus in Redis)",
   },
-  prefix: CLUSTER_FLAGS.prefix,
-  "node-timeout": CLUSTER_FLAGS["node-timeout"],
-  history: CLUSTER_FLAGS.history,
+  prefix: { ...CLUSTER_FLAGS.prefix, help: `with --redis: ${CLUSTER_FLAGS.prefix.help}` },
+  "node-timeout": {
+    ...CLUSTER_FLAGS["node-timeout"],
+    help: `with --redis: ${CLUSTER_FLAGS["node-timeout"].help}`,
+  },
+  history: { ...CLUSTER_FLAGS.history, help: `with --redis: ${CLUSTER_FLAGS.history.help}` },
   ...ROOM_FLAGS,
   quiet: { kind: "boolean", help: "do not log joins and departures" },
 } as const;
