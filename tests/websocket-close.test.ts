@@ -257,6 +257,18 @@ describe("7 the closing handshake, started by the server", () => {
     client.close();
   });
 
+  test("a broken frame instead of the Close answer: no second Close, TCP closed, reported as ours", async () => {
+    const client = await connect(server());
+    client.sendFrame(TEXT, "close 4005 then-garbage");
+    expect((await client.readClose()).code).toBe(4005);
+    client.sendFrame(5, "reserved opcode"); // a protocol error while the server waits for our Close
+    await client.waitForEnd(TCP_CLOSE_MS);
+    const info = await accepted.at(-1)!.closed;
+    expect(info).toEqual({ code: 4005, reason: "then-garbage", wasClean: false });
+    expect(client.pendingBytes).toBe(0); // no second Close
+    client.close();
+  });
+
   test("close() is idempotent, later sends throw, and a second readMessage() gets null", async () => {
     const client = await connect(server());
     client.sendFrame(TEXT, "hello");

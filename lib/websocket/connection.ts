@@ -242,6 +242,7 @@ export class WebSocketConnection {
 
   /** Queues our Close, then a FIN right behind it; from now TCP is closed within closeTimeoutMs. */
   #sendClose(payload: Uint8Array, info: CloseInfo): void {
+    if (this.#closeSent) return; // one Close only (a peer may break the rules after ours, too)
     this.#closeSent = true;
     this.#closeInfo ??= info;
     if (this.writer.isClosing()) return;
