@@ -353,7 +353,8 @@ export class WebSocketConnection {
   async #controlFrame(header: FrameHeader): Promise<boolean> {
     const payload = await readFramePayload(this.reader, header);
     if (header.opcode === Opcode.PING) {
-      if (this.#closeSent) return false;
+      // No Pong after our Close — nor once the writer was closed by its other owner (a chat room).
+      if (this.#closeSent || this.writer.isClosing()) return false;
       this.writer.writeShared(encodeFrame(Opcode.PONG, payload));
       await this.writer.drain();
       return false;
