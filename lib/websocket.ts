@@ -55,6 +55,7 @@ export {
   readFramePayload,
   readPayloadPiece,
   skipFramePayload,
+  textFrameStarts,
   tooBig,
   unmask,
 } from "./websocket/frames.ts";

@@ -195,6 +195,21 @@ export function encodeTextFrames(lines: readonly string[]): EncodedBatch {
   return { bytes, starts };
 }
 
+/**
+ * Where each line's frame starts in `encodeTextFrames(lines).bytes`, without encoding anything (for a
+ * room that asks for the starts of a batch it encoded already, e.g. a LineFraming's `lineStarts`).
+ */
+export function textFrameStarts(lines: readonly string[]): number[] {
+  const starts = new Array<number>(lines.length);
+  let offset = 0;
+  for (let index = 0; index < lines.length; index++) {
+    starts[index] = offset;
+    const length = Buffer.byteLength(lines[index]!, "utf8");
+    offset += headerBytes(length) + length;
+  }
+  return starts;
+}
+
 // ── Reading a client's frame ──────────────────────────────────────────────────────────────────────────
 
 /**
