@@ -199,14 +199,24 @@ describe("7 the closing handshake, started by the client", () => {
 describe("7 the closing handshake, started by the server", () => {
   /** Connections the handler saw, for the tests to close. */
   const accepted: WebSocketConnection[] = [];
+  /** What readMessage() threw, if it ever did (it must not). */
+  const thrown: unknown[] = [];
   const server = useEchoServer({
     closeTimeoutMs: 300,
     async handler(connection) {
       accepted.push(connection);
       for (;;) {
-        const message = await connection.readMessage();
+        let message: Awaited<ReturnType<WebSocketConnection["readMessage"]>>;
+        try {
+          message = await connection.readMessage();
+        } catch (error) {
+          thrown.push(error);
+          return;
+        }
         if (message === null) return;
-        if (message.type === "text" && message.text.startsWith("close ")) {
+        if (message.type === "text" && message.text === "writer close") {
+          connection.writer.close(); // what a chat room does when it drops a user
+        } else if (message.type === "text" && message.text.startsWith("close ")) {
           const [, code, reason] = message.text.split(" ");
           void connection.close(Number(code), reason);
         } else if (message.type === "text") {
@@ -254,6 +264,29 @@ describe("7 the closing handshake, started by the server", () => {
     expect(waited).toBeGreaterThanOrEqual(250);
     expect(waited).toBeLessThan(TCP_CLOSE_MS);
     expect(info).toEqual({ code: 1001, reason: "going", wasClean: false });
+    client.close();
+  });
+
+  test("a broken frame instead of the Close answer: no second Close, TCP closed, reported as ours", async () => {
+    const client = await connect(server());
+    client.sendFrame(TEXT, "close 4005 then-garbage");
+    expect((await client.readClose()).code).toBe(4005);
+    client.sendFrame(5, "reserved opcode"); // a protocol error while the server waits for our Close
+    await client.waitForEnd(TCP_CLOSE_MS);
+    const info = await accepted.at(-1)!.closed;
+    expect(info).toEqual({ code: 4005, reason: "then-garbage", wasClean: false });
+    expect(client.pendingBytes).toBe(0); // no second Close
+    client.close();
+  });
+
+  test("the writer closed by its other owner (a room), then a ping: no Pong, no throw, the end", async () => {
+    const client = await connect(server());
+    client.sendFrame(TEXT, "writer close");
+    client.sendFrame(PING, "anyone?");
+    await client.waitForEnd(TCP_CLOSE_MS);
+    await accepted.at(-1)!.closed;
+    expect(client.pendingBytes).toBe(0);
+    expect(thrown).toEqual([]);
     client.close();
   });
 

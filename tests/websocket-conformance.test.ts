@@ -112,6 +112,24 @@ describe("1 framing: a message of each length form comes back whole", () => {
     await expectFailed(client, 1002);
   });
 
+  test("a failed peer that keeps its socket open is cut by the server within a second", async () => {
+    const client = await connect(server());
+    const before = server().closes.length;
+    const started = performance.now();
+    client.sendFrame(TEXT, "bad", { rsv: 1 });
+    expect((await client.readClose()).code).toBe(1002);
+    // We neither answer nor close: the server's own socket must still go, by its close timer.
+    while (server().closes.length === before) {
+      if (performance.now() - started > 1500) throw new Error("the server kept the socket open");
+      await Bun.sleep(10);
+    }
+    expect(performance.now() - started).toBeLessThan(1500);
+    expect(server().closes.slice(before)).toEqual([
+      { code: 1002, reason: "RSV bits 1 set with no extension", wasClean: false },
+    ]);
+    client.close();
+  });
+
   test("EOF inside a frame: Close 1002, then TCP closed", async () => {
     const client = await connect(server());
     client.send(clientFrame(TEXT, "cut short").subarray(0, 8));

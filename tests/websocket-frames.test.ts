@@ -13,6 +13,7 @@ import {
   MAX_CONTROL_PAYLOAD_BYTES,
   Opcode,
   readFrame,
+  textFrameStarts,
   unmask,
 } from "../lib/websocket/frames.ts";
 import { LineClient } from "./helpers/servers.ts";
@@ -56,6 +57,7 @@ describe("encoding server frames", () => {
       [],
     ]) {
       const { bytes, starts } = encodeTextFrames(lines);
+      expect(textFrameStarts(lines)).toEqual(starts);
       const frames = lines.map(encodeTextFrame);
       expect(Buffer.compare(bytes, Buffer.concat(frames))).toBe(0);
       expect(starts.map((start, index) => bytes.subarray(start, start + frames[index]!.length))).toEqual(

@@ -39,7 +39,8 @@
  * the compressed frames leaks the secret byte by byte (CRIME, BREACH). Doing it safely would take an
  * inflate limit per message (not per frame), `server_no_context_takeover` and
  * `client_no_context_takeover` (a fresh context per message, so nothing is shared across messages), and a
- * memory budget for the zlib windows (~300 KiB per connection with context takeover; 10,000 users: 3 GB).
+ * memory budget for zlib's state (by zlib's own formula in zconf.h, ~256 KiB to deflate and ~40 KiB to
+ * inflate at the default window: ~300 KiB a connection kept between messages — 3 GB at 10,000 users).
  * The handshake simply does not accept the offer (lib/websocket/handshake.ts).
  */
 import { MAX_TIMER_MS } from "../deadline.ts";
@@ -242,6 +243,7 @@ export class WebSocketConnection {
 
   /** Queues our Close, then a FIN right behind it; from now TCP is closed within closeTimeoutMs. */
   #sendClose(payload: Uint8Array, info: CloseInfo): void {
+    if (this.#closeSent) return; // one Close only (a peer may break the rules after ours, too)
     this.#closeSent = true;
     this.#closeInfo ??= info;
     if (this.writer.isClosing()) return;
@@ -352,7 +354,8 @@ export class WebSocketConnection {
   async #controlFrame(header: FrameHeader): Promise<boolean> {
     const payload = await readFramePayload(this.reader, header);
     if (header.opcode === Opcode.PING) {
-      if (this.#closeSent) return false;
+      // No Pong after our Close — nor once the writer was closed by its other owner (a chat room).
+      if (this.#closeSent || this.writer.isClosing()) return false;
       this.writer.writeShared(encodeFrame(Opcode.PONG, payload));
       await this.writer.drain();
       return false;

@@ -161,26 +161,53 @@ export interface EncodedBatch {
  * Text messages, one frame each, in one buffer allocated once for the whole batch — the broadcast path:
  * server frames are unmasked, so the same bytes go to every user (StreamWriter.writeShared). A user who
  * joined mid-batch is given `bytes.subarray(starts[i])`.
+ *
+ * How, for speed: the joined text is encoded in one pass into the tail of the buffer, and each line is
+ * then moved forward into place behind its header (`copyWithin`, a memmove) — 2.9–4.3× one frame per
+ * line joined afterwards, 0.63–0.69× lesson 05's newline framing of the same batch (bench/websocket-frames.ts).
+ * An all-ASCII batch (byte length = string length) needs no byte length per line either.
  */
 export function encodeTextFrames(lines: readonly string[]): EncodedBatch {
+  const joined = lines.join("");
+  const textBytes = Buffer.byteLength(joined, "utf8");
+  const ascii = textBytes === joined.length;
   const lengths = new Array<number>(lines.length);
-  let total = 0;
+  let headers = 0;
   for (let index = 0; index < lines.length; index++) {
-    const length = Buffer.byteLength(lines[index]!, "utf8");
+    const length = ascii ? lines[index]!.length : Buffer.byteLength(lines[index]!, "utf8");
     lengths[index] = length;
-    total += headerBytes(length) + length;
+    headers += headerBytes(length);
   }
-  const bytes = new Uint8Array(total);
+  const bytes = new Uint8Array(headers + textBytes);
+  utf8.encodeInto(joined, bytes.subarray(headers));
   const starts = new Array<number>(lines.length);
+  // Each line's text sits at `from`, at or after where it belongs: headers only ever push text forward.
   let offset = 0;
+  let from = headers;
   for (let index = 0; index < lines.length; index++) {
     const length = lengths[index]!;
     starts[index] = offset;
     offset = writeHeader(bytes, offset, Opcode.TEXT, length, true);
-    if (length > 0) utf8.encodeInto(lines[index]!, bytes.subarray(offset, offset + length));
+    if (offset !== from) bytes.copyWithin(offset, from, from + length);
     offset += length;
+    from += length;
   }
   return { bytes, starts };
+}
+
+/**
+ * Where each line's frame starts in `encodeTextFrames(lines).bytes`, without encoding anything (for a
+ * room that asks for the starts of a batch it encoded already, e.g. a LineFraming's `lineStarts`).
+ */
+export function textFrameStarts(lines: readonly string[]): number[] {
+  const starts = new Array<number>(lines.length);
+  let offset = 0;
+  for (let index = 0; index < lines.length; index++) {
+    starts[index] = offset;
+    const length = Buffer.byteLength(lines[index]!, "utf8");
+    offset += headerBytes(length) + length;
+  }
+  return starts;
 }
 
 // ── Reading a client's frame ──────────────────────────────────────────────────────────────────────────

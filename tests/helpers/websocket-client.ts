@@ -374,7 +374,7 @@ export class RawWebSocketClient {
   }
 }
 
-/** The opening handshake, as a browser sends it (headers given override or add; `null`-ish ones are omitted). */
+/** The opening handshake, as a browser sends it; `headers` override or add fields (an empty value removes one). */
 export function handshakeRequest(port: number, path = "/", headers: Record<string, string> = {}): string {
   const fields: Record<string, string> = {
     Host: `127.0.0.1:${port}`,
