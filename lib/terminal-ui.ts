@@ -11,17 +11,24 @@ import { Screen } from "./screen.ts";
 /** How the input loop ended: Ctrl+C, Ctrl+D on an empty line, or the keys stopped (the UI was closed). */
 export type InputEnding = "interrupt" | "end-of-input" | "closed";
 
+/** Where the input loop gets its keys: lib/cbreak's KeyReader (read(1) on the terminal). */
+export interface KeySource {
+  /** The next key; null when there will be no more. */
+  readKey(): Promise<Key | null>;
+}
+
 /**
  * The input loop: iterate it for the lines the user submits with Enter, exactly as typed (not trimmed;
- * empty ones too). Every key's effect is shown with `show(state)` before the next key is read. The
- * iteration ends at Ctrl+C, at Ctrl+D on an empty line, or when the keys end; `ending` then says which.
- * A caller that breaks out of the loop itself leaves `ending` null. Iterate it once.
+ * empty ones too). It is the book's loop — read one key, act on it, read the next — with a line editor
+ * where the book appended to a buffer. Every key's effect is shown with `show(state)` before the next key
+ * is read. The iteration ends at Ctrl+C, at Ctrl+D on an empty line, or when the keys end; `ending` then
+ * says which. A caller that breaks out of the loop itself leaves `ending` null. Iterate it once.
  */
 export class SubmittedLines implements AsyncIterable<string> {
   #ending: InputEnding | null = null;
 
   constructor(
-    private readonly keys: AsyncIterable<Key>,
+    private readonly keys: KeySource,
     private readonly show: (state: EditorState) => void,
   ) {}
 
@@ -39,7 +46,10 @@ export class SubmittedLines implements AsyncIterable<string> {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<string> {
     let state: EditorState = { text: "", cursor: 0 };
-    for await (const key of this.keys) {
+    for (;;) {
+      // read(1): one key — a character, an arrow, a whole paste — as soon as it is typed.
+      const key = await this.keys.readKey();
+      if (key === null) break;
       const result = applyKey(state, key);
       state = result.state;
       this.show(state);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { Key } from "../lib/cbreak.ts";
+import { type Key, KeyReader } from "../lib/cbreak.ts";
 import type { EditorState } from "../lib/line-editor.ts";
 import { SubmittedLines } from "../lib/terminal-ui.ts";
 import { startInPty } from "./helpers/pty.ts";
@@ -7,9 +7,12 @@ import { startInPty } from "./helpers/pty.ts";
 const text = (value: string): Key => ({ kind: "text", text: value });
 const enter: Key = { kind: "enter" };
 
-/** Keys that arrive one per microtask, as from a terminal, then end. */
-async function* keysOf(keys: Key[]): AsyncGenerator<Key> {
-  for (const key of keys) yield await Promise.resolve(key);
+/** A KeyReader holding `keys`, then ended. */
+function keysOf(keys: Key[]): KeyReader {
+  const reader = new KeyReader();
+  for (const key of keys) reader.pushKey(key);
+  reader.end();
+  return reader;
 }
 
 /** Runs the loop over `keys`; returns the lines, every state shown, and the loop itself. */
