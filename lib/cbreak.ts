@@ -337,7 +337,9 @@ export class TerminalModeError extends Error {
 function stty(args: string[]): string {
   const result = Bun.spawnSync(["stty", ...args], { stdin: "inherit", stdout: "pipe", stderr: "pipe" });
   if (!result.success) {
-    const why = new TextDecoder().decode(result.stderr).trim() || `exit code ${result.exitCode}`;
+    const why =
+      new TextDecoder().decode(result.stderr).trim() ||
+      (result.signalCode ? `ended by ${result.signalCode}` : `exit code ${result.exitCode}`);
     throw new TerminalModeError(`stty ${args.join(" ")}: ${why}`);
   }
   return new TextDecoder().decode(result.stdout).trim();

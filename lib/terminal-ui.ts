@@ -72,10 +72,10 @@ export interface TerminalUi {
 }
 
 /**
- * Starts the screen on stdout with keys from stdin. Throws lib/cbreak's `NotATerminalError` when stdin is
- * not a terminal. Colours are on unless NO_COLOR is set or stdout is not a terminal.
+ * Starts the screen on stdout with keys from stdin (`redrawEveryRow`: see lib/screen). Throws lib/cbreak's
+ * `NotATerminalError` when stdin is not a terminal. Colours are on unless NO_COLOR is set or stdout is not a terminal.
  */
-export function openTerminalUi(prompt: string): TerminalUi {
+export function openTerminalUi(prompt: string, options: { redrawEveryRow?: boolean } = {}): TerminalUi {
   const output = process.stdout;
   const screen = new Screen({
     output,
@@ -83,6 +83,7 @@ export function openTerminalUi(prompt: string): TerminalUi {
     rows: output.rows ?? 24,
     prompt,
     color: !process.env.NO_COLOR && output.isTTY === true,
+    redrawEveryRow: options.redrawEveryRow,
   });
   const session = enterCbreak({ input: process.stdin, output, beforeRestore: () => screen.stop() });
   const onResize = () => screen.resize(output.columns, output.rows);

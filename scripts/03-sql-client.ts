@@ -45,7 +45,15 @@
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
 import { parseCommandLine } from "../lib/args.ts";
-import { NotATerminalError } from "../lib/cbreak.ts";
+import {
+  NotATerminalError,
+  restoreTerminalMode,
+  SIGNAL_EXIT_CODES,
+  saveTerminalMode,
+  setTerminalMode,
+  type TerminalMode,
+  TerminalModeError,
+} from "../lib/cbreak.ts";
 import { MAX_TIMER_MS } from "../lib/deadline.ts";
 import {
   ConnectOptionsError,
@@ -73,6 +81,14 @@ export const FLAGS = {
     min: 1,
     max: 100,
     help: "connections in the pool (the embedded database uses 1)",
+  },
+  "demo-modes": {
+    kind: "boolean",
+    help: "see what the program reads in cooked, cbreak and raw mode, in hex; then exit",
+  },
+  redraw: {
+    kind: "boolean",
+    help: "redraw every row from the deque on each message (the book's way), not scroll a region",
   },
 } as const;
 
@@ -311,7 +327,112 @@ export class SqlConsole {
   }
 }
 
-// ── Step 4: the program — connect, switch the terminal, loop over keys, always restore ────────────────
+// ── Step 4: the three terminal modes, as the program sees them (--demo-modes) ─────────────────────────
+//
+// Before the console, what it is built on. `--demo-modes` puts the terminal in each mode in turn, with
+// `stty` (lib/cbreak's setTerminalMode), and prints every chunk of bytes a read() from stdin returns, in
+// hex, the moment it returns:
+// - cooked: type `ab`, Backspace, `c`, Enter. Nothing arrives while you type; on Enter, `61 63 0a` — "ac\n".
+//   The driver did the editing (and the echo): the program never saw the `b` or the Backspace.
+// - cbreak (`stty -icanon -echo`): each key arrives as it is typed, and nothing is echoed — the program
+//   would have to draw it. Ctrl+C arrives as no byte at all: the driver turned it into SIGINT (ISIG is
+//   still on), which this step catches to end itself. This is where the book reads with read(1).
+// - raw (`stty raw -echo`, what Bun's setRawMode(true) sets): Ctrl+C is the byte 03, Enter the byte 0d
+//   (no ICRNL to make it 0a), and the program must move to a new line itself (`\r\n`: no output processing).
+// Each step ends with `q` (in cooked mode, the line `q`); the terminal is given back as it was however
+// the demo ends — q, Ctrl+C in cooked mode, SIGTERM, SIGHUP, an error.
+
+const MODE_STEPS: { mode: TerminalMode; intro: string; ends: (bytes: Uint8Array) => boolean }[] = [
+  {
+    mode: "cooked",
+    intro: "1/3 cooked: type ab, Backspace, c, Enter. Then the line q (q, Enter).",
+    ends: (bytes) => latin1.decode(bytes) === "q\n",
+  },
+  {
+    mode: "cbreak",
+    intro: "2/3 cbreak (stty -icanon -echo): type keys, an arrow, é. Ctrl+C or q ends it.",
+    ends: (bytes) => bytes.includes(0x71), // q
+  },
+  {
+    mode: "raw",
+    intro: "3/3 raw (stty raw -echo): type Ctrl+C, Enter, an arrow. q ends it.",
+    ends: (bytes) => bytes.includes(0x71),
+  },
+];
+const latin1 = new TextDecoder("latin1");
+const utf8 = new TextDecoder();
+
+/** `61 63 0a  "ac\n"` — a chunk as bytes in hex, and as text. */
+export function describeBytes(bytes: Uint8Array): string {
+  const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
+  return `${hex}  ${JSON.stringify(utf8.decode(bytes))}`;
+}
+
+/** Prints a line in any mode: raw mode does no output processing, so `\n` alone would not return. */
+const say = (line: string) => process.stdout.write(`${line}\r\n`);
+
+/**
+ * One step: the terminal in `mode`, every chunk read printed as it arrives, until the step's end — or,
+ * in cbreak mode, SIGINT.
+ */
+function runModeStep(step: (typeof MODE_STEPS)[number], saved: string): Promise<void> {
+  // The mode first, then the words: a key typed after them is read in the mode they name.
+  setTerminalMode(step.mode, saved);
+  say("");
+  say(step.intro);
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const onData = (chunk: Uint8Array) => {
+    say(`  read ${chunk.length} byte${chunk.length === 1 ? "" : "s"}: ${describeBytes(chunk)}`);
+    if (step.ends(chunk)) resolve();
+  };
+  const onInterrupt = () => {
+    say("  SIGINT: the driver turned Ctrl+C into a signal; no byte arrived");
+    resolve();
+  };
+  process.stdin.on("data", onData);
+  if (step.mode === "cbreak") process.on("SIGINT", onInterrupt);
+  process.stdin.resume();
+  return promise.finally(() => {
+    process.stdin.off("data", onData);
+    process.off("SIGINT", onInterrupt);
+    process.stdin.pause();
+  });
+}
+
+/** --demo-modes: the three steps; the terminal restored on every way out. Returns the exit code. */
+async function demoModes(): Promise<number> {
+  const saved = saveTerminalMode();
+  const restore = () => restoreTerminalMode(saved);
+  const exitAfterRestore = (code: number) => () => {
+    restore();
+    process.exit(code);
+  };
+  // Outside cbreak's step, SIGINT (Ctrl+C in cooked mode) ends the demo as it would end any program.
+  const handlers = [
+    ["SIGINT", exitAfterRestore(SIGNAL_EXIT_CODES.SIGINT)],
+    ["SIGTERM", exitAfterRestore(SIGNAL_EXIT_CODES.SIGTERM)],
+    ["SIGHUP", exitAfterRestore(SIGNAL_EXIT_CODES.SIGHUP)],
+    ["exit", restore],
+  ] as const;
+  say("What the program reads from the terminal, in hex, as each read() returns.");
+  try {
+    for (const [event, handler] of handlers) process.on(event, handler);
+    for (const step of MODE_STEPS) {
+      // Our SIGINT handler steps aside while cbreak's step owns Ctrl+C.
+      if (step.mode === "cbreak") process.off("SIGINT", handlers[0][1]);
+      await runModeStep(step, saved);
+      if (step.mode === "cbreak") process.on("SIGINT", handlers[0][1]);
+    }
+  } finally {
+    restore();
+    for (const [event, handler] of handlers) process.off(event, handler);
+  }
+  say("");
+  say("Terminal restored. The console itself reads in raw mode, one key at a time.");
+  return 0;
+}
+
+// ── Step 5: the program — connect, switch the terminal, loop over keys, always restore ────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const parsed = parseCommandLine(argv, FLAGS, "bun scripts/03-sql-client.ts [--url URL] [--pool N]");
@@ -333,6 +454,15 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       "error: this console reads keys from a terminal, but stdin is not one (is it piped?). Run it in a terminal.",
     );
     return 2;
+  }
+  if (flags["demo-modes"]) {
+    try {
+      return await demoModes();
+    } catch (error) {
+      if (!(error instanceof TerminalModeError)) throw error;
+      console.error(`error: cannot switch the terminal's mode: ${error.message}`);
+      return 1;
+    }
   }
 
   // A spinner while the database starts or the connection is made. Ctrl+C (or SIGTERM) meanwhile ends the
@@ -359,7 +489,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
   let ui: TerminalUi;
   try {
-    ui = openTerminalUi(PROMPT);
+    ui = openTerminalUi(PROMPT, { redrawEveryRow: flags.redraw });
   } catch (error) {
     await pool.close();
     await database.stop();

@@ -109,6 +109,17 @@ describe("openTerminalUi in a real terminal", () => {
     await program.waitFor((rows) => rows.some((row) => row === "ending: closed"), "the ending");
   }, 30_000);
 
+  test("with redrawEveryRow the area is redrawn from the deque, and rolls as the scroll region does", async () => {
+    const program = startInPty(["bun", "tests/helpers/terminal-ui-program.ts", "--redraw"], 40, 8);
+    await program.waitFor((rows) => rows[0] === "ready" && rows[7]!.startsWith(">"), "the screen");
+    for (let i = 1; i <= 9; i++) program.type(`line ${i}\r`);
+    const rows = await program.waitFor((rows) => rows[6] === "got: line 9", "the ninth line");
+    expect(rows.slice(0, 7)).toEqual([3, 4, 5, 6, 7, 8, 9].map((i) => `got: line ${i}`));
+    expect(rows[7]!.trim()).toBe(">");
+    program.type("\x04");
+    expect(await program.exited).toBe(0);
+  }, 30_000);
+
   test("throws NotATerminalError when stdin is not a terminal", async () => {
     const child = Bun.spawn(["bun", "tests/helpers/terminal-ui-program.ts"], {
       cwd: `${import.meta.dir}/..`,
