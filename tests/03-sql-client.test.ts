@@ -374,6 +374,9 @@ describe("lesson 03 --demo-modes in a real terminal", () => {
       '  read 1 byte: 0d  "\\r"',
       '  read 1 byte: 71  "q"',
     ]);
+    // In cbreak and raw mode each read also goes through readKey(): one key per character, 03 is Ctrl+C.
+    const keysRead = rows.filter((row) => row.startsWith("    readKey() → ")).map((row) => row.slice(16));
+    expect(keysRead).toEqual(['"a"', '"b"', "interrupt", "enter", '"q"']);
     expect(rows.some((row) => row.includes("Terminal restored"))).toBe(true);
     expectTerminalRestored("steps");
   }, 30_000);
