@@ -10,6 +10,14 @@
  * state. (The book's broadcast version removed writers from its list while iterating over it; here each
  * client removes only itself, in a `finally`, whatever way it left.)
  *
+ * The write side has a trap, and `--demo-drain` shows it (Step 4). `writer.write()` is not a coroutine: it
+ * appends to a queue and returns at once, whether the client reads or not — asyncio's `write()` appends to
+ * the transport's buffer the same way. A client that sends and never reads makes that queue grow without
+ * bound: the demo's server, with the `await writer.drain()` of Step 1 left out, queues 10 MiB more every
+ * second, and its RSS follows. With it, the queue stays at the high-water mark (64 KiB): `drain()` waits
+ * until the queue is back under it, so the server stops reading, the client's own sends back up, and the
+ * memory is the kernel's socket buffers — bounded — not ours.
+ *
  * Two limits keep a server's memory and sockets bounded whatever clients do: `--max-clients` (past it, a
  * newcomer gets `ERR server full` and is closed) and `--idle` (a client silent that long — no complete line
  * — is told and disconnected, by one sweep timer over every client, as in lesson 05).
@@ -18,15 +26,20 @@
  *   asyncio.start_server(cb, host, port)  ↔  startServer(onClient, { host, port })
  *   server.sockets[0].getsockname()       ↔  server.port (the real one when 0 was asked)
  *   await reader.readline()               ↔  await reader.readLine()
- *   writer.write(data); await drain()     ↔  writer.write(data); await writer.drain()
+ *   writer.write(data) — not a coroutine  ↔  writer.write(data) — queues, returns at once
+ *   await writer.drain()                  ↔  await writer.drain() — waits while > 64 KiB are queued
+ *   transport.get_write_buffer_size()     ↔  writer.bufferedBytes
  *   writer.get_extra_info("peername")     ↔  writer.peer
  *
  * Run it:    bun scripts/04-echo-server.ts [--port 8000] [--max-line BYTES] [--max-clients N] [--idle SECONDS]
+ *            bun scripts/04-echo-server.ts --demo-drain     # ~9 s: the memory issue, then the brake; no network
  * Poke it:   in a second and third terminal, `nc 127.0.0.1 8000`, and type. Each greeting counts the others.
  *            (No nc? `bun scripts/06-chat-client.ts` speaks to chat servers; for echo, `telnet` works too.)
  *            Too long a line: a terminal cuts what you paste at 4,095 bytes, so generate one instead —
- *            `head -c 100000 /dev/zero | tr '\0' x | nc -q 1 127.0.0.1 8000` (or start with --max-line 16
- *            and type 17 characters): the reply is `ERR line too long: …`.
+ *            `head -c 100000 /dev/zero | tr '\0' x | nc -q 1 127.0.0.1 8000` (the reply is `ERR line too
+ *            long: 100000 bytes and no newline, the limit is 65536`), or start with --max-line 16 and type
+ *            17 characters: `ERR line too long: 17 bytes before the newline, the limit is 16` (the limit
+ *            counts what comes before the newline; telnet's `\r` counts too).
  * Stop it:   Ctrl+C — connected clients are told, everything queued is flushed, exit code 0.
  *
  * Builds on: lib/streams.ts (lesson 02's StreamReader/StreamWriter, here from the server side).
@@ -229,9 +242,9 @@ export async function startEchoServer(options: EchoOptions = {}): Promise<EchoSe
 // server's queue (`writer.bufferedBytes`) and this process's RSS once a second.
 //
 // Without drain the queue grows by what the client sends, 10 MiB a second, and the RSS with it. With
-// drain the queue stays at about the high-water mark (64 KiB plus the line that crossed it): the server
-// stops reading while it waits, its reader pauses the socket, the kernel's buffers fill, and the client's
-// own `await drain()` waits — "client sent" stops growing. The brake reaches the sender.
+// drain the queue stays at about the high-water mark (64 KiB): the server stops reading while it waits,
+// its reader pauses the socket, the kernel's buffers fill (~9.7 MiB on loopback, both directions), and the
+// client's own `await drain()` waits — "client sent" stops growing. The brake reaches the sender.
 
 /** The demo client's line: 16 KiB, newline included (under the reader's 64 KiB limit). */
 const DEMO_LINE_BYTES = 16 * 1024;
@@ -362,4 +375,32 @@ B < welcome! 1 other client is connected. Type a line and it comes back.
 B > hello
 B < hello
 B < * server shutting down
+
+   Too long a line, with --max-line 16 (`printf 'abcdefghijklmnopq\nshort\n' | nc -q 1 127.0.0.1 8000`):
+
+welcome! 0 other clients are connected. Type a line and it comes back.
+ERR line too long: 17 bytes before the newline, the limit is 16
+short
+
+   And `bun scripts/04-echo-server.ts --demo-drain` (2 cores, shared with other work):
+
+demo: an echo server, and a client that sends 16 KiB lines at 10 MiB/s and never reads the echo.
+4 s without drain(), then 4 s with it. rss is this process (server and client): 30 MiB now.
+no drain: each echo is writer.write(line) alone
+no drain: queued 5.8 MiB, rss 52 MiB, client sent 10.0 MiB
+no drain: queued 15.8 MiB, rss 67 MiB, client sent 20.0 MiB
+no drain: queued 25.8 MiB, rss 78 MiB, client sent 30.0 MiB
+no drain: queued 35.3 MiB, rss 88 MiB, client sent 39.5 MiB
+no drain: client gone, its queue freed — rss 42 MiB
+drain: each echo is writer.write(line); await writer.drain() — the high-water mark is 64 KiB
+drain: queued 63.5 KiB, rss 51 MiB, client sent 9.7 MiB
+drain: queued 63.5 KiB, rss 45 MiB, client sent 9.7 MiB
+drain: queued 63.5 KiB, rss 45 MiB, client sent 9.7 MiB
+drain: queued 63.5 KiB, rss 45 MiB, client sent 9.7 MiB
+drain: client gone, its queue freed — rss 45 MiB
+
+   What it shows: without drain the queue grows by all the client sends (less the ~4 MiB the kernel's
+   buffers hold), and the RSS with it; with drain it never passes the high-water mark, and "client sent"
+   stops at ~9.7 MiB — what loopback's socket buffers hold in both directions — because the client's own
+   `await drain()` now waits. The rss is this one process, the client's bounded queue included.
 */
