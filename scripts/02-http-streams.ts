@@ -433,20 +433,20 @@ if (import.meta.main) process.exit(await main());
    the server pauses between chunks) were asked for at once; each got its own pooled connection, so the fast
    ones finished first (before the pool, they waited their turn behind /chunked: all four took ~24 ms):
 
-no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:38133 and 127.0.0.1:41017 (add --body to see the bodies)
-[2.6 ms] http://127.0.0.1:38133/a → 200 OK
+no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:33333 and 127.0.0.1:44411 (add --body to see the bodies)
+[2.5 ms] http://127.0.0.1:33333/a → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Fri, 27 Nov 2026 05:15:38 GMT
+  date: Fri, 04 Dec 2026 01:42:02 GMT
   content-length: 54
   (54 bytes of body)
-[2.7 ms] http://127.0.0.1:41017/b → 200 OK
+[2.6 ms] http://127.0.0.1:44411/b → 200 OK
   …
-[26.6 ms] http://127.0.0.1:38133/chunked → 200 OK
+[23.2 ms] http://127.0.0.1:33333/chunked → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Fri, 27 Nov 2026 05:15:38 GMT
+  date: Fri, 04 Dec 2026 01:42:02 GMT
   transfer-encoding: chunked
   (19 bytes of body)
-[25.5 ms] http://127.0.0.1:41017/chunked → 200 OK
+[22.3 ms] http://127.0.0.1:44411/chunked → 200 OK
   …
-4 URLs in 26.8 ms
+4 URLs in 23.5 ms
 */
