@@ -41,6 +41,15 @@
  *            17 characters: `ERR line too long: 17 bytes before the newline, the limit is 16` (the limit
  *            counts what comes before the newline; telnet's `\r` counts too).
  * Stop it:   Ctrl+C — connected clients are told, everything queued is flushed, exit code 0.
+ * Break it:  scripts/naive/echo-no-drain.ts is this server without `await writer.drain()`. Start both, then
+ *            send each 64 MiB that is never read back (scripts/naive/break.ts no-read):
+ *              bun scripts/naive/echo-no-drain.ts --port 8001        bun scripts/04-echo-server.ts
+ *              bun scripts/naive/break.ts no-read --port 8001
+ *              → BROKEN: the server took all 64.0 MiB while I read nothing back — it holds the echoes in
+ *                its memory (server pid 27472: rss 31.8 MiB → 128.9 MiB)
+ *              bun scripts/naive/break.ts no-read --port 8000
+ *              → HOLDS: the server stopped taking after 11.8 MiB of 64.0 MiB (kernel buffers included) —
+ *                it waits in drain() until I read (server pid 27474: rss 32.1 MiB → 44.9 MiB)
  *
  * Builds on: lib/streams.ts (lesson 02's StreamReader/StreamWriter, here from the server side).
  */
