@@ -57,10 +57,11 @@
  *           server and --pool 4, a fast query typed meanwhile comes back first too)
  *           in --demo-modes: an arrow in cbreak mode (three bytes, 1b 5b 41, one key: up), é (c3 a9, one
  *           key), Backspace in cooked mode (never seen: the driver took it) and in raw mode (7f)
- * Break it: the book's `tty.setcbreak` is never undone. Do it by hand: `stty -icanon -echo`, then type in
- *           your shell — nothing echoes, Backspace edits nothing. `stty sane` (typed blind) gives it back.
- *           The console gives it back on every way out: `stty -g` before it and after `kill -TERM`,
- *           `kill -HUP` or Ctrl+C print the same settings.
+ * Break it: the book's `tty.setcbreak` is never undone. Leave a terminal that way by hand:
+ *           `stty -icanon -echo; cat` — nothing you type is echoed, and cat gets each key at once (what you
+ *           see is cat's copy). Ctrl+C, then `stty sane` typed blind, gives it back. The console gives it
+ *           back on every way out: `stty -g` before it and after `kill -TERM`, `kill -HUP` or Ctrl+C
+ *           print the same settings.
  *
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
