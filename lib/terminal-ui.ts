@@ -1,8 +1,9 @@
 /**
  * lib/terminal-ui.ts — the terminal pieces lessons 03 and 06 share, switched on together and off together:
  * keys in character-at-a-time mode (lib/cbreak), the deque screen (lib/screen), re-layout when the window is
- * resized (SIGWINCH → the `resize` event), and the one input loop both lessons run — each key edits the
- * input line (lib/line-editor), the screen shows it, Enter hands the line over, Ctrl+C or Ctrl+D ends it.
+ * resized (SIGWINCH → the `resize` event), and the one input loop both lessons run — `await readKey()`
+ * (the book's read(1)), the key edits the input line (lib/line-editor), the screen shows it, Enter hands
+ * the line over, Ctrl+C or Ctrl+D ends it.
  */
 import { EXIT_INTERRUPTED, enterCbreak, type Key } from "./cbreak.ts";
 import { applyKey, type EditorState } from "./line-editor.ts";
