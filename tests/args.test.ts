@@ -149,6 +149,16 @@ describe("every lesson's command line", () => {
     expect(lessons.length).toBeGreaterThanOrEqual(6);
   });
 
+  test("the demos are in the help of the lessons that run them", async () => {
+    for (const [lesson, flags] of [
+      ["scripts/03-sql-client.ts", ["--demo-modes", "--redraw"]],
+      ["scripts/04-echo-server.ts", ["--demo-drain"]],
+    ] as const) {
+      const { stdout } = await runScript([lesson, "-h"]);
+      for (const flag of flags) expect(stdout).toMatch(new RegExp(`^  ${flag} +\\S`, "m"));
+    }
+  });
+
   for (const lesson of lessons) {
     for (const flag of ["-h", "--help"]) {
       test(`${lesson} ${flag} prints its usage and exits 0`, async () => {
