@@ -91,7 +91,7 @@ import {
 } from "../lib/streams.ts";
 import { CloseCode } from "../lib/websocket/close.ts";
 import { WebSocketConnection } from "../lib/websocket/connection.ts";
-import { encodeTextFrame, encodeTextFrames } from "../lib/websocket/frames.ts";
+import { encodeTextFrame, encodeTextFrames, textFrameStarts } from "../lib/websocket/frames.ts";
 import { checkUpgrade, normalizeOrigin, refusalResponse } from "../lib/websocket/handshake.ts";
 import {
   type ChatConnection,
@@ -377,7 +377,7 @@ async function serveEcho(reader: StreamReader, writer: StreamWriter, site: Site)
 export const WEBSOCKET_FRAMING: LineFraming = {
   encodeLine: (text) => encodeTextFrame(text),
   encodeBatch: (lines) => encodeTextFrames(lines).bytes,
-  lineStarts: (lines) => encodeTextFrames(lines).starts,
+  lineStarts: (lines) => textFrameStarts(lines),
 };
 
 /** The Close code for each way out of the room (RFC 6455 §7.4.1). */
