@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Browser, Page } from "playwright-core";
+import { WEBSOCKET_FRAMING } from "../scripts/08-web-chat.ts";
 import { chromiumAvailability, launchChromium } from "./helpers/chromium.ts";
 import { type RedisServer, redisAvailability, startRedisServer } from "./helpers/redis.ts";
 import { hasStackTrace, runScript } from "./helpers/run.ts";
@@ -154,6 +155,46 @@ async function request(port: number, text: string) {
 
 const get = (port: number, path: string, extra = "") =>
   request(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${extra}\r\n`);
+
+// ── The framing the room uses for WebSocket users ────────────────────────────────────────────────────
+
+/** The text of each unmasked text frame in `bytes`, in order. */
+function textFrames(bytes: Uint8Array): string[] {
+  const texts: string[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    expect(bytes[at]).toBe(0x81); // FIN, text
+    const short = bytes[at + 1]!;
+    expect(short & 0x80).toBe(0); // a server frame is never masked
+    const [header, length] =
+      short === 126
+        ? [4, (bytes[at + 2]! << 8) | bytes[at + 3]!]
+        : short === 127
+          ? [10, Number.NaN]
+          : [2, short];
+    texts.push(utf8.decode(bytes.subarray(at + header, at + header + length)));
+    at += header + length;
+  }
+  return texts;
+}
+
+describe("lesson 08: WEBSOCKET_FRAMING", () => {
+  const lines = ["* ann joined", "ann: héllo ✓", "", "x".repeat(300), "* bob joined", "bob: hi"];
+
+  test("a batch is one text frame per line, and a late joiner's tail starts on a frame", () => {
+    const batch = WEBSOCKET_FRAMING.encodeBatch(lines);
+    expect(textFrames(batch)).toEqual(lines);
+    const starts = WEBSOCKET_FRAMING.lineStarts(lines);
+    for (let index = 0; index < lines.length; index++) {
+      expect(textFrames(batch.subarray(starts[index]))).toEqual(lines.slice(index));
+    }
+  });
+
+  test("one line is one text frame", () => {
+    expect(textFrames(WEBSOCKET_FRAMING.encodeLine("OK welcome ann, 1 user online"))).toEqual([
+      "OK welcome ann, 1 user online",
+    ]);
+  });
+});
 
 // ── HTTP ─────────────────────────────────────────────────────────────────────────────────────────────
 
