@@ -62,6 +62,24 @@
  *            other, then chat. Or `bun scripts/06-chat-client.ts` (lesson 06). A line too long to paste
  *            (a terminal cuts a pasted line at 4,095 bytes): `head -c 5000 /dev/zero | tr '\0' x |
  *            (echo CONNECT ann; cat; echo) | nc -q 1 127.0.0.1 8000` → `ERR line too long (max 4096 bytes)`.
+ * Break it:  scripts/naive/chat-server.ts makes the book's five mistakes above on purpose, on this protocol;
+ *            scripts/naive/break.ts has an attack for each. Three terminals:
+ *              bun scripts/naive/chat-server.ts --port 8001 --idle 3
+ *              bun scripts/05-chat-server.ts --idle 3 --flood-burst 100000   (flood control raised, so that
+ *                 slow-client's flood reaches the user who stopped reading)
+ *              bun scripts/naive/break.ts ATTACK --port 8001 --idle 3     then the same with --port 8000
+ *            slow-client     naive: room frozen: bob's line did not reach ann in 2 s
+ *                            here:  room fine … the room was told "* sam was disconnected (not reading)"
+ *            split-crash     naive: "CONNECT" → no answer, connection closed (the handler crashed)
+ *                            here:  "CONNECT" → "ERR missing name: send CONNECT <name>"
+ *            duplicate-name  naive: a second "CONNECT ann" got "OK welcome ann, 2 users online"
+ *                            here:  … got "ERR name taken: ann"
+ *            eof-ghost       naive: bob saw "* ann left", yet /who says "* online (2): ann, bob"
+ *                            here:  … /who says "* online (1): bob"
+ *            idle-trickle    naive: trickled "CONNECT annn…" for 7.0 s … still holds the connection
+ *                            here:  cut after 3.3 s: "ERR registration timeout for 3 s"
+ *            idle-silent     naive: cut after 3.0 s: she got no notice, and bob was not told
+ *                            here:  she got "* disconnected: idle for 3 s", and bob "* ann was disconnected (idle)"
  *
  * Builds on: lesson 04 (a server, shared state, graceful shutdown) — its subject, not its `startServer`:
  * lib/line-server.ts (framing with lib/lines, a StreamWriter per user, pause/resume of a connection's
