@@ -317,7 +317,10 @@ describe.skipIf(!hasRedis)("lesson 07: fencing", () => {
       expect(await ann.line()).toBe("* bob joined");
       process.kill(stale.child.pid, "SIGSTOP");
       try {
-        ann.send("written while my server was paused\n"); // waits in the kernel until SIGCONT
+        // Both wait in the kernel until SIGCONT: a last line, then EOF — a user that leaves once its own
+        // last line has come back (the wait a declared-dead node must end without a departure).
+        ann.send("written while my server was paused\n");
+        ann.writer.writeEof();
         expect(await bob.line(5000)).toBe("* ann left (server lost)");
         const newAnn = await join(steady, "ANN");
         expect(await bob.line()).toBe("* ANN joined");

@@ -9,9 +9,12 @@
  * and the first violation.
  *
  * CI runs one fixed seed for ~30 s. By hand: `NEMESIS_SEED=7 NEMESIS_SECONDS=120 bun test
- * tests/07-nemesis.test.ts` (a random seed with `NEMESIS_SEED=random`).
+ * tests/07-nemesis.test.ts` (a random seed with `NEMESIS_SEED=random`; `NEMESIS_VERBOSE=1` keeps the
+ * nodes' join and departure lines in their logs, which a failed run writes to a file with the histories).
  */
 import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import {
   checkHistories,
   type Fault,
@@ -94,7 +97,7 @@ describe.skipIf(!hasRedis)("lesson 07 under a nemesis", () => {
         "1000",
         "--flood-rate",
         "1000",
-        "--quiet",
+        ...(process.env.NEMESIS_VERBOSE ? [] : ["--quiet"]),
       ];
       const nodes: (ServerProcess | null)[] = await Promise.all(
         Array.from({ length: NODES }, (_, index) => startServerProcess(SCRIPT, nodeArgs(index))),
@@ -300,6 +303,11 @@ describe.skipIf(!hasRedis)("lesson 07 under a nemesis", () => {
       const summary = `seed ${SEED}: ${sessions.length} sessions, ${sessions.reduce((n, s) => n + s.sent.length, 0)} lines sent, ${accepted.size} accepted, ${faults.length} faults`;
       console.log(`nemesis ${summary}`);
       if (violation) {
+        // Everything, for the post-mortem: each session's history, each node's log.
+        const dump = `${tmpdir()}/nemesis-${SEED}-${process.pid}.json`;
+        const logs = everyNode.map((node) => ({ port: node.port, pid: node.child.pid, log: node.output() }));
+        writeFileSync(dump, JSON.stringify({ seed: SEED, schedule, faults, sessions, logs }, null, 1));
+        console.log(`nemesis histories and node logs: ${dump}`);
         console.log(
           `nemesis FAILED — ${summary}\nschedule: ${describeSchedule()}\nfirst violation (${violation.rule}): ${violation.detail}`,
         );

@@ -597,13 +597,16 @@ export class ClusterNode implements NameRegistry, RoomBus {
     );
     this.#id = randomUUID();
     this.#registered = false;
-    this.#pending.clear();
     this.#nextLineSeq = 1;
     this.#ackedLineSeq = 0;
     this.#lastLineSeq = 0;
     this.#deliveredSeq = 0;
-    this.#releaseDelivered(true);
+    // The users go first, without a departure: a half-closed user waiting for its last line (see
+    // afterDelivered) must find itself gone when its wait ends below — else it would depart now, and
+    // its departure, queued under the new id, would announce a second time what the reaper announced.
     this.hooks.placeLost();
+    this.#releaseDelivered(true);
+    this.#pending.clear();
     if (reconnect) this.#link.fail("this node lost its place in the cluster");
   }
 
