@@ -265,13 +265,29 @@ export async function benchRedisStream(): Promise<void> {
       await Promise.all(batch);
     }
     const addSeconds = (performance.now() - started) / 1000;
-    // What a node really sends per line: the APPEND script (an XADD at most once per sequence number).
+    // What a node really sends per line: the APPEND script by its hash (EVALSHA), fenced — the node's
+    // lease and epoch checked, then an XADD at most once per line number (lib/chat-cluster/cluster-scripts.ts).
+    const sha = String(await client.send("SCRIPT", ["LOAD", APPEND]));
+    await client.send("SET", ["epoch", "e"]);
+    await client.send("SET", ["alive:n", "session"]);
     const scriptStarted = performance.now();
     for (let done = 0; done < STREAM_ENTRIES; done += chunk) {
       const batch = [];
       for (let seq = done + 1; seq <= done + chunk; seq++) {
+        const fence = ["e", "session", "n", "", ""];
+        const numbers = [String(STREAM_ENTRIES), String(seq), String(done), String(done + chunk)];
         batch.push(
-          client.send("EVAL", [APPEND, "2", "room2", "seq:n", String(STREAM_ENTRIES), String(seq), ...line]),
+          client.send("EVALSHA", [
+            sha,
+            "4",
+            "room2",
+            "seq:n",
+            "alive:n",
+            "epoch",
+            ...numbers,
+            ...fence,
+            ...line,
+          ]),
         );
       }
       await Promise.all(batch);
@@ -292,7 +308,7 @@ export async function benchRedisStream(): Promise<void> {
       `\none Redis (redis-server ${await version(client)}), entries of ~${line[1]!.length + 44} bytes:`,
     );
     console.log(`  XADD, pipelined:        ${formatRate(STREAM_ENTRIES / addSeconds)} entries/s`);
-    console.log(`  APPEND script (EVAL):   ${formatRate(STREAM_ENTRIES / scriptSeconds)} entries/s`);
+    console.log(`  APPEND script (EVALSHA, fenced): ${formatRate(STREAM_ENTRIES / scriptSeconds)} entries/s`);
     console.log(`  XREAD COUNT 1000:       ${formatRate(read / readSeconds)} entries/s (per reading node)`);
   } finally {
     client.close();

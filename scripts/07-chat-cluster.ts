@@ -50,9 +50,9 @@
  * sorted ignoring case.
  *
  *   asyncio / redis-py (the book has no Redis)    here
- *   await redis.xadd(stream, fields, maxlen=N)     one Lua script (EVAL APPEND): fence, then XADD key MAXLEN ~ N * …
+ *   await redis.xadd(stream, fields, maxlen=N)     one Lua script (EVALSHA APPEND): fence, then XADD key MAXLEN ~ N * …
  *   await redis.xread({stream: last_id}, block=…)  link.read(["XREAD", "COUNT", n, "BLOCK", ms, "STREAMS", key, id], ms)
- *   await redis.set(name, node, nx=True)           one Lua script (EVAL CLAIM): fence, claim, this node's name set
+ *   await redis.set(name, node, nx=True)           one Lua script (EVALSHA CLAIM): fence, claim, this node's name set
  *   asyncio.wait_for(redis.execute(…), timeout)    RespConnection.send(args, timeoutMs): every reply has a deadline
  *   asyncio.create_subprocess_exec(...)            Bun.spawn([...]) — the launcher's node processes
  *   loop.add_signal_handler(SIGINT, …)             waitForShutdownSignal() (lib/signals.ts)

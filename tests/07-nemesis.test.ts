@@ -259,7 +259,7 @@ describe.skipIf(!hasRedis)("lesson 07 under a nemesis", () => {
             break;
           case "busy": {
             proxy!.setHook((command) =>
-              command[0] === "EVAL" || command[0] === "XREAD"
+              command[0]!.startsWith("EVAL") || command[0] === "XREAD"
                 ? {
                     reply:
                       "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n",

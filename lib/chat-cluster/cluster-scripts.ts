@@ -5,8 +5,9 @@
  * the name if free, add it to this node's set" one change that happens entirely or not at all,
  * and what lets many nodes race to clean up one dead node while exactly one of them does it (the first
  * script to run removes the node from the set, so the next finds nothing to do) — see Redis's manual,
- * "Scripting with Lua" (atomicity of scripts). Each script is sent with EVAL every time, not EVALSHA: a
- * Redis restarted empty has also forgotten its script cache, and these scripts are small.
+ * "Scripting with Lua" (atomicity of scripts). Each script is run by its SHA-1 (EVALSHA), and sent whole
+ * (EVAL) only when Redis answers NOSCRIPT — after a restart it has forgotten its script cache
+ * (cluster-node.ts `#eval`).
  *
  * Every stream entry the scripts add has the fields `line` (the text users see) and `node` (who added it),
  * the same shape `encodeEntry()` gives the room's messages.
