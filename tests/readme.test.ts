@@ -7,7 +7,8 @@
  * trailing comment says how this test treats it:
  *
  *   # runs until Ctrl+C           a server: it must print a first line within STARTUP_MS, then exit 0 within
- *                                 EXIT_MS of a SIGINT
+ *                                 EXIT_MS of a SIGINT (with "exits N" in the comment: exit N — a naive
+ *                                 server that does not catch SIGINT dies of it, 130)
  *   # interactive …               run in a real pseudo-terminal; once its screen has settled, Ctrl+C must end
  *                                 it with exit 130 (128 + SIGINT, as every lesson reports it)
  *   # exits N …                   must exit with code N on its own (with "interactive, exits N": in the PTY)
@@ -47,6 +48,8 @@ const EXIT_MS = 10_000;
 const SIGINT_AFTER_MS = 500;
 /** A PTY screen unchanged this long has settled (a spinner redraws every 80 ms): 1 s. */
 const SETTLED_MS = 1_000;
+/** How long a blank screen must stay blank to count as settled: 5 s (Bun starts a lesson well within it). */
+const BLANK_MS = 5_000;
 const SETUP_COMMANDS = new Set(["bun install", "bun test"]);
 /** Programs a lesson needs on the PATH besides Bun. */
 const NEEDS: Record<string, string> = { "scripts/07-chat-cluster.ts": "redis-server" };
@@ -78,7 +81,7 @@ export function classify(comment: string): { kind: Kind; exitCode: number } {
   const exitCode = exits ? Number(exits[1]) : 0;
   if (/^(in a (second|third) terminal|while\b|needs the network)/i.test(comment))
     return { kind: "not run", exitCode };
-  if (/^runs until Ctrl\+C/i.test(comment)) return { kind: "server", exitCode: 0 };
+  if (/^runs until Ctrl\+C/i.test(comment)) return { kind: "server", exitCode };
   if (/^interactive\b/i.test(comment)) return { kind: "interactive", exitCode: exits ? exitCode : 130 };
   return { kind: "command", exitCode };
 }
@@ -201,9 +204,16 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
   return text;
 }
 
+/**
+ * The command for `bash -c`: a simple command is exec'd, so that a signal goes to the program itself, not
+ * to a shell around it; a pipeline or a list (`stty …; cat`) runs in the shell, as typed.
+ */
+function shellCommand(command: string): string {
+  return /[;|&]/.test(command) ? command : `exec ${command}`;
+}
+
 async function runServer(entry: ReadmeCommand): Promise<void> {
-  // exec: the signal goes to the lesson itself, not to a shell around it.
-  const child = Bun.spawn(["bash", "-c", `exec ${entry.command}`], {
+  const child = Bun.spawn(["bash", "-c", shellCommand(entry.command)], {
     cwd: ROOT,
     stdout: "pipe",
     stderr: "pipe",
@@ -213,14 +223,14 @@ async function runServer(entry: ReadmeCommand): Promise<void> {
     expect(line).toMatch(/\S/);
     await Bun.sleep(SIGINT_AFTER_MS);
     child.kill("SIGINT");
-    expect(await withDeadline(child.exited, EXIT_MS, "did not exit after SIGINT")).toBe(0);
+    expect(await withDeadline(child.exited, EXIT_MS, "did not exit after SIGINT")).toBe(entry.exitCode);
   } finally {
     child.kill("SIGKILL");
   }
 }
 
 async function runInteractive(entry: ReadmeCommand): Promise<void> {
-  const program = startInPty(["bash", "-c", `exec ${entry.command}`]);
+  const program = startInPty(["bash", "-c", shellCommand(entry.command)]);
   try {
     if (entry.exitCode !== 130) {
       expect(await withDeadline(program.exited, RUN_MS, "did not exit")).toBe(entry.exitCode);
@@ -238,7 +248,13 @@ async function runInteractive(entry: ReadmeCommand): Promise<void> {
       await program.screen.write("");
       const screen = program.screen.rows().join("\n");
       if (screen !== last) [last, since] = [screen, performance.now()];
-      else if (screen.trim() !== "" && performance.now() - since >= SETTLED_MS) break;
+      // Settled: unchanged for SETTLED_MS, and showing something — unless it is a program that shows
+      // nothing until you type (`cat`), still blank after BLANK_MS.
+      else if (
+        performance.now() - since >= SETTLED_MS &&
+        (screen.trim() !== "" || performance.now() - started >= BLANK_MS)
+      )
+        break;
       if (performance.now() - started > STARTUP_MS)
         throw new Error(`its screen did not settle within ${STARTUP_MS / 1000} s:\n${screen}`);
       await Bun.sleep(50);
@@ -269,6 +285,7 @@ describe("README: the lessons' section", () => {
 
   test("reads the markers as documented", () => {
     expect(classify("runs until Ctrl+C")).toEqual({ kind: "server", exitCode: 0 });
+    expect(classify("runs until Ctrl+C kills it (exits 130)")).toEqual({ kind: "server", exitCode: 130 });
     expect(classify("interactive: \\q leaves")).toEqual({ kind: "interactive", exitCode: 130 });
     expect(classify("interactive, exits 1: cannot connect")).toEqual({ kind: "interactive", exitCode: 1 });
     expect(classify("exits 2: a usage error")).toEqual({ kind: "command", exitCode: 2 });
