@@ -23,7 +23,7 @@
  *
  * A server or interactive lesson started here uses the port the README names (its `--port`, else the
  * default its `--help` prints), so another server on that port would answer instead. Each such command
- * checks first that the port is free: taken, it is skipped with a printed reason — or, under CI=true, it
+ * checks first that the port is free: taken, it is skipped with a printed reason — or, under CI, it
  * fails. Likewise for a program the command needs (lesson 07 needs `redis-server`).
  */
 import { describe, expect, test } from "bun:test";
@@ -53,7 +53,7 @@ const BLANK_MS = 5_000;
 const SETUP_COMMANDS = new Set(["bun install", "bun test"]);
 /** Programs a lesson needs on the PATH besides Bun. */
 const NEEDS: Record<string, string> = { "scripts/07-chat-cluster.ts": "redis-server" };
-const IN_CI = process.env.CI === "true";
+const IN_CI = Boolean(process.env.CI); // as tests/helpers/postgres.ts, redis.ts and chromium.ts read it
 
 type Kind = "setup" | "not run" | "server" | "interactive" | "command";
 
