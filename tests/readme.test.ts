@@ -16,6 +16,7 @@
  *   # in a third terminal …       likewise
  *   # while …                     likewise ("# while the server runs", "# while nc -l 9000 runs")
  *   # needs the network           not run: it fetches from the Internet
+ *   # needs a PostgreSQL server   not run: it needs a server of yours (any "needs a NAME server")
  *   anything else, or no comment  must exit 0 on its own within RUN_MS
  *
  * `bun install` and `bun test` are the two setup commands: this test runs inside `bun test`, after
@@ -79,7 +80,7 @@ export function lessonsSection(text: string): { start: number; end: number; line
 export function classify(comment: string): { kind: Kind; exitCode: number } {
   const exits = /\bexits (\d+)\b/i.exec(comment);
   const exitCode = exits ? Number(exits[1]) : 0;
-  if (/^(in a (second|third) terminal|while\b|needs the network)/i.test(comment))
+  if (/^(in a (second|third) terminal|while\b|needs (the network|a \w+ server))/i.test(comment))
     return { kind: "not run", exitCode };
   if (/^runs until Ctrl\+C/i.test(comment)) return { kind: "server", exitCode };
   if (/^interactive\b/i.test(comment)) return { kind: "interactive", exitCode: exits ? exitCode : 130 };
@@ -292,6 +293,7 @@ describe("README: the lessons' section", () => {
     expect(classify("in a second terminal: you are the server").kind).toBe("not run");
     expect(classify("while the server runs").kind).toBe("not run");
     expect(classify("needs the network").kind).toBe("not run");
+    expect(classify("needs a PostgreSQL server").kind).toBe("not run");
     expect(classify("the bodies too")).toEqual({ kind: "command", exitCode: 0 });
   });
 });
