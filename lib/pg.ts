@@ -48,6 +48,7 @@ export {
   type QueryResult,
   quoteIdentifier,
 } from "./pg/client.ts";
+export { PgPoolTimeoutError } from "./pg/errors.ts";
 export {
   type AuthMethod,
   type ChannelBinding,
@@ -59,7 +60,7 @@ export {
   type SslMode,
 } from "./pg/options.ts";
 export { ParameterTypeError } from "./pg/parameters.ts";
-export { Pool, type PoolOptions } from "./pg/pool.ts";
+export { DEFAULT_ACQUIRE_TIMEOUT_MS, Pool, type PoolOptions } from "./pg/pool.ts";
 export { PgTlsError } from "./pg/transport.ts";
 export { PgValueTextError, TypeOid } from "./pg/types.ts";
 
