@@ -270,6 +270,58 @@ describe("memory the server cannot make us spend", () => {
     );
   });
 
+  test("endless CopyInResponses to a plain query: the first is answered, the second fails the connection; RSS stays under 150 MiB", async () => {
+    // A raw peer (it never reads what we send): trust login, then, once the query arrives, CopyInResponse
+    // after CopyInResponse as fast as the client takes them, up to 512 MiB — then it hangs up.
+    const copyIn = Buffer.from([0x47, 0, 0, 0, 7, 0, 0, 0]); // 'G', length 7, text format, 0 columns
+    const block = Buffer.concat(Array.from({ length: 8192 }, () => copyIn)); // 64 KiB of them
+    const floodBytes = 512 * MiB;
+    let sent = 0;
+    type Peer = { stage: "startup" | "login" | "flood" };
+    const pump = (socket: Bun.Socket<Peer>) => {
+      while (sent < floodBytes) {
+        const offset = sent % block.length; // where the kernel stopped taking the last block
+        const written = socket.write(block.subarray(offset));
+        if (written <= 0) return; // the drain handler goes on
+        sent += written;
+        if (written < block.length - offset) return;
+      }
+      socket.end();
+    };
+    const listener = Bun.listen<Peer>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open(socket) {
+          socket.data = { stage: "startup" };
+        },
+        data(socket) {
+          if (socket.data.stage === "startup") {
+            socket.data.stage = "login";
+            socket.write(Buffer.concat([authentication(0), readyForQuery()]));
+          } else if (socket.data.stage === "login") {
+            socket.data.stage = "flood";
+            pump(socket);
+          }
+        },
+        drain(socket) {
+          if (socket.data.stage === "flood") pump(socket);
+        },
+      },
+    });
+    try {
+      const url = `postgres://ann@127.0.0.1:${listener.port}/shop?sslmode=disable&connect_timeout=5`;
+      const result = await probe(["simple", url, "SELECT 1"]);
+      expect(result.error).toBe(
+        "PgConnectionError: connection failed: a second CopyInResponse for the same query (the server is not following the protocol)",
+      );
+      expect(result.peakBytes).toBeLessThan(150 * MiB);
+      expect(sent).toBeLessThan(64 * MiB); // the client stopped reading at once
+    } finally {
+      listener.stop(true);
+    }
+  }, 60_000);
+
   test("after authentication the cap is PostgreSQL's own 1 GiB", () => {
     const framer = new MessageFramer(() => {});
     framer.authenticated = true;

@@ -652,12 +652,7 @@ export class Client {
         if (this.#login.onAuthentication(body)) this.#framer.authenticated = true;
         return;
       case Backend.CopyInResponse: // 'G'
-        if (pending?.kind === "copyIn") return pending.start();
-        // COPY … FROM STDIN through query()/simpleQuery(): there is no data to send. In copy-in mode the
-        // server ignored the query's own Sync, so an extended query needs another to end its error.
-        writeCopyFail(this.#out, "COPY FROM STDIN needs copyFrom(sql, source)");
-        if (pending?.kind === "extended") writeSync(this.#out);
-        return this.#flush();
+        return this.#onCopyInResponse(pending);
       case Backend.CopyOutResponse: // 'H'
         if (pending?.kind === "copyOut") return;
         return this.#onRowDescription(pending, [copyField()]);
@@ -668,6 +663,27 @@ export class Client {
           `unexpected message type ${JSON.stringify(String.fromCharCode(type))} from the server`,
         );
     }
+  }
+
+  /**
+   * The server is in copy-in mode. For copyFrom() its data starts to flow. For query()/simpleQuery() there
+   * is no data to send: a CopyFail ends it, and the server answers with an ErrorResponse (in copy-in mode
+   * it ignored the query's own Sync, so an extended query needs another). Either way one CopyInResponse per
+   * query is all the protocol allows ("COPY Operations": the copy ends with CopyDone or CopyFail, then
+   * CommandComplete or ErrorResponse): a second is a protocol violation and fails the connection — else
+   * a hostile server could have us start a copy twice, or queue a CopyFail per message without end.
+   */
+  #onCopyInResponse(pending: Pending | undefined): void {
+    if (!pending) throw new ProtocolError("a CopyInResponse with no query waiting");
+    if (pending.copyInAnswered)
+      throw new ProtocolError(
+        "a second CopyInResponse for the same query (the server is not following the protocol)",
+      );
+    pending.copyInAnswered = true;
+    if (pending.kind === "copyIn") return pending.start();
+    writeCopyFail(this.#out, "COPY FROM STDIN needs copyFrom(sql, source)");
+    if (pending.kind === "extended") writeSync(this.#out);
+    this.#flush();
   }
 
   #onCopyData(pending: Pending | undefined, body: Buffer): void {

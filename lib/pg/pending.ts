@@ -51,6 +51,8 @@ export interface PendingBase {
   timer?: ReturnType<typeof setTimeout>;
   /** It ran past `queryTimeoutMs` and a cancel was sent. */
   timedOut?: boolean;
+  /** A CopyInResponse came for it (and was answered): another one is a protocol violation. */
+  copyInAnswered?: boolean;
 }
 
 /**
