@@ -225,6 +225,35 @@ describe("lesson 02: httpGet and HttpClient on StreamReader/StreamWriter", () =>
     }
   });
 
+  for (const [what, head] of [
+    [
+      "both Transfer-Encoding and Content-Length",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3",
+    ],
+    [
+      "HTTP/1.0 with Transfer-Encoding",
+      "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked",
+    ],
+  ] as const) {
+    test(`HttpClient reads a response with ${what} by its chunks, then closes the connection (RFC 9112 §6.3)`, async () => {
+      // Each response ends in bytes that a reader framing by Content-Length (or an HTTP/1.0 reader that does
+      // not know chunked) would take for the next response: the smuggling such framing invites.
+      const server = startRawServer((path) => ({
+        bytes: `${head}\r\n\r\n${path.length.toString(16)}\r\n${path}\r\n0\r\n\r\n`,
+        close: false,
+      }));
+      const client = new HttpClient();
+      try {
+        expect(text((await client.get(`${server.url}/first`)).body)).toBe("/first");
+        expect(text((await client.get(`${server.url}/second`)).body)).toBe("/second");
+        expect(server.connections).toBe(2); // not reused
+      } finally {
+        client.close();
+        server.stop();
+      }
+    });
+  }
+
   for (const [what, prefix] of [
     ["status line", "HTTP/1.1 200 "],
     ["header line", "HTTP/1.1 200 OK\r\nX-Endless: "],
