@@ -554,6 +554,64 @@ if ("skipReason" in availability) {
       }
     });
 
+    /** What each of `outcomes` was: answered, its own timeout, or cancelled though its own timer never fired. */
+    function tally(outcomes: unknown[]) {
+      const count = { answered: 0, timedOut: 0, cancelledByAnother: 0, other: [] as unknown[] };
+      for (const outcome of outcomes) {
+        if (outcome instanceof PgQueryTimeoutError) count.timedOut++;
+        else if (outcome instanceof Error && (outcome as { code?: string }).code === "57014")
+          count.cancelledByAnother++;
+        else if (outcome instanceof Error) count.other.push(outcome);
+        else count.answered++;
+      }
+      return count;
+    }
+
+    // Queries sleep 15, 20, 25, 30 or 35 ms against a 20 ms timeout: the longer ones are cancelled, and the
+    // others end just as their timer fires, so the CancelRequest sent then reaches the server after its
+    // query is over. It must never cancel another.
+    const RACE_QUERIES = 200;
+    const raceQuery = (client: Client, i: number) =>
+      client.query("SELECT pg_sleep($1)", [0.015 + (i % 5) * 0.005]).catch((error) => error);
+    const raceOptions = () => ({
+      host: cluster.host,
+      port: cluster.port,
+      user: USERS.trust.user,
+      database: "postgres",
+      queryTimeoutMs: 20,
+    });
+
+    test("queryTimeoutMs: of 200 queries issued at once, a late cancel never cancels the next one", async () => {
+      const client = await connect(raceOptions());
+      try {
+        const outcomes = await Promise.all(
+          Array.from({ length: RACE_QUERIES }, (_, i) => raceQuery(client, i)),
+        );
+        const count = tally(outcomes);
+        expect(count.other).toEqual([]);
+        expect(count.cancelledByAnother).toBe(0);
+        expect(count.timedOut).toBeGreaterThan(0); // the race was run
+        expect(count.answered + count.timedOut).toBe(RACE_QUERIES);
+        expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+      } finally {
+        await client.close();
+      }
+    }, 60_000);
+
+    test("queryTimeoutMs: of 200 queries each sent once the one before has settled, none is cancelled by another's timeout", async () => {
+      const client = await connect(raceOptions());
+      try {
+        const outcomes: unknown[] = [];
+        for (let i = 0; i < RACE_QUERIES; i++) outcomes.push(await raceQuery(client, i));
+        const count = tally(outcomes);
+        expect(count.other).toEqual([]);
+        expect(count.cancelledByAnother).toBe(0);
+        expect(count.timedOut).toBeGreaterThan(0);
+      } finally {
+        await client.close();
+      }
+    }, 60_000);
+
     // The value (100 MB) plus its hex text in the Bind message (200 MB) plus Bun itself (~40 MiB) is ~330 MiB:
     // nothing else may be copied. After close() the client keeps nothing of it.
     test("a 100 MB bytea parameter peaks under 400 MiB and leaves under 100 MiB after close()", async () => {

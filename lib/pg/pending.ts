@@ -149,6 +149,11 @@ export class PendingQueue {
     return this.#items.length - this.#head;
   }
 
+  /** How many are in flight. */
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
   /** Removes and returns the head; undefined when none is in flight. */
   shift(): Pending | undefined {
     if (this.#head === this.#items.length) return undefined;
