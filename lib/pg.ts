@@ -47,6 +47,7 @@ export {
   PgResultValueError,
   type QueryResult,
   quoteIdentifier,
+  type SimpleQueryOptions,
 } from "./pg/client.ts";
 export { PgPoolTimeoutError } from "./pg/errors.ts";
 export {

@@ -94,6 +94,11 @@ export type { Field, QueryResult } from "./pending.ts";
 
 // ── Results ───────────────────────────────────────────────────────────────────────────────────────────
 
+export interface SimpleQueryOptions {
+  /** Rows each result keeps, the first ones; the rest are dropped as they arrive (default: all). */
+  maxRows?: number;
+}
+
 export interface Notification {
   processId: number;
   channel: string;
@@ -327,16 +332,24 @@ export class Client {
   /**
    * Runs `text` with the simple query protocol: one or more statements separated by `;`, no parameters;
    * resolves with one result per statement. What a console sends for what the user types.
+   *
+   * `maxRows` bounds what a result holds, whatever the server sends: each statement's result keeps its
+   * first `maxRows` rows; the rest are read off the socket as they stream in and dropped unparsed.
+   * `rowCount` still says how many rows there were (the command tag counts them all), so `rowCount −
+   * rows.length` is what was dropped. (The simple protocol has no way to ask for fewer rows — the server
+   * sends them all; for that, `LIMIT` or a cursor.) Default: every row.
    */
-  simpleQuery(text: string): Promise<QueryResult[]> {
+  simpleQuery(text: string, options: SimpleQueryOptions = {}): Promise<QueryResult[]> {
     if (this.#lost) return Promise.reject(this.#lost);
     if (text.includes("\0")) return Promise.reject(nulInSqlError());
+    const maxRows = options.maxRows ?? Number.POSITIVE_INFINITY;
+    if (!(maxRows >= 0)) return Promise.reject(new RangeError(`maxRows must be 0 or more, not ${maxRows}`));
     const { promise, resolve, reject } = Promise.withResolvers<QueryResult[]>();
     this.#submit({
       reject,
       send: () => {
         writeQuery(this.#out, text);
-        this.#enqueue({ kind: "simple", current: null, results: [], error: null, resolve, reject });
+        this.#enqueue({ kind: "simple", current: null, results: [], maxRows, error: null, resolve, reject });
         return true;
       },
     });
@@ -736,6 +749,7 @@ export class Client {
       this.#copyParts.push(body);
       this.#copyPartsStream = pending.stream;
     } else if (pending?.kind === "simple" && pending.current) {
+      if (pending.current.rows.length >= pending.maxRows) return;
       pending.current.rows.push({ copy: body.toString("utf8").replace(/\n$/, "") });
     }
   }
@@ -763,6 +777,7 @@ export class Client {
     const target = pending.kind === "extended" ? pending.statement : pending.current;
     if (!target?.fields) throw new ProtocolError("a data row before its row description");
     if (pending.error) return; // a value already failed to parse: skip the rest
+    if (pending.kind === "simple" && pending.current!.rows.length >= pending.maxRows) return;
     try {
       const row = parseDataRow(body, target.fields, target.parsers);
       if (pending.kind === "extended") pending.rows.push(row);

@@ -81,6 +81,8 @@ export interface PendingSimple extends PendingBase {
   kind: "simple";
   current: ResultSet | null;
   results: QueryResult[];
+  /** Rows each result keeps; later ones are dropped unparsed (simpleQuery's `maxRows`). */
+  maxRows: number;
   resolve(results: QueryResult[]): void;
 }
 

@@ -12,7 +12,7 @@
  */
 
 import { MAX_TIMER_MS } from "../deadline.ts";
-import { Client, PgConnectionError, type QueryResult } from "./client.ts";
+import { Client, PgConnectionError, type QueryResult, type SimpleQueryOptions } from "./client.ts";
 import { PgPoolTimeoutError } from "./errors.ts";
 import type { ConnectOptions } from "./options.ts";
 
@@ -75,8 +75,9 @@ export class Pool {
     return this.withClient((client) => client.query<Row>(text, params));
   }
 
-  simpleQuery(text: string): Promise<QueryResult[]> {
-    return this.withClient((client) => client.simpleQuery(text));
+  /** Client.simpleQuery on a pooled connection (`options.maxRows` bounds what each result keeps). */
+  simpleQuery(text: string, options?: SimpleQueryOptions): Promise<QueryResult[]> {
+    return this.withClient((client) => client.simpleQuery(text, options));
   }
 
   /**
