@@ -56,6 +56,7 @@ export {
   type ConnectOptions,
   ConnectOptionsError,
   parseRequireAuth,
+  parseUrl,
   redact,
   resolveOptions,
   type SslMode,
