@@ -47,7 +47,7 @@
  *                               refused, a timeout); none waits for ever (the pool's acquireTimeoutMs, 30 s)
  *   a query that runs away:     --statement-timeout SECONDS (30; 0 for none). A server gets a CancelRequest;
  *                               the embedded database, which ignores one, is restarted with the sample data
- *   a query that eats memory:   --memory-limit MIB (2048): the embedded database is restarted with one line
+ *   a query that eats memory:   --memory-limit MIB (3072): the embedded database is restarted with one line
  *   a million-row result:       only the 10 rows shown are kept; the rest are counted as they stream past
  *   a query that wedges PGlite  (a recursive SQL function): detected, and the database restarted
  * Try:      create function f(int) returns int as 'select f($1 + 1)' language sql;   then   select f(1)
@@ -99,7 +99,9 @@ export const FLAGS = {
   },
   "memory-limit": {
     kind: "int",
-    default: 2048,
+    // Above what PGlite takes by itself: ~0.7–0.9 GiB idle, and up to ~2.2 GiB of garbage while a query
+    // sleeps (lib/pglite-server.ts says why).
+    default: 3072,
     min: 512,
     max: 1024 * 1024,
     value: "MIB",

@@ -26,7 +26,8 @@ const screen = { print: (message: Message) => console.log(plain(message)) } as u
 const sqlConsole = new SqlConsole(screen, pool, () => 80, database);
 console.log("ready");
 for await (const line of console) {
-  if (line === "\\rss") console.log(`rss ${JSON.stringify({ peakBytes: status("VmHWM"), nowBytes: status("VmRSS") })}`);
+  if (line === "\\rss")
+    console.log(`rss ${JSON.stringify({ peakBytes: status("VmHWM"), nowBytes: status("VmRSS") })}`);
   else if (!sqlConsole.submit(line)) break;
 }
 await pool.close();
