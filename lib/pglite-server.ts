@@ -50,7 +50,11 @@ export type PGliteServerReply =
 export interface PGliteServerOptions {
   /** Longest the database may work on one query, milliseconds (default 0: no limit). */
   statementTimeoutMs?: number;
-  /** Most resident memory the process may reach while the database works, bytes (default 0: no limit). */
+  /**
+   * Most resident memory the process may reach while the database runs, bytes (default 0: no limit). Set
+   * it above what the database takes at rest (PGlite: ~0.7–0.9 GiB, and ~2.2 GiB of garbage while a query
+   * sleeps); a limit the process never gets under is not acted on.
+   */
   memoryLimitBytes?: number;
   /** Called once per restart, as it begins (the old database is gone; the new one is starting). */
   onRestart?: (restart: PGliteRestart) => void;
@@ -185,15 +189,18 @@ class SupervisedServer implements PGliteServer {
    * Reads the process's resident memory every MEMORY_CHECK_INTERVAL_MS while a database runs — not only
    * while it computes: a result is made faster than a client takes it, so the thread may hold a whole
    * answer for the client long after the query itself ended (measured: a million 1 KB rows, made in ~3 s,
-   * held for 20 s more).
+   * held for 20 s more). The limit is acted on once the process has been under it: a limit below what a
+   * fresh database takes by itself would otherwise restart it every MEMORY_CHECK_INTERVAL_MS for ever.
    */
   #watchMemory(): void {
     const { memoryLimitBytes = 0 } = this.#options;
     clearInterval(this.#memoryTimer);
     if (memoryLimitBytes <= 0) return;
+    let beenUnder = false;
     this.#memoryTimer = setInterval(() => {
       const resident = process.memoryUsage.rss();
-      if (resident <= memoryLimitBytes) return;
+      beenUnder ||= resident <= memoryLimitBytes;
+      if (resident <= memoryLimitBytes || !beenUnder) return;
       this.#restart(
         "memory-limit",
         `a query took the process's memory to ${Math.round(resident / MiB)} MiB, past the limit of ${Math.round(memoryLimitBytes / MiB)} MiB`,

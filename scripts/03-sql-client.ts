@@ -102,10 +102,10 @@ export const FLAGS = {
     // Above what PGlite takes by itself: ~0.7–0.9 GiB idle, and up to ~2.2 GiB of garbage while a query
     // sleeps (lib/pglite-server.ts says why).
     default: 3072,
-    min: 512,
+    min: 2048,
     max: 1024 * 1024,
     value: "MIB",
-    help: "most memory (resident, MiB) this process may reach while the embedded database runs a query",
+    help: "most memory (resident, MiB) this process may take; past it the embedded database is restarted",
   },
 } as const;
 
@@ -161,7 +161,7 @@ export interface Database {
 export interface QueryLimits {
   /** Longest a query may run; 0: no limit. */
   statementTimeoutMs: number;
-  /** Most resident memory of this process while the embedded database runs a query, bytes. */
+  /** Most resident memory of this process, bytes, past which the embedded database is restarted. */
   memoryLimitBytes: number;
 }
 
