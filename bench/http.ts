@@ -3,6 +3,7 @@
  * agent: sequential GETs of a small body from a local Bun.serve in another process.
  */
 import http from "node:http";
+import { openConnection, type StreamWriter } from "../lib/streams.ts";
 import { HttpClient } from "../scripts/02-http-streams.ts";
 import { CANNED_RESPONSE } from "./http-server.ts";
 import { compare, report, startChild } from "./measure.ts";
@@ -41,6 +42,23 @@ async function bareRoundTrip(port: number) {
   };
 }
 
+/**
+ * One request/response connection of lib/streams, sending each request the way `send` does: what
+ * StreamWriter's `writeNow()` buys over the pattern every lesson teaches, `write()` + `await drain()`
+ * (whose bytes leave at the end of the event loop's turn, in the pass that flushes every writer).
+ */
+async function streamRoundTrip(port: number, send: (writer: StreamWriter, request: Uint8Array) => unknown) {
+  const request = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const [reader, writer] = await openConnection("127.0.0.1", port);
+  return {
+    roundTrip: async () => {
+      await send(writer, request);
+      await reader.readExactly(CANNED_RESPONSE.length);
+    },
+    close: () => writer.close(),
+  };
+}
+
 export async function benchHttp(rounds = 7): Promise<void> {
   const { port, child } = await startChild(["bun", `${import.meta.dir}/http-server.ts`]);
   const url = `http://127.0.0.1:${port}/`;
@@ -60,6 +78,15 @@ export async function benchHttp(rounds = 7): Promise<void> {
     return REQUESTS_PER_ROUND;
   };
   const floor = await bareRoundTrip(port);
+  const drained = await streamRoundTrip(port, (writer, request) => {
+    writer.write(request);
+    return writer.drain();
+  });
+  const flushed = await streamRoundTrip(port, (writer, request) => {
+    writer.write(request);
+    writer.flushNow();
+  });
+  const direct = await streamRoundTrip(port, (writer, request) => writer.writeNow(request));
   try {
     const results = await compare(
       [
@@ -80,9 +107,24 @@ export async function benchHttp(rounds = 7): Promise<void> {
         "node:http (keep-alive agent)": 1.2,
       },
     );
+    const writes = await compare(
+      [
+        { name: "write() + await drain()", run: sequential(drained.roundTrip) },
+        { name: "write() + flushNow()", run: sequential(flushed.roundTrip) },
+        { name: "writeNow()", run: sequential(direct.roundTrip) },
+      ],
+      rounds,
+    );
+    report(
+      `StreamWriter request/response, sequential, ${REQUESTS_PER_ROUND} per round: how the request is sent`,
+      "requests/s",
+      writes,
+      "writeNow()",
+    );
   } finally {
     client.close();
     floor.close();
+    for (const connection of [drained, flushed, direct]) connection.close();
     agent.destroy();
     child.kill();
   }

@@ -7,7 +7,10 @@ import { benchCluster } from "./cluster.ts";
 import { benchHttp } from "./http.ts";
 import { benchLines } from "./lines.ts";
 import { benchPg } from "./pg.ts";
+import { benchScreen } from "./screen.ts";
 import { benchChat, benchEcho, benchMemory } from "./servers.ts";
+import { benchWebSocket } from "./websocket.ts";
+import { benchWebSocketFrames } from "./websocket-frames.ts";
 
 const benches: Record<string, () => Promise<void>> = {
   lines: () => benchLines(),
@@ -17,6 +20,9 @@ const benches: Record<string, () => Promise<void>> = {
   memory: () => benchMemory(),
   pg: () => benchPg(),
   cluster: () => benchCluster(),
+  screen: () => benchScreen(),
+  websocket: () => benchWebSocket(),
+  "websocket-frames": () => benchWebSocketFrames(),
 };
 
 const wanted = process.argv.slice(2);

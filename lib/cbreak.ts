@@ -7,15 +7,23 @@
  *   you are halfway through typing, because it does not even know you are typing.
  * - raw: every byte reaches the program at once; no echo, no line editing, and Ctrl+C is just byte 0x03
  *   (ISIG is off) — no SIGINT.
- * - cbreak: like raw, but the driver still turns Ctrl+C into SIGINT.
+ * - cbreak: each key reaches the program as it is typed, without echo (ICANON and ECHO off), but the
+ *   driver still turns Ctrl+C into SIGINT (ISIG on).
  *
- * The book calls `tty.setcbreak`, so the lessons say cbreak; but what {@link enterCbreak} really sets is
- * raw mode, because that is what Bun offers (`process.stdin.setRawMode(true)`: no ICANON, no ECHO, no ISIG,
- * no IXON, no ICRNL; `stty -a` shows it). It then plays the driver's part for the one difference that
- * matters: Ctrl+C arrives as the byte 0x03, is decoded as an `interrupt` key, and the program answers it as
- * SIGINT would — restore the terminal, exit 130. The book's "read(1) one char at a time" becomes
- * {@link KeyDecoder}: bytes → keys, with UTF-8 characters kept whole even when they arrive split across
- * reads, escape sequences (arrows, Home/End) and bracketed paste (the terminal wraps pasted text in
+ * Two ways to switch, both here:
+ * - {@link setTerminalMode} sets exactly the mode asked for, with `stty` run on our terminal (Bun has no
+ *   termios call; `stty` is the one every shell has): cbreak is `stty -icanon -echo`, the real thing.
+ *   Lesson 03's `--demo-modes` uses it to show all three.
+ * - {@link enterCbreak}, for the consoles of lessons 03 and 06, sets raw mode — Bun's
+ *   `process.stdin.setRawMode(true)`: no ICANON, no ECHO, no ISIG, no IXON, no ICRNL (`stty -a` shows it),
+ *   restored by Bun at exit too — and then plays the driver's part for the one difference from cbreak that
+ *   matters: Ctrl+C arrives as the byte 0x03, is decoded as an `interrupt` key, and the console answers it
+ *   as SIGINT would (restore the terminal, exit 130) — after closing its connections, which a signal
+ *   handler could not wait for. So the lessons say cbreak, and this is raw mode with Ctrl+C handled.
+ *
+ * The book's "read(1) one char at a time" is {@link KeyReader.readKey}: await one key. Under it a
+ * {@link KeyDecoder} turns bytes into keys, with UTF-8 characters kept whole even when they arrive split
+ * across reads, escape sequences (arrows, Home/End) and bracketed paste (the terminal wraps pasted text in
  * ESC[200~ … ESC[201~, so a pasted newline is text, not Enter).
  *
  * The terminal is always restored — on a normal exit, SIGTERM, SIGHUP, SIGINT, an uncaught exception — by
@@ -182,8 +190,8 @@ const BRACKETED_PASTE_ON = "\x1b[?2004h";
 const BRACKETED_PASTE_OFF = "\x1b[?2004l";
 
 export interface CbreakSession {
-  /** Keys as they are typed, until `restore()`. */
-  keys: AsyncIterable<Key>;
+  /** Keys as they are typed, until `restore()`: `await session.keys.readKey()` — read(1). */
+  keys: KeyReader;
   /** Gives the terminal back as it was. Idempotent; also run on every way out of the process. */
   restore(): void;
 }
@@ -210,9 +218,8 @@ export function enterCbreak(io: CbreakIo = { input: process.stdin, output: proce
   }
   input.setRawMode(true);
   output.write(BRACKETED_PASTE_ON);
-  const keys = new KeyQueue();
-  const decoder = new KeyDecoder();
-  const onData = (chunk: Uint8Array) => keys.push(decoder.push(chunk));
+  const keys = new KeyReader();
+  const onData = (chunk: Uint8Array) => keys.push(chunk);
   input.on("data", onData);
   input.resume();
   let restored = false;
@@ -248,37 +255,111 @@ export function enterCbreak(io: CbreakIo = { input: process.stdin, output: proce
   return { keys, restore };
 }
 
-/** Keys waiting to be read, as an async iterable that ends when the session is restored. */
-class KeyQueue implements AsyncIterable<Key> {
+/**
+ * Keys as they are typed, read one at a time: `await keys.readKey()` is asyncio's `await reader.read(1)`
+ * on stdin wrapped in a StreamReader (`loop.connect_read_pipe`) — except that one key is one *character*
+ * (all the bytes of a UTF-8 character), one escape sequence (an arrow), or one whole paste, never a
+ * fragment of one. Bytes come in with `push()` (from stdin's `data` events); what they complete waits in a
+ * queue until read, so no key is lost or reordered however fast they come.
+ */
+export class KeyReader {
+  readonly #decoder = new KeyDecoder();
   #keys: Key[] = [];
-  #waiting: ((result: IteratorResult<Key>) => void) | null = null;
+  #head = 0;
+  #waiting: ((key: Key | null) => void) | null = null;
   #ended = false;
 
-  push(keys: Key[]): void {
-    for (const key of keys) {
-      const waiting = this.#waiting;
-      this.#waiting = null;
-      if (waiting) waiting({ value: key, done: false });
-      else this.#keys.push(key);
+  /** Feeds bytes read from the terminal. */
+  push(bytes: Uint8Array): void {
+    for (const key of this.#decoder.push(bytes)) {
+      // The decoder joins text typed together ("ab" in one read); read(1) gives one character at a time.
+      if (key.kind === "text") for (const character of key.text) this.#add({ kind: "text", text: character });
+      else this.#add(key);
     }
   }
 
-  end(): void {
-    this.#ended = true;
-    this.#waiting?.({ value: undefined, done: true });
-    this.#waiting = null;
+  /** Adds a key made elsewhere (a signal handler's `interrupt`). */
+  pushKey(key: Key): void {
+    this.#add(key);
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<Key> {
-    return {
-      next: () => {
-        const key = this.#keys.shift();
-        if (key) return Promise.resolve({ value: key, done: false });
-        if (this.#ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => {
-          this.#waiting = resolve;
-        });
-      },
-    };
+  /** No more keys: a pending and every later `readKey()` returns null (once the queued keys are read). */
+  end(): void {
+    this.#ended = true;
+    if (this.#head === this.#keys.length) this.#wake(null);
   }
+
+  /** The next key: at once if one is queued, else when one is typed; null once {@link end} was called. */
+  readKey(): Promise<Key | null> {
+    if (this.#waiting) throw new Error("readKey() while another readKey() is waiting: one reader at a time");
+    if (this.#head < this.#keys.length) {
+      const key = this.#keys[this.#head++]!;
+      if (this.#head === this.#keys.length) {
+        this.#keys = [];
+        this.#head = 0;
+      }
+      return Promise.resolve(key);
+    }
+    if (this.#ended) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.#waiting = resolve;
+    });
+  }
+
+  #add(key: Key): void {
+    if (this.#waiting) this.#wake(key);
+    else this.#keys.push(key);
+  }
+
+  #wake(key: Key | null): void {
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.(key);
+  }
+}
+
+// ── The mode switch, exactly: stty ────────────────────────────────────────────────────────────────────
+
+export type TerminalMode = "cooked" | "cbreak" | "raw";
+
+/** What `stty` is given for each mode, on top of the settings the terminal had before. */
+const STTY_MODES: Record<Exclude<TerminalMode, "cooked">, string[]> = {
+  cbreak: ["-icanon", "-echo"], // keys at once, not shown; ISIG stays: Ctrl+C is SIGINT
+  raw: ["raw", "-echo"], // what Bun's setRawMode(true) sets: Ctrl+C is the byte 0x03, Enter is 0x0d
+};
+
+/** `stty` failed (no terminal on stdin, or no stty): one line for the user. */
+export class TerminalModeError extends Error {
+  override name = "TerminalModeError";
+}
+
+/** Runs `stty` on our stdin's terminal; returns what it printed. Throws {@link TerminalModeError}. */
+function stty(args: string[]): string {
+  const result = Bun.spawnSync(["stty", ...args], { stdin: "inherit", stdout: "pipe", stderr: "pipe" });
+  if (!result.success) {
+    const why =
+      new TextDecoder().decode(result.stderr).trim() ||
+      (result.signalCode ? `ended by ${result.signalCode}` : `exit code ${result.exitCode}`);
+    throw new TerminalModeError(`stty ${args.join(" ")}: ${why}`);
+  }
+  return new TextDecoder().decode(result.stdout).trim();
+}
+
+/** The terminal's settings now, as `stty -g` prints them: give them to {@link restoreTerminalMode}. */
+export function saveTerminalMode(): string {
+  return stty(["-g"]);
+}
+
+/**
+ * Puts the terminal in `mode`, starting from `saved` (from {@link saveTerminalMode}, taken in cooked
+ * mode): cooked is `saved` itself. Synchronous, so it also works in an `exit` handler.
+ */
+export function setTerminalMode(mode: TerminalMode, saved: string): void {
+  stty([saved]);
+  if (mode !== "cooked") stty(STTY_MODES[mode]);
+}
+
+/** Gives the terminal back its `saved` settings. */
+export function restoreTerminalMode(saved: string): void {
+  stty([saved]);
 }

@@ -61,13 +61,15 @@ export class ConcurrentReadError extends Error {
 /**
  * The separator was not found within `limit` bytes. `consumed` is how many bytes the caller would have to
  * read to get past the data examined so far (for `readUntil`, they are still buffered; for `readLine`,
- * they were discarded).
+ * they were discarded). `endsWithNewline`: for `readLine`, whether the skipped line ended with its `\n`
+ * (counted in `consumed`) rather than at EOF; always false for `readUntil`.
  */
 export class LimitOverrunError extends Error {
   override name = "LimitOverrunError";
   constructor(
     message: string,
     readonly consumed: number,
+    readonly endsWithNewline = false,
   ) {
     super(message);
   }
@@ -365,11 +367,13 @@ export class StreamReader {
   /** Discards the rest of an over-long line, through its `\n`; returns the error to throw. */
   async #skipLongLine(): Promise<LimitOverrunError> {
     let discarded = 0;
+    let endsWithNewline = false;
     for (;;) {
       const newline = this.#find(NEWLINE, 0);
       if (newline !== -1) {
         discarded += newline + 1;
         this.#skip(newline + 1);
+        endsWithNewline = true;
         break;
       }
       discarded += this.bufferedBytes;
@@ -381,6 +385,7 @@ export class StreamReader {
     return new LimitOverrunError(
       `line of ${discarded} bytes is longer than the limit of ${this.limit} bytes`,
       discarded,
+      endsWithNewline,
     );
   }
 

@@ -261,6 +261,12 @@ export class StreamWriter {
    * kernel takes it all; only what the kernel does not take is copied (sent from the `drain` handler), so
    * the caller may reuse `bytes` as soon as this returns. Throws, like `write()`, after `writeEof()` or
    * `close()`.
+   *
+   * What it buys, measured (`bun run bench http`, 3,000 sequential request/response round trips on
+   * loopback, 2 loaded cores): 0.93–1.05× the rate of `write()` + `await drain()` in three runs — nothing
+   * a request/response client can see, which is why lesson 02 uses `write()` + `drain()`. What it does
+   * save is `write()`'s copy: lib/pg sends each message straight from its builder's buffer, which it
+   * reuses for the next one.
    */
   writeNow(bytes: Uint8Array): void {
     if (this.#head < this.#queue.length || this.#blocked) {

@@ -8,7 +8,8 @@
  *   await reader.readUntil("\n")   the status line, then each header line, until the empty line
  *   await reader.readExactly(n)    a body of Content-Length bytes
  *   await reader.readUntil("\n") + readExactly(size + 2)   each chunk of a chunked body
- *   writer.writeNow(request)       never blocks, never loses bytes (lib/streams queues what Bun's write() refuses)
+ *   writer.write(request)          queues and returns at once: not a coroutine (asyncio's write() is not either)
+ *   await writer.drain()           the brake: waits while more than 64 KiB are queued (lesson 04 shows why)
  *
  * Because we read exactly one response and know where it ends, the connection can stay open for the next
  * request (keep-alive). And because nothing blocks, several URLs are fetched at the same time — the
@@ -33,7 +34,7 @@
  *
  * Builds on: lesson 01 (the same requests and parsing rules, from lib/http.ts) and lib/streams.ts
  * (asyncio.open_connection ↔ openConnection; StreamReader.readline ↔ readLine, readuntil ↔ readUntil,
- * readexactly ↔ readExactly). The pool is lib/connection-pool.ts; the demo server, the command line and
+ * readexactly ↔ readExactly; StreamWriter.write ↔ write, drain ↔ drain). The pool is lib/connection-pool.ts; the demo server, the command line and
  * the printout are shared with lesson 01 (lib/http-demo-server.ts, lib/args.ts, lib/http-cli.ts).
  */
 import { parseCommandLine } from "../lib/args.ts";
@@ -276,9 +277,13 @@ async function connect(target: Target, requestDeadline: RequestDeadline): Promis
 async function exchange(connection: Connection, request: Uint8Array, deadline: RequestDeadline) {
   connection.deadline.arm(timeLeft(deadline));
   try {
-    // One request per connection at a time: nothing else will join this write, so it goes to the kernel now
-    // (no end-of-turn pass, and no copy unless the kernel leaves some of it).
-    connection.writer.writeNow(request);
+    // write() is not a coroutine: it queues the request and returns at once (Bun's socket.write() takes
+    // only what the kernel has room for; the writer keeps the rest and sends it as room appears).
+    // drain() is the brake: it returns at once while at most 64 KiB wait, else when the kernel has taken
+    // enough. A GET is a few hundred bytes, so here it never waits — but it is the pattern for every write,
+    // and a request with a big body would wait here instead of piling up in memory.
+    connection.writer.write(request);
+    await connection.writer.drain();
     return await readResponse(connection.reader);
   } catch (error) {
     connection.writer.abort();
@@ -452,20 +457,20 @@ if (import.meta.main) process.exit(await main());
    the server pauses between chunks) were asked for at once; each got its own pooled connection, so the fast
    ones finished first (before the pool, they waited their turn behind /chunked: all four took ~24 ms):
 
-no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:38133 and 127.0.0.1:41017 (add --body to see the bodies)
-[2.6 ms] http://127.0.0.1:38133/a → 200 OK
+no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:33333 and 127.0.0.1:44411 (add --body to see the bodies)
+[2.5 ms] http://127.0.0.1:33333/a → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Fri, 27 Nov 2026 05:15:38 GMT
+  date: Fri, 04 Dec 2026 01:42:02 GMT
   content-length: 54
   (54 bytes of body)
-[2.7 ms] http://127.0.0.1:41017/b → 200 OK
+[2.6 ms] http://127.0.0.1:44411/b → 200 OK
   …
-[26.6 ms] http://127.0.0.1:38133/chunked → 200 OK
+[23.2 ms] http://127.0.0.1:33333/chunked → 200 OK
   content-type: text/plain; charset=utf-8
-  date: Fri, 27 Nov 2026 05:15:38 GMT
+  date: Fri, 04 Dec 2026 01:42:02 GMT
   transfer-encoding: chunked
   (19 bytes of body)
-[25.5 ms] http://127.0.0.1:41017/chunked → 200 OK
+[22.3 ms] http://127.0.0.1:44411/chunked → 200 OK
   …
-4 URLs in 26.8 ms
+4 URLs in 23.5 ms
 */

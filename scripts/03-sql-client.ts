@@ -1,46 +1,67 @@
 /**
- * Lesson 03 — A non-blocking SQL console: cbreak input, the deque screen, our own PostgreSQL client
+ * Lesson 03 — A non-blocking SQL console: terminal modes and read(1), the deque screen, our own PostgreSQL client
  *
  * What it teaches: a program that keeps listening to you while it works. Type a query and press Enter:
  * it runs on a connection pool, and you can type the next one at once; results appear above the input line
  * as they finish, in whatever order that is. Type a number N and a task sleeps N seconds, then reports —
  * the book's "delay" demo — while queries keep coming back.
  *
- * Three terminal modes:
- *   cooked (canonical) — the terminal driver collects a line, handles Backspace, and hands it over on Enter;
- *   raw — every byte goes to the program at once: no echo, no editing, Ctrl+C is just the byte 0x03;
- *   cbreak — like raw, but Ctrl+C still becomes SIGINT.
+ * First, what it is built on: three terminal modes (`--demo-modes` shows each one, Step 4).
+ *   cooked (canonical) — the terminal driver collects a line, handles Backspace and echoes, and hands the
+ *     line over on Enter: type `ab`, Backspace, `c`, Enter, and one read() returns `61 63 0a`, "ac\n";
+ *   cbreak — each key reaches the program as it is typed, unechoed; Ctrl+C is still SIGINT
+ *     (`stty -icanon -echo`: ICANON and ECHO off, ISIG on);
+ *   raw — every byte at once, nothing processed: Ctrl+C is the byte 03, Enter the byte 0d.
  * Why `readLine` cannot do this: in cooked mode the program sees nothing until Enter, and anything it
- * prints lands in the middle of what you are typing. So we switch the terminal to character-at-a-time mode
- * (Bun gives us raw; lib/cbreak.ts plays the driver's part for Ctrl+C), keep the line being typed
- * ourselves (lib/line-editor.ts), and split the screen (lib/screen.ts): the last row is the input line, and
- * everything above is a scroll region fed from a deque of messages ("max elements = number of rows"). New
- * results scroll the region; the input line is never touched by them. lib/terminal-ui.ts runs the loop
- * that joins them — key → line editor → input line redrawn → Enter hands over a line — for lessons 03 and 06.
+ * prints lands in the middle of what you are typing. So the console reads one key at a time — the book's
+ * `read(1)` is lib/cbreak's `await keys.readKey()`: one character (all its UTF-8 bytes), one arrow (all
+ * its escape bytes) or one paste — and lib/terminal-ui.ts runs the loop both consoles share (lessons 03
+ * and 06): `for (;;) { const key = await readKey(); … }` → line editor (lib/line-editor.ts) → input line
+ * redrawn → Enter hands over a line. Bun offers raw mode only (`setRawMode`), so the console runs in raw
+ * mode and answers the byte 03 as SIGINT would: restore the terminal, close the pool, exit 130. (The
+ * demo's cbreak step is the real one, set with `stty`.)
+ *
+ * The screen (lib/screen.ts): the last row is the input line, and the rows above show the end of a deque
+ * of messages ("max elements = number of rows"). The book's way, `--redraw`: on each message, move to the
+ * top and redraw every row from the deque. The default: write the message once at the bottom of a scroll
+ * region (DECSTBM), and the terminal moves the rest up; the input line is never touched. Both look the
+ * same; what the region buys, measured (`bun run bench screen`, 80×24, one-line messages): 70 bytes
+ * written per message instead of 805, and 3.2× the messages per second shown.
  *
  * Non-blocking needs one more thing: nothing on our thread may run long. A network database is no
  * trouble (we only wait for its answer), but the embedded one, PGlite, runs queries on the thread that owns
  * it — `select pg_sleep(3)` there would freeze the keys for 3 s. So it runs in a Worker thread
  * (lib/pglite-server.ts) and serves the wire protocol on a loopback port, like any server.
  *
- * The book's version put the terminal in cbreak mode and never gave it back, and redrew the whole deque on
- * every message. Here every way out (\q, Ctrl+C, Ctrl+D, SIGTERM, a crash) restores the terminal, and a
- * message is written once at the bottom of the region. Leaving with \q or Ctrl+D exits 0; Ctrl+C exits 130
- * (as a shell reports a program that SIGINT ended); SIGTERM exits 143. The database thread ends with us.
+ * The book's version put the terminal in cbreak mode and never gave it back. Here every way out (\q,
+ * Ctrl+C, Ctrl+D, SIGTERM, SIGHUP, a crash) restores the terminal. Leaving with \q or Ctrl+D exits 0;
+ * Ctrl+C exits 130 (as a shell reports a program that SIGINT ended); SIGTERM exits 143. The database
+ * thread ends with us.
  *
  *   asyncio (book)                           here
- *   tty.setcbreak(sys.stdin)                 enterCbreak() (raw mode) — and its restore(), always
- *   await read(1) per character              `for await (const line of ui.lines)` (keys → line editor)
+ *   tty.setcbreak(sys.stdin)                 enterCbreak() (raw mode) — and its restore(), always;
+ *                                            setTerminalMode("cbreak", saved) for the real one (stty)
+ *   await stdin_reader.read(1)               await keys.readKey() (lib/cbreak) — one key, never half of one
+ *   deque(maxlen=rows), redraw every row     Deque + Screen (lib/screen): --redraw, or a scroll region
  *   asyncpg.create_pool(…)                   new Pool(url, { max }) from lib/pg.ts (lesson material too)
  *   asyncio.create_task(run_query(…))        pool.simpleQuery(sql).then(print) — not awaited
  *   loop.run_in_executor(…) for blocking     a Worker thread for the embedded database
  *
- * Run it:   bun scripts/03-sql-client.ts                        # an embedded PGlite database, offline
+ * Run it:   bun scripts/03-sql-client.ts --demo-modes           # first: what a read() gets in each mode
+ *           bun scripts/03-sql-client.ts                        # the console, on an embedded PGlite, offline
+ *           bun scripts/03-sql-client.ts --redraw               # the same, with the book's screen
  *           bun scripts/03-sql-client.ts --url postgres://user:pass@localhost/db --pool 4
  * Try:      select * from product limit 5        then, quickly:   3    and    select count(*) from product
  *           select pg_sleep(3)   then keep typing: the keys still echo, and a `1` typed meanwhile reports
  *           first (the embedded pool has one connection, so a query queues behind the sleep; with a real
  *           server and --pool 4, a fast query typed meanwhile comes back first too)
+ *           in --demo-modes: an arrow in cbreak mode (three bytes, 1b 5b 41, one key: up), é (c3 a9, one
+ *           key), Backspace in cooked mode (never seen: the driver took it) and in raw mode (7f)
+ * Break it: the book's `tty.setcbreak` is never undone. Leave a terminal that way by hand:
+ *           `stty -icanon -echo; cat` — nothing you type is echoed, and cat gets each key at once (what you
+ *           see is cat's copy). Ctrl+C, then `stty sane` typed blind, gives it back. The console gives it
+ *           back on every way out: `stty -g` before it and after `kill -TERM`, `kill -HUP` or Ctrl+C
+ *           print the same settings.
  *
  * Every query typed gets an answer — a result or one error line — whatever the database does:
  *   down, or gone mid-session:  each query tries to connect afresh and shows why it could not (connection
@@ -56,7 +77,17 @@
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
 import { parseCommandLine } from "../lib/args.ts";
-import { NotATerminalError } from "../lib/cbreak.ts";
+import {
+  type Key,
+  KeyReader,
+  NotATerminalError,
+  restoreTerminalMode,
+  SIGNAL_EXIT_CODES,
+  saveTerminalMode,
+  setTerminalMode,
+  type TerminalMode,
+  TerminalModeError,
+} from "../lib/cbreak.ts";
 import { MAX_TIMER_MS } from "../lib/deadline.ts";
 import {
   ConnectOptionsError,
@@ -106,6 +137,14 @@ export const FLAGS = {
     max: 1024 * 1024,
     value: "MIB",
     help: "most memory (resident, MiB) this process may take; past it the embedded database is restarted",
+  },
+  "demo-modes": {
+    kind: "boolean",
+    help: "see what the program reads in cooked, cbreak and raw mode, in hex; then exit",
+  },
+  redraw: {
+    kind: "boolean",
+    help: "redraw every row from the deque on each message (the book's way), not scroll a region",
   },
 } as const;
 
@@ -427,13 +466,127 @@ export class SqlConsole {
   }
 }
 
-// ── Step 4: the program — connect, switch the terminal, loop over keys, always restore ────────────────
+// ── Step 4: the three terminal modes, as the program sees them (--demo-modes) ─────────────────────────
+//
+// Before the console, what it is built on. `--demo-modes` puts the terminal in each mode in turn, with
+// `stty` (lib/cbreak's setTerminalMode), and prints every chunk of bytes a read() from stdin returns, in
+// hex, the moment it returns:
+// - cooked: type `ab`, Backspace, `c`, Enter. Nothing arrives while you type; on Enter, `61 63 0a` — "ac\n".
+//   The driver did the editing (and the echo): the program never saw the `b` or the Backspace.
+// - cbreak (`stty -icanon -echo`): each key arrives as it is typed, and nothing is echoed — the program
+//   would have to draw it. Ctrl+C arrives as no byte at all: the driver turned it into SIGINT (ISIG is
+//   still on), which this step catches to end itself. This is where the book reads with read(1).
+// - raw (`stty raw -echo`, what Bun's setRawMode(true) sets): Ctrl+C is the byte 03, Enter the byte 0d
+//   (no ICRNL to make it 0a), and the program must move to a new line itself (`\r\n`: no output processing).
+// In cbreak and raw mode each chunk also goes to a KeyReader, and a loop `await`s `readKey()` — read(1) —
+// and prints the key it gets: the three bytes of an arrow come back as one key, `up`; the two of é as
+// one character. Each step ends with `q` (in cooked mode, the line `q`); the terminal is given back as it
+// was however the demo ends — q, Ctrl+C in cooked mode, SIGTERM, SIGHUP, an error.
+
+const MODE_STEPS: { mode: TerminalMode; intro: string }[] = [
+  { mode: "cooked", intro: "1/3 cooked: type ab, Backspace, c, Enter. Then the line q (q, Enter)." },
+  { mode: "cbreak", intro: "2/3 cbreak (stty -icanon -echo): type keys, an arrow, é. Ctrl+C or q ends it." },
+  { mode: "raw", intro: "3/3 raw (stty raw -echo): type Ctrl+C, Enter, an arrow. q ends it." },
+];
+const utf8 = new TextDecoder();
+const LINE_Q = "q\n";
+
+/** `61 63 0a  "ac\n"` — a chunk as bytes in hex, and as text. */
+export function describeBytes(bytes: Uint8Array): string {
+  const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
+  return `${hex}  ${JSON.stringify(utf8.decode(bytes))}`;
+}
+
+/** A key as the demo names it: `"a"`, `up`, `interrupt`, `paste "…"`. */
+export function describeKey(key: Key): string {
+  if (key.kind === "text") return JSON.stringify(key.text);
+  if (key.kind === "paste") return `paste ${JSON.stringify(key.text)}`;
+  return key.kind;
+}
+
+/** Prints a line in any mode: raw mode does no output processing, so `\n` alone would not return. */
+const say = (line: string) => process.stdout.write(`${line}\r\n`);
+
+/**
+ * One step: the terminal in `mode`, and every chunk a read() returns printed as it arrives. In cooked
+ * mode a chunk is a line, and the line `q` ends the step. In cbreak and raw mode the chunks also go to a
+ * KeyReader, and a loop awaits `readKey()` — read(1) — and prints each key; the key `q` ends the step, and
+ * so does SIGINT in cbreak mode.
+ */
+function runModeStep(mode: TerminalMode, intro: string, saved: string): Promise<void> {
+  // The mode first, then the words: a key typed after them is read in the mode they name.
+  setTerminalMode(mode, saved);
+  say("");
+  say(intro);
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const keys = new KeyReader();
+  const onData = (chunk: Uint8Array) => {
+    say(`  read ${chunk.length} byte${chunk.length === 1 ? "" : "s"}: ${describeBytes(chunk)}`);
+    if (mode === "cooked" && utf8.decode(chunk) === LINE_Q) resolve();
+    if (mode !== "cooked") keys.push(chunk);
+  };
+  const readKeys = async () => {
+    for (let key = await keys.readKey(); key !== null; key = await keys.readKey()) {
+      say(`    readKey() → ${describeKey(key)}`);
+      if (key.kind === "text" && key.text === "q") resolve();
+    }
+  };
+  const onInterrupt = () => {
+    say("  SIGINT: the driver turned Ctrl+C into a signal; no byte arrived");
+    resolve();
+  };
+  process.stdin.on("data", onData);
+  if (mode === "cbreak") process.on("SIGINT", onInterrupt);
+  if (mode !== "cooked") void readKeys();
+  process.stdin.resume();
+  return promise.finally(() => {
+    keys.end();
+    process.stdin.off("data", onData);
+    process.off("SIGINT", onInterrupt);
+    process.stdin.pause();
+  });
+}
+
+/** --demo-modes: the three steps; the terminal restored on every way out. Returns the exit code. */
+async function demoModes(): Promise<number> {
+  const saved = saveTerminalMode();
+  const restore = () => restoreTerminalMode(saved);
+  const exitAfterRestore = (code: number) => () => {
+    restore();
+    process.exit(code);
+  };
+  // Outside cbreak's step, SIGINT (Ctrl+C in cooked mode) ends the demo as it would end any program.
+  const handlers = [
+    ["SIGINT", exitAfterRestore(SIGNAL_EXIT_CODES.SIGINT)],
+    ["SIGTERM", exitAfterRestore(SIGNAL_EXIT_CODES.SIGTERM)],
+    ["SIGHUP", exitAfterRestore(SIGNAL_EXIT_CODES.SIGHUP)],
+    ["exit", restore],
+  ] as const;
+  say("What the program reads from the terminal, in hex, as each read() returns.");
+  try {
+    for (const [event, handler] of handlers) process.on(event, handler);
+    for (const { mode, intro } of MODE_STEPS) {
+      // Our SIGINT handler steps aside while cbreak's step owns Ctrl+C.
+      if (mode === "cbreak") process.off("SIGINT", handlers[0][1]);
+      await runModeStep(mode, intro, saved);
+      if (mode === "cbreak") process.on("SIGINT", handlers[0][1]);
+    }
+  } finally {
+    restore();
+    for (const [event, handler] of handlers) process.off(event, handler);
+  }
+  say("");
+  say("Terminal restored. The console itself reads in raw mode, one key at a time.");
+  return 0;
+}
+
+// ── Step 5: the program — connect, switch the terminal, loop over keys, always restore ────────────────
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const parsed = parseCommandLine(
     argv,
     FLAGS,
-    "bun scripts/03-sql-client.ts [--url URL] [--pool N] [--statement-timeout SECONDS] [--memory-limit MIB]",
+    "bun scripts/03-sql-client.ts [--url URL] [--pool N] [--statement-timeout SECONDS] [--memory-limit MIB] [--redraw] [--demo-modes]",
   );
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
@@ -453,6 +606,15 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       "error: this console reads keys from a terminal, but stdin is not one (is it piped?). Run it in a terminal.",
     );
     return 2;
+  }
+  if (flags["demo-modes"]) {
+    try {
+      return await demoModes();
+    } catch (error) {
+      if (!(error instanceof TerminalModeError)) throw error;
+      console.error(`error: cannot switch the terminal's mode: ${error.message}`);
+      return 1;
+    }
   }
 
   // A spinner while the database starts or the connection is made. Ctrl+C (or SIGTERM) meanwhile ends the
@@ -483,7 +645,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
   let ui: TerminalUi;
   try {
-    ui = openTerminalUi(PROMPT);
+    ui = openTerminalUi(PROMPT, { redrawEveryRow: flags.redraw });
   } catch (error) {
     await pool.close();
     await database.stop();
@@ -532,4 +694,36 @@ answer
 [#4] ERROR 42P01: relation "nope" does not exist
 
 sql> select p█
+
+   And `bun scripts/03-sql-client.ts --demo-modes` (typed: a, b, Backspace, c, Enter, q, Enter; then a, ↑,
+   é, Ctrl+C; then Ctrl+C, Enter, ↑, q). The `ac` and `q` lines are the driver's echo, in cooked mode only:
+
+What the program reads from the terminal, in hex, as each read() returns.
+
+1/3 cooked: type ab, Backspace, c, Enter. Then the line q (q, Enter).
+ac
+  read 3 bytes: 61 63 0a  "ac\n"
+q
+  read 2 bytes: 71 0a  "q\n"
+
+2/3 cbreak (stty -icanon -echo): type keys, an arrow, é. Ctrl+C or q ends it.
+  read 1 byte: 61  "a"
+    readKey() → "a"
+  read 3 bytes: 1b 5b 41  "\u001b[A"
+    readKey() → up
+  read 2 bytes: c3 a9  "é"
+    readKey() → "é"
+  SIGINT: the driver turned Ctrl+C into a signal; no byte arrived
+
+3/3 raw (stty raw -echo): type Ctrl+C, Enter, an arrow. q ends it.
+  read 1 byte: 03  "\u0003"
+    readKey() → interrupt
+  read 1 byte: 0d  "\r"
+    readKey() → enter
+  read 3 bytes: 1b 5b 41  "\u001b[A"
+    readKey() → up
+  read 1 byte: 71  "q"
+    readKey() → "q"
+
+Terminal restored. The console itself reads in raw mode, one key at a time.
 */

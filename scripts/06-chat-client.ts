@@ -10,8 +10,13 @@
  *     redrawing the input line are both requests to it, and it sends them together once per turn.
  * So a message that arrives while you type lands above your half-typed line, which stays as it was.
  *
- * Before the screen starts, @clack/prompts asks for your name (checked against lesson 05's NAME_PATTERN);
- * if the server answers `ERR name taken` (or invalid, or full), it says why and asks again.
+ * Before the screen starts, @clack/prompts asks for your name (checked against lesson 05's NAME_PATTERN),
+ * and only then does the client connect and send `CONNECT name`; if the server answers `ERR name taken`
+ * (or invalid, or full), it says why and asks again. Name first, then connect: the prompt needs no
+ * server, and a connection opened when there is a CONNECT to send does not sit on lesson 05's
+ * registration timer (`--idle`) while you think. What it costs: given --host/--port with no server there,
+ * you learn so after typing the name — without them the client starts a server of its own, so the name
+ * is never typed in vain.
  *
  * The book's client set cbreak mode and never restored it, and redrew all messages on every new one. Here
  * /quit, Ctrl+C, Ctrl+D, the server closing on us, SIGTERM — every way out restores the terminal. /quit and
@@ -44,7 +49,6 @@
 import { cancel, intro, isCancel, log, text } from "@clack/prompts";
 import { parseCommandLine, parseFlags } from "../lib/args.ts";
 import { EXIT_INTERRUPTED, NotATerminalError, SIGNAL_EXIT_CODES } from "../lib/cbreak.ts";
-import { ROOM_FLAGS, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import { showControls } from "../lib/sanitize.ts";
 import type { Message, Screen } from "../lib/screen.ts";
 import {
@@ -57,7 +61,14 @@ import {
   type StreamWriter,
 } from "../lib/streams.ts";
 import { openTerminalUi, type SubmittedLines, type TerminalUi } from "../lib/terminal-ui.ts";
-import { type ChatServer, NAME_PATTERN, FLAGS as SERVER_FLAGS, startChatServer } from "./05-chat-server.ts";
+import {
+  type ChatServer,
+  NAME_PATTERN,
+  ROOM_FLAGS,
+  roomOptionsFromFlags,
+  FLAGS as SERVER_FLAGS,
+  startChatServer,
+} from "./05-chat-server.ts";
 
 // Lesson 05 is the server this client talks to: its defaults are ours.
 export const FLAGS = {
@@ -122,7 +133,7 @@ export function styleLine(line: string, ownName: string, time = timestamp()): Me
   return [stamp, { text: line }];
 }
 
-// ── Step 2: joining — connect, ask for a name, CONNECT until the server says OK ───────────────────────
+// ── Step 2: joining — ask for a name, connect, CONNECT until the server says OK ───────────────────────
 
 export interface Connection {
   reader: StreamReader;
@@ -249,29 +260,33 @@ async function askName(): Promise<string | number> {
 }
 
 /**
- * Asks for a name (or takes --name) and registers it. Returns the name and the welcome line, or the exit
- * code if the user left at the prompt. Reconnects once if the server closed the connection while the user was thinking; a
- * server that closes a fresh connection without answering is an error, and so is one that answers with
- * anything but `OK …` or `ERR …` (lesson 04's echo server on the same port, a web server): it is not a
- * chat server, and asking for another name would not help. What the server says is shown neutralised
- * (lib/sanitize): an `ERR` full of escape sequences cannot retitle or clear the terminal.
+ * The name to join as: --name if the server's rule allows it, else the prompt's answer — or the exit code
+ * if the user left at the prompt.
+ */
+async function nameToJoinAs(givenName: string | undefined): Promise<string | number> {
+  if (givenName !== undefined && !validateName(givenName)) return givenName;
+  if (givenName !== undefined) log.warn(`${JSON.stringify(givenName)}: ${validateName(givenName)}`);
+  return askName();
+}
+
+/**
+ * Registers `name` on the connection. Returns the name and the welcome line, or the exit code if the
+ * user left at the prompt (asked again after an `ERR`). Reconnects once if the server closed the
+ * connection while the user was thinking of another name; a server that closes a fresh connection
+ * without answering is an error, and so is one that answers with anything but `OK …` or `ERR …` (lesson
+ * 04's echo server on the same port, a web server): it is not a chat server, and asking for another name
+ * would not help. What the server says is shown neutralised (lib/sanitize): an `ERR` full of escape
+ * sequences cannot retitle or clear the terminal.
  */
 async function join(
   target: Target,
   first: Connection,
-  givenName: string | undefined,
+  firstName: string,
 ): Promise<{ name: string; welcome: string; connection: Connection } | { exitCode: number }> {
   let connection = first;
-  let name = givenName;
+  let name = firstName;
   let fresh = true; // nobody waited on this connection yet: a close now is the server's doing
   for (;;) {
-    if (name === undefined || validateName(name)) {
-      if (name !== undefined) log.warn(`${JSON.stringify(name)}: ${validateName(name)}`);
-      const answer = await askName();
-      if (typeof answer === "number") return { exitCode: answer };
-      name = answer;
-      fresh = false;
-    }
     if (connection.writer.isClosing()) {
       const [reader, writer] = await openConnection(target.host, target.port);
       connection = { reader, writer };
@@ -302,7 +317,10 @@ async function join(
       );
     }
     log.error(`The server said: ${showControls(reply.slice("ERR ".length))}`);
-    name = undefined;
+    const answer = await askName();
+    if (typeof answer === "number") return { exitCode: answer };
+    name = answer;
+    fresh = false;
   }
 }
 
@@ -346,7 +364,7 @@ export function hostLeavingNotice(name: string, why: "quit" | "was disconnected"
 
 /** Stops the server running in this client, telling everyone on it why first. */
 async function stopHostedServer(server: ChatServer, notice: string): Promise<void> {
-  server.room.broadcast(notice);
+  server.room.publish(notice);
   await new Promise((resolve) => setImmediate(resolve)); // broadcasts leave at the end of the turn
   await server.close();
 }
@@ -471,6 +489,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   }
   const explicit = argv.some((arg) => arg.startsWith("--host") || arg.startsWith("--port"));
   intro("Chat — lesson 06");
+  // The name first: the prompt needs no server (see the header).
+  const name = await exitCleanlyOnSignals(() => nameToJoinAs(flags.name));
+  if (typeof name === "number") {
+    cancel("No name, no chat. Bye!");
+    return name; // 130 after Ctrl+C at the prompt; 0 after Esc or Ctrl+D
+  }
   let first: Awaited<ReturnType<typeof connectOrStartServer>>;
   try {
     first = await connectOrStartServer(
@@ -484,7 +508,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   }
   let joined: Awaited<ReturnType<typeof join>>;
   try {
-    joined = await exitCleanlyOnSignals(() => join(first, first, flags.name));
+    joined = await exitCleanlyOnSignals(() => join(first, first, name));
   } catch (error) {
     console.error(`error: ${showControls((error as Error).message)}`);
     await first.hosted?.close();
@@ -494,7 +518,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     cancel("No name, no chat. Bye!");
     first.writer.close();
     await first.hosted?.close();
-    return joined.exitCode; // 130 after Ctrl+C at the prompt; 0 after Esc or Ctrl+D
+    return joined.exitCode;
   }
   return chat(joined.connection, joined.name, joined.welcome, first.hosted);
 }

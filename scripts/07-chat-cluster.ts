@@ -42,15 +42,15 @@
  *            few seconds and type: `ERR chat paused: reconnecting` once the heartbeat has waited half of
  *            --node-timeout for a reply; after `kill -CONT`, everything said meanwhile arrives.
  *
- * Builds on: lesson 05 — the same room (lib/chat-room.ts: the rules, the limits and flags, the per-batch
- * fan-out, one write per user per batch), on the same line server (lib/line-server.ts). What is new is
+ * Builds on: lesson 05 — the same room (imported from it: the rules, the limits and flags, the per-batch
+ * fan-out, one write per user per batch; its two seams, the name registry and the bus, are what this
+ * lesson plugs Redis into), on the same line server (lib/line-server.ts). What is new is
  * lib/chat-cluster/: the room's name registry and bus in Redis (cluster-node.ts), the two Redis
  * connections and their reconnect (redis-link.ts), the Lua scripts (cluster-scripts.ts), the stream entry
  * format (room-entry.ts); and lib/redis-server.ts, the private redis-server.
  */
 import { type Flags, parseCommandLine } from "../lib/args.ts";
 import { ClusterNode } from "../lib/chat-cluster/cluster-node.ts";
-import { ChatRoom, ROOM_FLAGS, type RoomOptions, roomOptionsFromFlags } from "../lib/chat-room.ts";
 import {
   findRedisServer,
   freePort,
@@ -60,6 +60,7 @@ import {
 } from "../lib/redis-server.ts";
 import { waitForShutdownSignal } from "../lib/signals.ts";
 import { type LineServer, startLineServer } from "../lib/streams.ts";
+import { ChatRoom, ROOM_FLAGS, type RoomOptions, roomOptionsFromFlags } from "./05-chat-server.ts";
 
 // ── Step 1: the flags — lesson 05's, and where the cluster's shared state lives ───────────────────────
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PgError } from "../lib/pg.ts";
@@ -13,6 +13,7 @@ import {
   SqlConsole,
 } from "../scripts/03-sql-client.ts";
 import { type PostgresCluster, postgresAvailability, startPostgres } from "./helpers/postgres.ts";
+import { descendantsRunning, isRunning } from "./helpers/processes.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 import { runScript } from "./helpers/run.ts";
 
@@ -55,18 +56,11 @@ describe("lesson 03: formatting results", () => {
   });
 });
 
-/** PIDs whose command line starts with `prefix` (arguments separated by NUL), read from /proc. */
-function processesRunning(prefix: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "latin1").startsWith(prefix)) pids.push(Number(entry));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return pids;
+/** The lesson's own process under `program` (its bash wrapper): exactly one, or the test fails. */
+function lessonProcess(program: PtyProgram): number {
+  const found = descendantsRunning(program.pid, "bun\0scripts/03-sql-client.ts");
+  expect(found).toHaveLength(1);
+  return found[0]!;
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
@@ -214,12 +208,11 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
 
     const terminated = startConsole("spinner-sigterm");
     await starting(terminated);
-    const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
-    expect(lesson.length).toBe(1);
-    process.kill(lesson[0]!, "SIGTERM");
+    const lesson = lessonProcess(terminated);
+    process.kill(lesson, "SIGTERM");
     expect(await terminated.exited).toBe(143);
     expectTerminalRestored("spinner-sigterm");
-    expect(processesRunning("bun\0scripts/03-sql-client.ts")).toEqual([]);
+    expect(isRunning(lesson)).toBe(false);
   }, 60_000);
 
   test("\\q exits 0 and SIGTERM 143, each restoring the terminal and taking the database with it", async () => {
@@ -237,12 +230,11 @@ describe("lesson 03 in a real terminal, on its embedded database", () => {
     expect(await listening(quitterPort!)).toBe(false);
 
     terminated.type("typed but not sent");
-    const lesson = processesRunning("bun\0scripts/03-sql-client.ts");
-    expect(lesson.length).toBe(1);
-    process.kill(lesson[0]!, "SIGTERM");
+    const lesson = lessonProcess(terminated);
+    process.kill(lesson, "SIGTERM");
     expect(await terminated.exited).toBe(143);
     expectTerminalRestored("sigterm");
-    expect(processesRunning("bun\0scripts/03-sql-client.ts")).toEqual([]);
+    expect(isRunning(lesson)).toBe(false);
     expect(await listening(terminatedPort!)).toBe(false);
   }, 60_000);
 });
@@ -303,4 +295,112 @@ describe("lesson 03 as a command", () => {
       expect(await program.exited).toBe(0);
     }, 60_000);
   });
+});
+
+describe("lesson 03 --demo-modes in a real terminal", () => {
+  let folder: string;
+  beforeAll(() => {
+    folder = mkdtempSync(join(tmpdir(), "lesson03-modes-"));
+  });
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  /** The demo between two `stty -g` (files named after `label`), in an 80×40 PTY. */
+  async function startDemo(label: string): Promise<PtyProgram> {
+    const program = startInPty(
+      [
+        "bash",
+        "-c",
+        `stty -g > ${folder}/${label}.before; bun scripts/03-sql-client.ts --demo-modes; code=$?; stty -g > ${folder}/${label}.after; exit $code`,
+      ],
+      80,
+      40,
+    );
+    await program.waitFor((rows) => rows.some((row) => row.startsWith("1/3 cooked")), "the cooked step");
+    return program;
+  }
+
+  function expectTerminalRestored(label: string) {
+    expect(readFileSync(`${folder}/${label}.after`, "utf8")).toBe(
+      readFileSync(`${folder}/${label}.before`, "utf8"),
+    );
+  }
+
+  /** The `read N bytes: …` lines on the screen after the row starting with `heading`. */
+  const readsAfter = (rows: string[], heading: string) =>
+    rows
+      .slice(rows.findIndex((row) => row.startsWith(heading)) + 1)
+      .filter((row) => row.startsWith("  read ") || row.startsWith("  SIGINT"));
+  const screenHas = (text: string) => (rows: string[]) => rows.some((row) => row.includes(text));
+
+  test("cooked: nothing until Enter, then 61 63 0a; cbreak: each byte as typed, Ctrl+C is SIGINT and ends the step; raw: 03 and 0d arrive as bytes; q exits 0 with the terminal restored", async () => {
+    const program = await startDemo("steps");
+    program.type("ab");
+    await Bun.sleep(200);
+    program.type("\x7f"); // Backspace: the driver's VERASE
+    program.type("c");
+    await program.waitFor(screenHas("ac"), "the driver's echo of the edited line");
+    await Bun.sleep(200);
+    expect(readsAfter(program.screen.rows(), "1/3 cooked")).toEqual([]); // not a byte before Enter
+    program.type("\r");
+    await program.waitFor(screenHas("read 3 bytes"), "the line");
+    program.type("q\r");
+    await program.waitFor(screenHas("2/3 cbreak"), "the cbreak step");
+
+    program.type("a");
+    await program.waitFor(screenHas('read 1 byte: 61  "a"'), "a, without Enter");
+    program.type("b");
+    await program.waitFor(screenHas('read 1 byte: 62  "b"'), "b, without Enter");
+    program.type("\x03");
+    await program.waitFor(screenHas("3/3 raw"), "the raw step, after Ctrl+C ended cbreak's");
+    program.type("\x03");
+    await program.waitFor(screenHas("read 1 byte: 03"), "Ctrl+C as a byte");
+    program.type("\r");
+    await program.waitFor(screenHas("read 1 byte: 0d"), "Enter as a byte");
+    program.type("q");
+    expect(await program.exited).toBe(0);
+    await program.screen.write("");
+    const rows = program.screen.rows();
+    expect(readsAfter(rows, "1/3 cooked").slice(0, 2)).toEqual([
+      '  read 3 bytes: 61 63 0a  "ac\\n"',
+      '  read 2 bytes: 71 0a  "q\\n"',
+    ]);
+    expect(readsAfter(rows, "2/3 cbreak").slice(0, 3)).toEqual([
+      '  read 1 byte: 61  "a"',
+      '  read 1 byte: 62  "b"',
+      "  SIGINT: the driver turned Ctrl+C into a signal; no byte arrived",
+    ]);
+    expect(readsAfter(rows, "3/3 raw")).toEqual([
+      '  read 1 byte: 03  "\\u0003"',
+      '  read 1 byte: 0d  "\\r"',
+      '  read 1 byte: 71  "q"',
+    ]);
+    // In cbreak and raw mode each read also goes through readKey(): one key per character, 03 is Ctrl+C.
+    const keysRead = rows.filter((row) => row.startsWith("    readKey() → ")).map((row) => row.slice(16));
+    expect(keysRead).toEqual(['"a"', '"b"', "interrupt", "enter", '"q"']);
+    expect(rows.some((row) => row.includes("Terminal restored"))).toBe(true);
+    expectTerminalRestored("steps");
+  }, 30_000);
+
+  test("Ctrl+C in cooked mode exits 130; SIGTERM in cbreak mode 143; SIGHUP in raw mode 129 — each with the terminal restored", async () => {
+    const interrupted = await startDemo("cooked-ctrl-c");
+    interrupted.type("half a line\x03");
+    expect(await interrupted.exited).toBe(130);
+    expectTerminalRestored("cooked-ctrl-c");
+
+    const terminated = await startDemo("cbreak-sigterm");
+    terminated.type("q\r");
+    await terminated.waitFor(screenHas("2/3 cbreak"), "the cbreak step");
+    process.kill(lessonProcess(terminated), "SIGTERM");
+    expect(await terminated.exited).toBe(143);
+    expectTerminalRestored("cbreak-sigterm");
+
+    const hungUp = await startDemo("raw-sighup");
+    hungUp.type("q\r");
+    await hungUp.waitFor(screenHas("2/3 cbreak"), "the cbreak step");
+    hungUp.type("q");
+    await hungUp.waitFor(screenHas("3/3 raw"), "the raw step");
+    process.kill(lessonProcess(hungUp), "SIGHUP");
+    expect(await hungUp.exited).toBe(129);
+    expectTerminalRestored("raw-sighup");
+  }, 60_000);
 });

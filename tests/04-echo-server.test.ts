@@ -45,9 +45,21 @@ describe("lesson 04: the echo server", async () => {
     const client = await LineClient.connect(server.port);
     await client.line();
     client.send(`${"x".repeat(1_000_000)}\nstill here\n`);
-    expect(await client.line()).toBe("ERR line too long: 1000001 bytes, the limit is 1024");
+    expect(await client.line()).toBe(
+      "ERR line too long: 1000000 bytes before the newline, the limit is 1024",
+    );
     expect(await client.line()).toBe("still here");
     client.close();
+  });
+
+  test("counts an over-long line as the limit does, without its newline; one cut by EOF says so", async () => {
+    const client = await LineClient.connect(server.port);
+    await client.line();
+    client.send(`${"x".repeat(1025)}\n${"z".repeat(1024)}\n${"y".repeat(2000)}`);
+    expect(await client.line()).toBe("ERR line too long: 1025 bytes before the newline, the limit is 1024");
+    expect(await client.line()).toBe("z".repeat(1024)); // exactly the limit: echoed
+    client.writer.writeEof();
+    expect(await client.rest()).toEqual(["ERR line too long: 2000 bytes and no newline, the limit is 1024"]);
   });
 
   test("a client that sends without reading is slowed down, not buffered without bound", async () => {
@@ -62,6 +74,49 @@ describe("lesson 04: the echo server", async () => {
     expect(echoedBytes).toBe(20_000 * line.length);
     client.close();
   });
+});
+
+/** `12.0 MiB` / `80.0 KiB` → bytes. */
+function parseBytes(text: string): number {
+  const [number, unit] = text.split(" ");
+  return Number(number) * (unit === "MiB" ? 1024 * 1024 : 1024);
+}
+
+/** The once-a-second reports of one half of --demo-drain: queued, rss and client-sent bytes. */
+function demoReports(stdout: string, label: string) {
+  const pattern = new RegExp(
+    `^${label}: queued ([\\d.]+ [KM]iB), rss (\\d+) MiB, client sent ([\\d.]+ [KM]iB)$`,
+    "gm",
+  );
+  return [...stdout.matchAll(pattern)].map(([, queued, rss, sent]) => ({
+    queued: parseBytes(queued!),
+    rss: Number(rss) * 1024 * 1024,
+    sent: parseBytes(sent!),
+  }));
+}
+
+describe("lesson 04 --demo-drain", () => {
+  test("without drain the queue and the RSS grow by what the client sends; with it the queue stays at the high-water mark and the client is held back", async () => {
+    const { exitCode, stdout, stderr } = await runScript(["scripts/04-echo-server.ts", "--demo-drain"]);
+    expect(stderr).toBe("");
+    expect(exitCode).toBe(0);
+    const MiB = 1024 * 1024;
+    const without = demoReports(stdout, "no drain");
+    const withDrain = demoReports(stdout, "drain");
+    expect(without).toHaveLength(4);
+    expect(withDrain).toHaveLength(4);
+    // No drain: every report queues more than the one before; after 4 s at 10 MiB/s, well over 20 MiB.
+    for (let i = 1; i < without.length; i++)
+      expect(without[i]!.queued).toBeGreaterThan(without[i - 1]!.queued);
+    expect(without.at(-1)!.queued).toBeGreaterThan(20 * MiB);
+    expect(without.at(-1)!.rss - without[0]!.rss).toBeGreaterThan(15 * MiB);
+    // Drain: the queue never passes the high-water mark by more than one 16 KiB line, and the client,
+    // waiting in its own drain(), sends nothing more once the kernel's buffers are full.
+    for (const report of withDrain) expect(report.queued).toBeLessThanOrEqual((64 + 16) * 1024);
+    expect(withDrain[3]!.sent).toBe(withDrain[2]!.sent);
+    expect(withDrain[3]!.sent).toBeLessThan(without[3]!.sent / 2);
+    expect(Math.max(...withDrain.map((report) => report.rss))).toBeLessThan(without.at(-1)!.rss);
+  }, 30_000);
 });
 
 describe("lesson 04 as a command", () => {

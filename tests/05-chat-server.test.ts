@@ -122,7 +122,8 @@ describe("lesson 05: hostile and broken clients", async () => {
     const attacker = await join(server, "attacker");
     await victim.lineMatching("* attacker joined");
     attacker.send("\x1b[2J\x1b[Hcleared?\x1b]0;pwned\x07 \x1b[31mred\x1b[0m\rover\x08write\u202eesrever\n");
-    const relayed = await victim.line();
+    // (Departures of the users of earlier tests may still be announced: read up to attacker's line.)
+    const relayed = await victim.lineMatching(/^attacker: /);
     expect(relayed).toBe("attacker: cleared? redoverwriteesrever");
     expect(relayed).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
     victim.close();
@@ -132,7 +133,8 @@ describe("lesson 05: hostile and broken clients", async () => {
   test("turns invalid UTF-8 and binary garbage into U+FFFD and keeps serving", async () => {
     const client = await join(server, "binary");
     client.send(new Uint8Array([0x68, 0x69, 0xff, 0xc3, 0x28, 0x00, 0x01, 0x0a]));
-    expect(await client.line()).toBe("binary: hi\uFFFD\uFFFD(");
+    // Earlier tests' users may still be announced leaving: skip to binary's own lines.
+    expect(await client.lineMatching(/^binary: /)).toBe("binary: hi\uFFFD\uFFFD(");
     client.send(
       crypto.getRandomValues(new Uint8Array(64 * 1024)).map((byte) => (byte === 0x0a ? 0x20 : byte)),
     );
@@ -140,7 +142,7 @@ describe("lesson 05: hostile and broken clients", async () => {
     expect(await client.lineMatching(/^(ERR line too long|binary: after the noise)/)).toBe(
       "ERR line too long (max 4096 bytes)",
     );
-    expect(await client.line()).toBe("binary: after the noise");
+    expect(await client.lineMatching(/^binary: /)).toBe("binary: after the noise");
     client.close();
   });
 

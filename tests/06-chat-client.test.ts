@@ -252,11 +252,45 @@ describe("lesson 06 under load and at the prompt", () => {
 });
 
 describe("lesson 06 as a command", () => {
-  test("a refused connection is one clear line", async () => {
+  test("asks the name first and connects only after it is typed, then sends CONNECT at once", async () => {
+    const received: string[] = [];
+    let connections = 0;
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open() {
+          connections++;
+        },
+        data(socket, chunk) {
+          received.push(new TextDecoder().decode(chunk));
+          socket.write("OK welcome ann, 1 user online\n");
+        },
+      },
+    });
+    try {
+      const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(server.port)]);
+      await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+      await Bun.sleep(300); // a client that connected before asking would have done so by now
+      expect(connections).toBe(0);
+      program.type("ann\r");
+      await program.waitFor((rows) => rows[rows.length - 1]!.startsWith("ann>"), "ann's input line");
+      expect(connections).toBe(1);
+      expect(received.join("")).toBe("CONNECT ann\n");
+      program.type("\x04");
+      expect(await program.exited).toBe(0);
+    } finally {
+      server.stop(true);
+    }
+  }, 30_000);
+
+  test("a refused connection is one clear line, after the name prompt", async () => {
     const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     const port = probe.port;
     probe.stop(true);
     const program = startInPty(["bun", "scripts/06-chat-client.ts", "--port", String(port)]);
+    await program.waitFor((rows) => rows.some((row) => row.includes("Your name?")), "the name prompt");
+    program.type("ann\r");
     expect(await program.exited).toBe(1);
     // The terminal is 80 columns wide: the one line wraps onto the next row.
     const rows = await program.waitFor((rows) => rows.some((row) => row.startsWith("error:")), "the error");

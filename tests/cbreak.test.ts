@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Key, KeyDecoder, MAX_PASTE_CHARS } from "../lib/cbreak.ts";
+import { type Key, KeyDecoder, KeyReader, MAX_PASTE_CHARS } from "../lib/cbreak.ts";
 import { type PtyProgram, startInPty } from "./helpers/pty.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -84,6 +84,37 @@ describe("KeyDecoder", () => {
   });
 });
 
+describe("KeyReader.readKey — read(1)", () => {
+  test("gives one character per key, in order, and waits for a key not typed yet", async () => {
+    const reader = new KeyReader();
+    reader.push(bytes("aé\x1b[A"));
+    expect(await reader.readKey()).toEqual({ kind: "text", text: "a" });
+    expect(await reader.readKey()).toEqual({ kind: "text", text: "é" });
+    expect(await reader.readKey()).toEqual({ kind: "up" });
+    const next = reader.readKey();
+    let settled = false;
+    void next.then(() => (settled = true));
+    await Bun.sleep(20);
+    expect(settled).toBe(false);
+    reader.push(bytes("🎉"));
+    expect(await next).toEqual({ kind: "text", text: "🎉" });
+  });
+
+  test("returns the keys still queued after end(), then null; a second waiting reader is refused", async () => {
+    const reader = new KeyReader();
+    reader.push(bytes("x\r"));
+    reader.end();
+    expect(await reader.readKey()).toEqual({ kind: "text", text: "x" });
+    expect(await reader.readKey()).toEqual({ kind: "enter" });
+    expect(await reader.readKey()).toBeNull();
+    const waiting = new KeyReader();
+    const first = waiting.readKey();
+    expect(() => waiting.readKey()).toThrow("one reader at a time");
+    waiting.end();
+    expect(await first).toBeNull();
+  });
+});
+
 describe("enterCbreak in a real terminal", () => {
   let folder: string;
   beforeAll(() => {
@@ -120,6 +151,34 @@ describe("enterCbreak in a real terminal", () => {
     await program.screen.write("");
     expect(program.screen.xterm.modes.bracketedPasteMode).toBe(false);
     expectRestored("raw");
+  }, 30_000);
+
+  test("readKey() keeps a UTF-8 character and an escape sequence whole when the terminal sends them in two reads; text typed at once comes one character at a time; a paste is one key", async () => {
+    const { program } = await start("keys");
+    const shown = (json: string) => (rows: string[]) => rows.includes(json);
+    program.type(new Uint8Array([0xc3]));
+    await Bun.sleep(150); // the program has read the first byte alone
+    program.type(new Uint8Array([0xa9]));
+    await program.waitFor(shown('{"kind":"text","text":"é"}'), "é, whole");
+    program.type("\x1b[");
+    await Bun.sleep(150);
+    program.type("A");
+    await program.waitFor(shown('{"kind":"up"}'), "the up arrow, whole");
+    program.type("ab");
+    await program.waitFor(shown('{"kind":"text","text":"b"}'), "b");
+    program.type("\x1b[200~one\rtwo\x1b[201~");
+    const rows = await program.waitFor(shown('{"kind":"paste","text":"one\\ntwo"}'), "the paste");
+    const keys = rows.slice(rows.indexOf("ready") + 1).filter((row) => row.startsWith("{"));
+    expect(keys).toEqual([
+      '{"kind":"text","text":"é"}',
+      '{"kind":"up"}',
+      '{"kind":"text","text":"a"}',
+      '{"kind":"text","text":"b"}',
+      '{"kind":"paste","text":"one\\ntwo"}',
+    ]);
+    program.type("q");
+    expect(await program.exited).toBe(0);
+    expectRestored("keys");
   }, 30_000);
 
   for (const [signal, code] of [

@@ -3,7 +3,7 @@ import { layoutMessage, Screen } from "../lib/screen.ts";
 import { HeadlessTerminal } from "./helpers/headless-terminal.ts";
 
 /** A Screen drawing into a headless terminal of the given size. */
-function setup(columns = 40, rows = 6, color = false) {
+function setup(columns = 40, rows = 6, color = false, redrawEveryRow = false) {
   const terminal = new HeadlessTerminal(columns, rows);
   let written = "";
   const screen = new Screen({
@@ -12,6 +12,7 @@ function setup(columns = 40, rows = 6, color = false) {
     rows,
     prompt: "> ",
     color,
+    redrawEveryRow,
   });
   const show = async () => {
     screen.flush();
@@ -21,6 +22,36 @@ function setup(columns = 40, rows = 6, color = false) {
   };
   return { screen, terminal, show, writes: () => written };
 }
+
+describe("the deque screen, the book's way: every row redrawn from the deque on each message", () => {
+  test("shows what the scroll region shows, message after message, and rewrites every row of the area each time", async () => {
+    const book = setup(40, 6, false, true);
+    const region = setup(40, 6, false, false);
+    book.screen.start();
+    region.screen.start();
+    await book.show();
+    await region.show();
+    for (let i = 1; i <= 8; i++) {
+      book.screen.print(`message ${i}${i === 7 ? " that is long enough to wrap at forty cells" : ""}`);
+      region.screen.print(`message ${i}${i === 7 ? " that is long enough to wrap at forty cells" : ""}`);
+      book.screen.flush();
+      region.screen.flush();
+      const [bookWrite, regionWrite] = [book.writes(), region.writes()];
+      // Every row of the 5-row area is drawn again (row;1H), from the top; the region writes the new lines only.
+      for (let row = 1; row <= 5; row++) expect(bookWrite).toContain(`\x1b[${row};1H\x1b[2K`);
+      expect(bookWrite.indexOf("\x1b[1;1H")).toBeLessThan(bookWrite.indexOf("\x1b[5;1H"));
+      expect(regionWrite.length).toBeLessThan(bookWrite.length);
+      expect(await book.show()).toEqual(await region.show());
+    }
+    expect(book.terminal.rows().slice(0, 5)).toEqual([
+      "message 5",
+      "message 6",
+      "message 7 that is long enough to wrap at",
+      " forty cells", // wrapped where the space was (wrapAnsi keeps it)
+      "message 8",
+    ]);
+  });
+});
 
 describe("the deque screen", () => {
   test("fills the area from the top, keeps the input line on the last row", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { Key } from "../lib/cbreak.ts";
+import { type Key, KeyReader } from "../lib/cbreak.ts";
 import type { EditorState } from "../lib/line-editor.ts";
 import { SubmittedLines } from "../lib/terminal-ui.ts";
 import { startInPty } from "./helpers/pty.ts";
@@ -7,9 +7,12 @@ import { startInPty } from "./helpers/pty.ts";
 const text = (value: string): Key => ({ kind: "text", text: value });
 const enter: Key = { kind: "enter" };
 
-/** Keys that arrive one per microtask, as from a terminal, then end. */
-async function* keysOf(keys: Key[]): AsyncGenerator<Key> {
-  for (const key of keys) yield await Promise.resolve(key);
+/** A KeyReader holding `keys`, then ended. */
+function keysOf(keys: Key[]): KeyReader {
+  const reader = new KeyReader();
+  for (const key of keys) reader.pushKey(key);
+  reader.end();
+  return reader;
 }
 
 /** Runs the loop over `keys`; returns the lines, every state shown, and the loop itself. */
@@ -104,6 +107,17 @@ describe("openTerminalUi in a real terminal", () => {
     program.type("close\r");
     expect(await program.exited).toBe(0);
     await program.waitFor((rows) => rows.some((row) => row === "ending: closed"), "the ending");
+  }, 30_000);
+
+  test("with redrawEveryRow the area is redrawn from the deque, and rolls as the scroll region does", async () => {
+    const program = startInPty(["bun", "tests/helpers/terminal-ui-program.ts", "--redraw"], 40, 8);
+    await program.waitFor((rows) => rows[0] === "ready" && rows[7]!.startsWith(">"), "the screen");
+    for (let i = 1; i <= 9; i++) program.type(`line ${i}\r`);
+    const rows = await program.waitFor((rows) => rows[6] === "got: line 9", "the ninth line");
+    expect(rows.slice(0, 7)).toEqual([3, 4, 5, 6, 7, 8, 9].map((i) => `got: line ${i}`));
+    expect(rows[7]!.trim()).toBe(">");
+    program.type("\x04");
+    expect(await program.exited).toBe(0);
   }, 30_000);
 
   test("throws NotATerminalError when stdin is not a terminal", async () => {

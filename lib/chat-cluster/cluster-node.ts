@@ -23,7 +23,8 @@
  * queued (2 s at most), unregisters the node, and closes both connections.
  */
 import { randomUUID } from "node:crypto";
-import type { NameRegistry, RoomBus, WhoList } from "../chat-room.ts";
+// Types only: the room is lesson 05's, and this is the registry and bus it is given in lesson 07.
+import type { NameRegistry, RoomBus, WhoList } from "../../scripts/05-chat-server.ts";
 import { ClusterKeys } from "./cluster-keys.ts";
 import { APPEND, CLAIM, HEARTBEAT, RECLAIM, REGISTER, RELEASE, UNREGISTER, WHO } from "./cluster-scripts.ts";
 import { RedisLink } from "./redis-link.ts";

@@ -1,6 +1,6 @@
 /**
  * A tiny program for lib/cbreak's PTY tests: enters cbreak mode, prints the terminal's settings (`stty -a`),
- * its pid and `ready`, then prints each key as JSON. On the text key `q` it restores and exits 0; on `!` it throws
+ * its pid and `ready`, then reads keys one at a time (`readKey()`) and prints each as JSON. On the text key `q` it restores and exits 0; on `!` it throws
  * (an uncaught exception); on `?` it rejects a promise nobody handles.
  */
 import { enterCbreak } from "../../lib/cbreak.ts";
@@ -10,7 +10,7 @@ const stty = Bun.spawnSync(["stty", "-a"], { stdin: "inherit" });
 console.log(`${new TextDecoder().decode(stty.stdout).replaceAll("\n", " ")}\r`);
 console.log(`pid ${process.pid}\r`);
 console.log("ready\r");
-for await (const key of session.keys) {
+for (let key = await session.keys.readKey(); key !== null; key = await session.keys.readKey()) {
   console.log(`${JSON.stringify(key)}\r`);
   if (key.kind === "text" && key.text === "q") {
     session.restore();

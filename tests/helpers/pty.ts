@@ -5,8 +5,8 @@ const ROOT = `${import.meta.dir}/../..`;
 
 export interface PtyProgram {
   screen: HeadlessTerminal;
-  /** Types into the terminal (as a person at the keyboard would). */
-  type(text: string): void;
+  /** Types into the terminal (as a person at the keyboard would); bytes go as they are. */
+  type(text: string | Uint8Array): void;
   /**
    * Waits until the screen's rows satisfy `predicate`, looking every `pollMs` (25 ms); fails with the screen
    * shown after `timeoutMs` (20 s).
@@ -19,6 +19,8 @@ export interface PtyProgram {
   ): Promise<string[]>;
   resize(columns: number, rows: number): void;
   exited: Promise<number>;
+  /** The pid of the program started (for a `bash -c …` wrapper, bash's). */
+  pid: number;
   kill(): void;
 }
 
@@ -53,6 +55,7 @@ export function startInPty(
       screen.resize(newColumns, newRows);
     },
     exited: child.exited,
+    pid: child.pid,
     kill: () => child.kill(),
   };
 }

@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { type LineServer, startLineServer } from "../lib/streams.ts";
 import {
+  type ChatConnection,
   ChatRoom,
+  type LineFraming,
   LocalNames,
   type NameRegistry,
   PAUSED_REPLY,
@@ -8,8 +11,7 @@ import {
   type RoomOptions,
   WHO_MAX_NAMES,
   type WhoList,
-} from "../lib/chat-room.ts";
-import { type LineServer, startLineServer } from "../lib/streams.ts";
+} from "../scripts/05-chat-server.ts";
 import { LineClient } from "./helpers/servers.ts";
 
 const OPTIONS: RoomOptions = {
@@ -49,6 +51,25 @@ class SlowBus implements RoomBus {
   publish(line: string): void {
     this.published.push(line);
     setTimeout(() => this.room.deliver([line]), 5);
+  }
+}
+
+/** A bus that delivers everything published within `windowMs` of the first line as one batch. */
+class GatheringBus implements RoomBus {
+  room!: ChatRoom;
+  readonly batchSizes: number[] = [];
+  #lines: string[] = [];
+  constructor(readonly windowMs: number) {}
+  publish(line: string): void {
+    if (this.#lines.length === 0) {
+      setTimeout(() => {
+        const lines = this.#lines;
+        this.#lines = [];
+        this.batchSizes.push(lines.length);
+        this.room.deliver(lines);
+      }, this.windowMs);
+    }
+    this.#lines.push(line);
   }
 }
 
@@ -191,5 +212,111 @@ describe("ChatRoom with a registry and a bus that answer later", () => {
     expect(listed[1]).toBe("user0000");
     expect(listed.at(-1)).toBe("user0098");
     client.close();
+  });
+});
+
+/** A framing another protocol might use: each line as `> text\n`; counts how often a batch is encoded. */
+class QuotedFraming implements LineFraming {
+  batchesEncoded = 0;
+  readonly #utf8 = new TextEncoder();
+  encodeLine(text: string): Uint8Array {
+    return this.#utf8.encode(`> ${text}\n`);
+  }
+  encodeBatch(lines: readonly string[]): Uint8Array {
+    this.batchesEncoded++;
+    return this.#utf8.encode(lines.map((line) => `> ${line}\n`).join(""));
+  }
+  lineStarts(lines: readonly string[]): number[] {
+    const starts: number[] = [];
+    let offset = 0;
+    for (const line of lines) {
+      starts.push(offset);
+      offset += Buffer.byteLength(`> ${line}\n`);
+    }
+    return starts;
+  }
+}
+
+describe("ChatRoom with connections that bring their own framing", () => {
+  /** Serves `room`; connections whose port is odd get `framing` and record why they were closed. */
+  function serveMixed(room: ChatRoom, framing: LineFraming, closes: string[]): number {
+    const handlers = room.lineHandlers();
+    let count = 0;
+    server = startLineServer(
+      {
+        ...handlers,
+        onConnect: (connection) => {
+          // Every second connection speaks the quoted framing: the first is plain, the second quoted, …
+          if (count++ % 2 === 0) return room.accept(connection);
+          const quoted: ChatConnection = {
+            writer: connection.writer,
+            peer: connection.peer,
+            pauseReading: () => connection.pauseReading(),
+            resumeReading: () => connection.resumeReading(),
+            framing,
+            beforeClose: (why) => closes.push(why),
+          };
+          return room.accept(quoted);
+        },
+      },
+      { maxLineBytes: OPTIONS.maxLineBytes },
+    );
+    return server.port;
+  }
+
+  test("each framing gets the same lines, encoded once per batch whatever the number of its users", async () => {
+    const framing = new QuotedFraming();
+    const closes: string[] = [];
+    const room = new ChatRoom(OPTIONS);
+    const port = serveMixed(room, framing, closes);
+    const [ann, bob, cat] = [
+      await LineClient.connect(port),
+      await LineClient.connect(port),
+      await LineClient.connect(port),
+    ];
+    ann.send("CONNECT ann\n");
+    expect(await ann.line()).toBe("OK welcome ann, 1 user online");
+    bob.send("CONNECT bob\n");
+    expect(await bob.line()).toBe("> OK welcome bob, 2 users online");
+    expect(await ann.lineMatching("* bob joined")).toBe("* bob joined");
+    cat.send("CONNECT cat\n");
+    expect(await cat.line()).toBe("OK welcome cat, 3 users online");
+    // cat is plain (the third connection); bob is quoted. Wait until everyone has seen cat join.
+    await ann.lineMatching("* cat joined");
+    await bob.lineMatching("> * cat joined");
+    const before = framing.batchesEncoded;
+    ann.send("one\ntwo\n");
+    expect([await bob.line(), await bob.line()]).toEqual(["> ann: one", "> ann: two"]);
+    expect([await cat.line(), await cat.line()]).toEqual(["ann: one", "ann: two"]);
+    // Two lines of one turn: one batch, encoded once for the quoted user.
+    expect(framing.batchesEncoded - before).toBe(1);
+    bob.send("/quit\n");
+    expect(await bob.line()).toBe("> * bye");
+    expect(await bob.line()).toBeNull();
+    expect(closes).toEqual(["quit"]);
+    for (const client of [ann, cat]) client.close();
+  });
+
+  test("a late joiner of another framing gets the tail of the batch after its own join notice", async () => {
+    const framing = new QuotedFraming();
+    // A bus that gathers 100 ms of lines into one batch: ann's line, bob's join and ann's next line in one.
+    const bus = new GatheringBus(100);
+    const room = new ChatRoom(OPTIONS, { bus });
+    bus.room = room;
+    const port = serveMixed(room, framing, []);
+    const ann = await LineClient.connect(port);
+    ann.send("CONNECT ann\n");
+    await ann.line();
+    await Bun.sleep(150); // her join notice's batch has gone by (a joiner does not get its own notice)
+    const bob = await LineClient.connect(port);
+    ann.send("before\n");
+    bob.send("CONNECT bob\n");
+    expect(await bob.line()).toBe("> OK welcome bob, 2 users online");
+    ann.send("after\n");
+    expect(await ann.line()).toBe("ann: before");
+    expect(bus.batchSizes).toEqual([1, 3]);
+    expect(await bob.line()).toBe("> ann: after");
+    ann.close();
+    bob.close();
   });
 });
