@@ -17,7 +17,7 @@
  * thread times it: past `statementTimeoutMs`, or with the process's resident memory past
  * `memoryLimitBytes`, it ends the thread (Worker.terminate() stops even a WebAssembly loop: measured
  * ~0.2 s, and the thread's memory is given back) and starts a fresh database on the same port, with the
- * setup SQL again. The same when PGlite itself fails (a PANIC, such as `ERRORDATA_STACK_SIZE exceeded`
+ * setup SQL again. The same when an answer outgrows `maxAnswerBytes`, or when PGlite itself fails (a PANIC, such as `ERRORDATA_STACK_SIZE exceeded`
  * after a recursive SQL function, after which it answers nothing again). Connections to the old database
  * are closed with the thread; a client reconnects to the same URL.
  *
@@ -33,11 +33,14 @@
  * What the worker is asked to do: start (once) on `port` (0: any free one), then stop. `setupSql`: SQL run
  * before the port opens (e.g. a sample schema); empty for none.
  */
-export type PGliteServerRequest = { kind: "start"; setupSql: string; port: number } | { kind: "stop" };
+export type PGliteServerRequest =
+  | { kind: "start"; setupSql: string; port: number; maxAnswerBytes: number }
+  | { kind: "stop" };
 
 /**
  * What the worker answers: its port, or why it could not start; that the database started (`busy`) or
- * ended (`idle`) a piece of protocol; that PGlite failed (`broken`); and, when asked to stop, that it did.
+ * ended (`idle`) a piece of protocol; that PGlite failed (`broken`); that an answer passed
+ * `maxAnswerBytes` (`answer-limit`); and, when asked to stop, that it did.
  */
 export type PGliteServerReply =
   | { kind: "listening"; port: number }
@@ -45,6 +48,7 @@ export type PGliteServerReply =
   | { kind: "busy" }
   | { kind: "idle" }
   | { kind: "broken"; message: string }
+  | { kind: "answer-limit" }
   | { kind: "stopped" };
 
 export interface PGliteServerOptions {
@@ -56,12 +60,19 @@ export interface PGliteServerOptions {
    * sleeps); a limit the process never gets under is not acted on.
    */
   memoryLimitBytes?: number;
+  /**
+   * Most bytes one query's answer may take, bytes (default 0: no limit). The database makes an answer
+   * faster than a client takes it, and the thread holds what is not sent yet: a million 1 KB rows made it
+   * hold ~1 GB, and ending a thread that holds that much took up to 3 s, growing all the while (measured).
+   * Past the limit the rest of the answer is dropped, not held, and the database restarted (~0.1 s).
+   */
+  maxAnswerBytes?: number;
   /** Called once per restart, as it begins (the old database is gone; the new one is starting). */
   onRestart?: (restart: PGliteRestart) => void;
 }
 
 /** Why the database was restarted. */
-export type PGliteRestartCause = "statement-timeout" | "memory-limit" | "failed";
+export type PGliteRestartCause = "statement-timeout" | "memory-limit" | "answer-limit" | "failed";
 
 export interface PGliteRestart {
   cause: PGliteRestartCause;
@@ -151,9 +162,14 @@ class SupervisedServer implements PGliteServer {
 
   /** Starts a worker on `port`; it becomes the current one once it listens. */
   async #spawn(port: number): Promise<void> {
-    const thread = await startThread(this.#setupSql, port, (worker, reply) => {
-      if (worker === this.#thread?.worker) this.#onActivity(reply);
-    });
+    const thread = await startThread(
+      this.#setupSql,
+      port,
+      this.#options.maxAnswerBytes ?? 0,
+      (worker, reply) => {
+        if (worker === this.#thread?.worker) this.#onActivity(reply);
+      },
+    );
     if (this.#stopped) {
       thread.worker.terminate();
       return;
@@ -168,6 +184,10 @@ class SupervisedServer implements PGliteServer {
     if (reply.kind === "busy") this.#startStatementTimer();
     else if (reply.kind === "idle") clearTimeout(this.#statementTimer);
     else if (reply.kind === "broken") this.#restart("failed", `the database failed (${reply.message})`);
+    else if (reply.kind === "answer-limit") {
+      const limit = Math.round((this.#options.maxAnswerBytes ?? 0) / MiB);
+      this.#restart("answer-limit", `a query's answer passed ${limit} MiB`);
+    }
   }
 
   /** The database started on a query: past `statementTimeoutMs`, it is restarted. */
@@ -242,6 +262,7 @@ class SupervisedServer implements PGliteServer {
 function startThread(
   setupSql: string,
   port: number,
+  maxAnswerBytes: number,
   onActivity: (worker: Worker, reply: PGliteServerReply) => void,
 ): Promise<Thread> {
   const worker = new Worker(new URL("./pglite-server.worker.ts", import.meta.url));
@@ -270,7 +291,7 @@ function startThread(
     worker.terminate();
     reject(new Error(message));
   };
-  worker.postMessage({ kind: "start", setupSql, port } satisfies PGliteServerRequest);
+  worker.postMessage({ kind: "start", setupSql, port, maxAnswerBytes } satisfies PGliteServerRequest);
   return promise;
 }
 

@@ -1,8 +1,9 @@
 /**
  * lib/pglite-server.worker.ts — the thread side of lib/pglite-server.ts: PGlite and its socket server.
- * Messages in: `{ kind: "start", setupSql, port }`, then `{ kind: "stop" }`. Messages out: see
- * PGliteServerReply — among them `busy` and `idle` around every piece of protocol the database runs, and
- * `broken` when PGlite itself fails, so that the main thread can time a query and end a wedged database.
+ * Messages in: `{ kind: "start", setupSql, port, maxAnswerBytes }`, then `{ kind: "stop" }`. Messages out:
+ * see PGliteServerReply — among them `busy` and `idle` around every piece of protocol the database runs,
+ * `broken` when PGlite itself fails, and `answer-limit` when an answer outgrows `maxAnswerBytes`, so that the
+ * main thread can time a query and end a wedged or runaway database.
  */
 import type { PGlite } from "@electric-sql/pglite";
 import type { PGLiteSocketServer } from "@electric-sql/pglite-socket";
@@ -65,15 +66,22 @@ const STOPPED_SHORT =
  * no answer at all (measured); or a call throws. Either is reported as `broken`, and the main thread ends
  * the thread and starts a fresh database.
  */
-function reportActivity(database: PGlite): void {
+function reportActivity(database: PGlite, maxAnswerBytes: number): void {
   const execute = database.execProtocolRawStream.bind(database);
   database.execProtocolRawStream = async (message, options) => {
     reply({ kind: "busy" });
     const last = new LastMessageType();
+    let answerBytes = 0;
     try {
       await execute(message, {
         ...options,
         onRawData: (data) => {
+          answerBytes += data.length;
+          if (maxAnswerBytes > 0 && answerBytes > maxAnswerBytes) {
+            // Dropped, not queued: the main thread ends this thread on hearing of it.
+            if (answerBytes - data.length <= maxAnswerBytes) reply({ kind: "answer-limit" });
+            return;
+          }
           last.push(data);
           options.onRawData(data);
         },
@@ -91,14 +99,14 @@ function reportActivity(database: PGlite): void {
   };
 }
 
-async function start(setupSql: string, port: number): Promise<void> {
+async function start(setupSql: string, port: number, maxAnswerBytes: number): Promise<void> {
   const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
     import("@electric-sql/pglite"),
     import("@electric-sql/pglite-socket"),
   ]);
   db = await PGlite.create();
   if (setupSql) await db.exec(setupSql);
-  reportActivity(db);
+  reportActivity(db, maxAnswerBytes);
   server = new PGLiteSocketServer({ db, host: "127.0.0.1", port });
   await server.start();
   reply({ kind: "listening", port: Number(server.getServerConn().split(":").pop()) });
@@ -113,7 +121,7 @@ async function stop(): Promise<void> {
 self.onmessage = (event: MessageEvent<PGliteServerRequest>) => {
   const request = event.data;
   if (request.kind === "start") {
-    start(request.setupSql, request.port).catch((error) =>
+    start(request.setupSql, request.port, request.maxAnswerBytes).catch((error) =>
       reply({ kind: "failed", message: (error as Error).message ?? String(error) }),
     );
   } else {

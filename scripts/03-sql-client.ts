@@ -70,6 +70,7 @@
  *                               the embedded database, which ignores one, is restarted with the sample data
  *   a query that eats memory:   --memory-limit MIB (3072): the embedded database is restarted with one line
  *   a million-row result:       only the 10 rows shown are kept; the rest are counted as they stream past
+ *                               (the embedded database restarts on an answer over 256 MiB: it holds it)
  *   a query that wedges PGlite  (a recursive SQL function): detected, and the database restarted
  * Try:      create function f(int) returns int as 'select f($1 + 1)' language sql;   then   select f(1)
  *           with recursive r(n) as (select 1 union all select n + 1 from r) select count(*) from r
@@ -153,6 +154,11 @@ export const FLAGS = {
  * most this many rows per result (simpleQuery's `maxRows`), so `select` of a million rows holds 10.
  */
 export const MAX_TABLE_ROWS = 10;
+/**
+ * Most one answer of the embedded database may take: 256 MiB. Its thread holds what our client has not yet
+ * read, and the console keeps 10 rows of it; past this the database is restarted (lib/pglite-server.ts).
+ */
+const EMBEDDED_MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 /** Widest a table column gets before its values are cut with "…": 40 cells. */
 const MAX_COLUMN_WIDTH = 40;
 /**
@@ -220,6 +226,7 @@ export async function startEmbeddedDatabase(limits: QueryLimits): Promise<Databa
   const server = await startPGliteServer(SAMPLE_SCHEMA, {
     statementTimeoutMs: limits.statementTimeoutMs,
     memoryLimitBytes: limits.memoryLimitBytes,
+    maxAnswerBytes: EMBEDDED_MAX_ANSWER_BYTES,
   });
   return {
     url: server.url,
