@@ -601,10 +601,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     } else throw error;
     return 1;
   }
+  // Handle Ctrl+C before saying we listen: whoever starts us may stop us the moment it reads that line.
+  const shutdown = waitForShutdownSignal();
   console.log(
     `listening on http://${hostPort(chat.hostname, chat.port)} (line protocol on ${hostPort(chat.hostname, chat.tcpPort)})`,
   );
-  const signal = await waitForShutdownSignal();
+  const signal = await shutdown;
   console.log(`${signal}: shutting down, telling ${chat.room.clients.size} connection(s)`);
   await chat.close();
   return 0;
