@@ -58,6 +58,7 @@ import {
   readFramePayload,
   readPayloadPiece,
   skipFramePayload,
+  takeFramePayload,
   tooBig,
 } from "./frames.ts";
 import { Utf8Validator } from "./utf8-validator.ts";
@@ -300,7 +301,7 @@ export class WebSocketConnection {
       } else if (opcode === Opcode.TEXT && !oneShot) {
         await this.#readTextPayload(header, fragments);
       } else {
-        const payload = await readFramePayload(reader, header);
+        const payload = takeFramePayload(reader, header) ?? (await readFramePayload(reader, header));
         if (payload.length > 0) fragments.push(payload);
       }
       if (!header.fin) continue;
