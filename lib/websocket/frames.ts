@@ -143,8 +143,25 @@ export function encodeFrame(opcode: Opcode, payload: Uint8Array, fin = true): Ui
   return frame;
 }
 
-/** One text message as one server frame, its UTF-8 written straight into the frame. */
+/**
+ * Texts of up to this many UTF-16 units are encoded first and then copied behind their header: 1,024.
+ * A trick for speed alone: writing the UTF-8 straight into the frame needs a view of it
+ * (`frame.subarray(…)`), and a view of a freshly allocated array makes the engine first move the array's
+ * bytes out of the garbage-collected heap into memory of their own. Measured (Bun 1.4, a loaded 2-core
+ * machine): a 26-byte text frame in ~36 ns this way against ~140 ns; and lesson 08's /echo spends less time
+ * in the garbage collector. Past a few KiB the second copy costs more than the view.
+ */
+const ENCODE_THEN_COPY_MAX_UNITS = 1024;
+
+/** One text message as one server frame. */
 export function encodeTextFrame(text: string): Uint8Array {
+  if (text.length <= ENCODE_THEN_COPY_MAX_UNITS) {
+    const payload = utf8.encode(text);
+    const frame = new Uint8Array(headerBytes(payload.length) + payload.length);
+    frame.set(payload, writeHeader(frame, 0, Opcode.TEXT, payload.length, true));
+    return frame;
+  }
+  // A long text: its UTF-8 written straight into the frame.
   const length = Buffer.byteLength(text, "utf8");
   const frame = new Uint8Array(headerBytes(length) + length);
   utf8.encodeInto(text, frame.subarray(writeHeader(frame, 0, Opcode.TEXT, length, true)));
