@@ -215,8 +215,30 @@ async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
 // ── Step 2: one request on one connection, with a deadline ────────────────────────────────────────────
 
 export interface GetOptions {
-  /** Give up after this many milliseconds, waiting for a connection included (default 10 s). */
+  /**
+   * Give up after this many milliseconds (default 10 s): one deadline for the whole request — the wait for
+   * a pooled connection, connecting, sending, and reading the response to its last byte — not one per stage.
+   */
   timeoutMs?: number;
+}
+
+/** A request's one deadline: what it was given, and the moment (performance.now()) it runs out. */
+interface RequestDeadline {
+  timeoutMs: number;
+  endsAt: number;
+}
+
+function requestDeadline(timeoutMs: number): RequestDeadline {
+  return { timeoutMs, endsAt: performance.now() + timeoutMs };
+}
+
+/**
+ * Milliseconds left before `deadline`, at least 1 (a timer of 0 would fire before the work it bounds began).
+ * Rounded to whole milliseconds: a connection taken at once gets exactly `timeoutMs` again, so its
+ * Deadline re-arms by refresh() (lib/deadline.ts) rather than a new timer — at most 0.5 ms late.
+ */
+function timeLeft(deadline: RequestDeadline): number {
+  return Math.max(1, Math.round(deadline.endsAt - performance.now()));
 }
 
 /** One connection: the stream pair, and the deadline of the request it is carrying. */
@@ -227,11 +249,14 @@ interface Connection {
   deadline: Deadline;
 }
 
-/** Connects to the target; past `timeoutMs`, gives up with a timeout error. */
-async function connect(target: Target, timeoutMs: number): Promise<Connection> {
+/** Connects to the target; past the request's deadline, gives up with a timeout error. */
+async function connect(target: Target, requestDeadline: RequestDeadline): Promise<Connection> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new HttpTimeoutError(timeoutMs)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new HttpTimeoutError(requestDeadline.timeoutMs)),
+      timeLeft(requestDeadline),
+    );
   });
   try {
     const [reader, writer] = await Promise.race([
@@ -245,12 +270,12 @@ async function connect(target: Target, timeoutMs: number): Promise<Connection> {
 }
 
 /**
- * Sends a GET on `connection` and reads the response. Past `timeoutMs` the connection is aborted, which
- * makes the pending read fail; that failure is reported as the timeout it is. On any failure the
- * connection is aborted: what is left in it cannot be trusted.
+ * Sends a GET on `connection` and reads the response. Past the request's deadline the connection is
+ * aborted, which makes the pending read fail; that failure is reported as the timeout it is. On any failure
+ * the connection is aborted: what is left in it cannot be trusted.
  */
-async function exchange(connection: Connection, request: Uint8Array, timeoutMs: number) {
-  connection.deadline.arm(timeoutMs);
+async function exchange(connection: Connection, request: Uint8Array, deadline: RequestDeadline) {
+  connection.deadline.arm(timeLeft(deadline));
   try {
     // write() is not a coroutine: it queues the request and returns at once (Bun's socket.write() takes
     // only what the kernel has room for; the writer keeps the rest and sends it as room appears).
@@ -262,7 +287,7 @@ async function exchange(connection: Connection, request: Uint8Array, timeoutMs: 
     return await readResponse(connection.reader);
   } catch (error) {
     connection.writer.abort();
-    throw connection.deadline.expired ? new HttpTimeoutError(timeoutMs) : error;
+    throw connection.deadline.expired ? new HttpTimeoutError(deadline.timeoutMs) : error;
   } finally {
     connection.deadline.disarm();
   }
@@ -287,10 +312,10 @@ const utf8 = new TextEncoder();
 /** GETs `url` on a fresh connection that is closed afterwards (`Connection: close`). */
 export async function httpGet(url: string, options: GetOptions = {}): Promise<HttpResponse> {
   const target = parseTarget(url);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const connection = await connect(target, timeoutMs);
+  const deadline = requestDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const connection = await connect(target, deadline);
   try {
-    return await exchange(connection, utf8.encode(buildGetRequest(target, false)), timeoutMs);
+    return await exchange(connection, utf8.encode(buildGetRequest(target, false)), deadline);
   } finally {
     closeConnection(connection);
   }
@@ -326,15 +351,14 @@ export class HttpClient {
   async get(url: string, options: GetOptions = {}): Promise<HttpResponse> {
     if (this.#closed) throw new Error("HttpClient is closed");
     const { target, request } = this.#requests.get(url);
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const started = performance.now();
+    const deadline = requestDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     try {
-      return await this.#getOnce(target, request, timeoutMs, false);
+      return await this.#getOnce(target, request, deadline, false);
     } catch (error) {
-      // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one.
+      // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one,
+      // within what is left of the same deadline.
       if (!(error instanceof StaleConnectionError)) throw error;
-      const left = Math.max(1, timeoutMs - (performance.now() - started));
-      return await this.#getOnce(target, request, left, true);
+      return await this.#getOnce(target, request, deadline, true);
     }
   }
 
@@ -344,26 +368,26 @@ export class HttpClient {
     this.#pool.close();
   }
 
-  async #getOnce(target: Target, request: Uint8Array, timeoutMs: number, fresh: boolean) {
-    // The deadline covers the wait for a connection, too.
+  async #getOnce(target: Target, request: Uint8Array, deadline: RequestDeadline, fresh: boolean) {
+    // The deadline covers the wait for a connection, too, and connecting: each stage gets what is left.
     // An idle connection at hand is taken at once; else the pool opens one, or queues us for one.
     const idle = fresh ? undefined : this.#pool.takeIdle(target.origin);
     let lease: { connection: Connection; reused: boolean };
     try {
       lease = idle
         ? { connection: idle, reused: true }
-        : await this.#pool.acquire(target.origin, () => connect(target, timeoutMs), {
+        : await this.#pool.acquire(target.origin, () => connect(target, deadline), {
             fresh,
-            maxWaitMs: timeoutMs,
+            maxWaitMs: timeLeft(deadline),
           });
     } catch (error) {
       if (error instanceof PoolClosedError) throw new Error("HttpClient is closed");
-      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(timeoutMs) : error;
+      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(deadline.timeoutMs) : error;
     }
     const { connection, reused } = lease;
     let response: HttpResponse;
     try {
-      response = await exchange(connection, request, timeoutMs);
+      response = await exchange(connection, request, deadline);
     } catch (error) {
       this.#pool.release(target.origin, connection, false);
       const stale = reused && (error instanceof NoResponseError || error instanceof ConnectionLostError);
