@@ -126,7 +126,7 @@ interface LatencySamples {
 const CLOCK_TICKS_PER_SECOND = 100;
 
 /** CPU seconds (user + system) `pid` has used so far, from /proc/PID/stat (Linux); NaN once it is gone. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.

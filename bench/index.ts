@@ -9,6 +9,7 @@ import { benchLines } from "./lines.ts";
 import { benchPg } from "./pg.ts";
 import { benchScreen } from "./screen.ts";
 import { benchChat, benchEcho, benchMemory } from "./servers.ts";
+import { benchWebSocket } from "./websocket.ts";
 import { benchWebSocketFrames } from "./websocket-frames.ts";
 
 const benches: Record<string, () => Promise<void>> = {
@@ -20,6 +21,7 @@ const benches: Record<string, () => Promise<void>> = {
   pg: () => benchPg(),
   cluster: () => benchCluster(),
   screen: () => benchScreen(),
+  websocket: () => benchWebSocket(),
   "websocket-frames": () => benchWebSocketFrames(),
 };
 

@@ -1,6 +1,7 @@
 /**
  * lib/args.ts — the command line of every lesson: `--port 8000` or `--port=8000`, checked; positional
- * arguments where a lesson takes them (lessons 01 and 02: URLs); `-h` / `--help` from the same table.
+ * arguments where a lesson takes them (lessons 01 and 02: URLs); flags that may be given several times
+ * (`kind: "list"`: lesson 08's `--allow-origin`); `-h` / `--help` from the same table.
  *
  * One voice for mistakes: `parseCommandLine` prints `error: <what is wrong> (see --help)` on one line and
  * gives exit code 2 (a usage error, as in most Unix tools); `--help` prints the help and gives 0.
@@ -20,15 +21,19 @@ export type FlagSpec =
       help: string;
     }
   | { kind: "string"; default?: string; value?: string; help: string }
+  /** Repeatable: every `--name value` is kept, in order (none given: an empty list). */
+  | { kind: "list"; value?: string; help: string }
   | { kind: "boolean"; help: string };
 
 type FlagValue<F extends FlagSpec> = F extends { kind: "int" | "number" }
   ? number
   : F extends { kind: "boolean" }
     ? boolean
-    : F extends { default: string }
-      ? string
-      : string | undefined;
+    : F extends { kind: "list" }
+      ? string[]
+      : F extends { default: string }
+        ? string
+        : string | undefined;
 
 export type Flags<S extends Record<string, FlagSpec>> = { [K in keyof S]: FlagValue<S[K]> } & {
   help: boolean;
@@ -63,6 +68,7 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
   positionals?: Positionals,
 ): Flags<S> {
   const raw: Record<string, string | true> = {};
+  const lists: Record<string, string[]> = {};
   const rest: string[] = [];
   let help = false;
   for (let index = 0; index < argv.length; index++) {
@@ -86,12 +92,11 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     if (flag.kind === "boolean") {
       if (equals !== -1) throw new UsageError(`--${name} takes no value`);
       raw[name] = true;
-    } else if (equals !== -1) {
-      raw[name] = arg.slice(equals + 1);
     } else {
-      const value = argv[++index];
+      const value = equals !== -1 ? arg.slice(equals + 1) : argv[++index];
       if (value === undefined) throw new UsageError(`--${name} needs a value`);
-      raw[name] = value;
+      if (flag.kind === "list") lists[name] = [...(lists[name] ?? []), value];
+      else raw[name] = value;
     }
   }
   if (rest.length > 0 && !positionals) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
@@ -100,11 +105,17 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
     if (problem) throw new UsageError(problem);
   }
   const flags: Record<string, unknown> = { help, positionals: rest };
-  for (const [name, flag] of Object.entries(spec)) flags[name] = convert(name, flag, raw[name]);
+  for (const [name, flag] of Object.entries(spec)) {
+    flags[name] = flag.kind === "list" ? (lists[name] ?? []) : convert(name, flag, raw[name]);
+  }
   return flags as Flags<S>;
 }
 
-function convert(name: string, flag: FlagSpec, raw: string | true | undefined): unknown {
+function convert(
+  name: string,
+  flag: Exclude<FlagSpec, { kind: "list" }>,
+  raw: string | true | undefined,
+): unknown {
   if (flag.kind === "boolean") return raw === true;
   if (raw === undefined || raw === true) return flag.default;
   if (flag.kind === "string") return raw;
@@ -134,7 +145,12 @@ export function helpText(usage: string, spec: Record<string, FlagSpec>, position
   if (positionals) lines.push(`  ${positionals.name.padEnd(24)} ${positionals.help}`);
   for (const [name, flag] of Object.entries(spec)) {
     const value = flag.kind === "boolean" ? "" : ` ${flag.value ?? (flag.kind === "string" ? "TEXT" : "N")}`;
-    const fallback = "default" in flag && flag.default !== undefined ? ` (default ${flag.default})` : "";
+    const fallback =
+      flag.kind === "list"
+        ? " (repeatable)"
+        : "default" in flag && flag.default !== undefined
+          ? ` (default ${flag.default})`
+          : "";
     lines.push(`  --${`${name}${value}`.padEnd(22)} ${flag.help}${fallback}`);
   }
   lines.push(`  ${"-h, --help".padEnd(24)} print this help and exit`);

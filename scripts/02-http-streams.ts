@@ -257,10 +257,32 @@ function tracedReader(reader: StreamReader, trace: Trace): ResponseReader {
 // ── Step 2: one request on one connection, with a deadline ────────────────────────────────────────────
 
 export interface GetOptions {
-  /** Give up after this many milliseconds, waiting for a connection included (default 10 s). */
+  /**
+   * Give up after this many milliseconds (default 10 s): one deadline for the whole request — the wait for
+   * a pooled connection, connecting, sending, and reading the response to its last byte — not one per stage.
+   */
   timeoutMs?: number;
   /** Hears of each write and each await of the exchange as it returns (`--trace`). */
   trace?: Trace;
+}
+
+/** A request's one deadline: what it was given, and the moment (performance.now()) it runs out. */
+interface RequestDeadline {
+  timeoutMs: number;
+  endsAt: number;
+}
+
+function requestDeadline(timeoutMs: number): RequestDeadline {
+  return { timeoutMs, endsAt: performance.now() + timeoutMs };
+}
+
+/**
+ * Milliseconds left before `deadline`, at least 1 (a timer of 0 would fire before the work it bounds began).
+ * Rounded to whole milliseconds: a connection taken at once gets exactly `timeoutMs` again, so its
+ * Deadline re-arms by refresh() (lib/deadline.ts) rather than a new timer — at most 0.5 ms late.
+ */
+function timeLeft(deadline: RequestDeadline): number {
+  return Math.max(1, Math.round(deadline.endsAt - performance.now()));
 }
 
 /** One connection: the stream pair, and the deadline of the request it is carrying. */
@@ -271,11 +293,14 @@ interface Connection {
   deadline: Deadline;
 }
 
-/** Connects to the target; past `timeoutMs`, gives up with a timeout error. */
-async function connect(target: Target, timeoutMs: number): Promise<Connection> {
+/** Connects to the target; past the request's deadline, gives up with a timeout error. */
+async function connect(target: Target, requestDeadline: RequestDeadline): Promise<Connection> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new HttpTimeoutError(timeoutMs)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new HttpTimeoutError(requestDeadline.timeoutMs)),
+      timeLeft(requestDeadline),
+    );
   });
   try {
     const [reader, writer] = await Promise.race([
@@ -289,12 +314,17 @@ async function connect(target: Target, timeoutMs: number): Promise<Connection> {
 }
 
 /**
- * Sends a GET on `connection` and reads the response. Past `timeoutMs` the connection is aborted, which
- * makes the pending read fail; that failure is reported as the timeout it is. On any failure the
- * connection is aborted: what is left in it cannot be trusted.
+ * Sends a GET on `connection` and reads the response. Past the request's deadline the connection is
+ * aborted, which makes the pending read fail; that failure is reported as the timeout it is. On any failure
+ * the connection is aborted: what is left in it cannot be trusted.
  */
-async function exchange(connection: Connection, request: Uint8Array, timeoutMs: number, trace?: Trace) {
-  connection.deadline.arm(timeoutMs);
+async function exchange(
+  connection: Connection,
+  request: Uint8Array,
+  deadline: RequestDeadline,
+  trace?: Trace,
+) {
+  connection.deadline.arm(timeLeft(deadline));
   try {
     // write() is not a coroutine: it queues the request and returns at once (Bun's socket.write() takes
     // only what the kernel has room for; the writer keeps the rest and sends it as room appears).
@@ -310,7 +340,7 @@ async function exchange(connection: Connection, request: Uint8Array, timeoutMs: 
     return await readResponse(trace ? tracedReader(connection.reader, trace) : connection.reader);
   } catch (error) {
     connection.writer.abort();
-    throw connection.deadline.expired ? new HttpTimeoutError(timeoutMs) : error;
+    throw connection.deadline.expired ? new HttpTimeoutError(deadline.timeoutMs) : error;
   } finally {
     connection.deadline.disarm();
   }
@@ -335,11 +365,11 @@ const utf8 = new TextEncoder();
 /** GETs `url` on a fresh connection that is closed afterwards (`Connection: close`). */
 export async function httpGet(url: string, options: GetOptions = {}): Promise<HttpResponse> {
   const target = parseTarget(url);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const connection = await connect(target, timeoutMs);
+  const deadline = requestDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const connection = await connect(target, deadline);
   try {
     const request = utf8.encode(buildGetRequest(target, false));
-    return await exchange(connection, request, timeoutMs, options.trace);
+    return await exchange(connection, request, deadline, options.trace);
   } finally {
     closeConnection(connection);
   }
@@ -375,15 +405,14 @@ export class HttpClient {
   async get(url: string, options: GetOptions = {}): Promise<HttpResponse> {
     if (this.#closed) throw new Error("HttpClient is closed");
     const { target, request } = this.#requests.get(url);
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const started = performance.now();
+    const deadline = requestDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     try {
-      return await this.#getOnce(target, request, timeoutMs, false, options.trace);
+      return await this.#getOnce(target, request, deadline, false, options.trace);
     } catch (error) {
-      // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one.
+      // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one,
+      // within what is left of the same deadline.
       if (!(error instanceof StaleConnectionError)) throw error;
-      const left = Math.max(1, timeoutMs - (performance.now() - started));
-      return await this.#getOnce(target, request, left, true, options.trace);
+      return await this.#getOnce(target, request, deadline, true, options.trace);
     }
   }
 
@@ -393,26 +422,32 @@ export class HttpClient {
     this.#pool.close();
   }
 
-  async #getOnce(target: Target, request: Uint8Array, timeoutMs: number, fresh: boolean, trace?: Trace) {
-    // The deadline covers the wait for a connection, too.
+  async #getOnce(
+    target: Target,
+    request: Uint8Array,
+    deadline: RequestDeadline,
+    fresh: boolean,
+    trace?: Trace,
+  ) {
+    // The deadline covers the wait for a connection, too, and connecting: each stage gets what is left.
     // An idle connection at hand is taken at once; else the pool opens one, or queues us for one.
     const idle = fresh ? undefined : this.#pool.takeIdle(target.origin);
     let lease: { connection: Connection; reused: boolean };
     try {
       lease = idle
         ? { connection: idle, reused: true }
-        : await this.#pool.acquire(target.origin, () => connect(target, timeoutMs), {
+        : await this.#pool.acquire(target.origin, () => connect(target, deadline), {
             fresh,
-            maxWaitMs: timeoutMs,
+            maxWaitMs: timeLeft(deadline),
           });
     } catch (error) {
       if (error instanceof PoolClosedError) throw new Error("HttpClient is closed");
-      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(timeoutMs) : error;
+      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(deadline.timeoutMs) : error;
     }
     const { connection, reused } = lease;
     let response: HttpResponse;
     try {
-      response = await exchange(connection, request, timeoutMs, trace);
+      response = await exchange(connection, request, deadline, trace);
     } catch (error) {
       this.#pool.release(target.origin, connection, false);
       const stale = reused && (error instanceof NoResponseError || error instanceof ConnectionLostError);

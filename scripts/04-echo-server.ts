@@ -366,8 +366,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     console.error(`error: ${error.message}`);
     return 1;
   }
+  // Handle Ctrl+C before saying we listen: whoever starts us may stop us the moment it reads that line.
+  const shutdown = waitForShutdownSignal();
   console.log(`listening on ${echo.server.hostname}:${echo.server.port}`);
-  const signal = await waitForShutdownSignal();
+  const signal = await shutdown;
   console.log(`${signal}: shutting down, telling ${echo.clients.size} client(s)`);
   await echo.shutdown();
   return 0;

@@ -75,6 +75,17 @@ describe("parseFlags", () => {
     );
   });
 
+  test("keeps every value of a repeatable flag, in order, and an empty list when none is given", () => {
+    const repeatable = { origin: { kind: "list", value: "URL", help: "an origin" }, ...spec } as const;
+    expect(parseFlags([], repeatable).origin).toEqual([]);
+    const flags = parseFlags(["--origin", "http://a", "--port", "1", "--origin=http://b"], repeatable);
+    expect(flags.origin).toEqual(["http://a", "http://b"]);
+    expect(flags.port).toBe(1);
+    expect(() => parseFlags(["--origin"], repeatable)).toThrow(new UsageError("--origin needs a value"));
+    expect(helpText("bun x.ts", repeatable)).toContain("--origin URL");
+    expect(helpText("bun x.ts", repeatable)).toContain("an origin (repeatable)");
+  });
+
   test("takes -h as well as --help", () => {
     expect(parseFlags(["-h"], spec).help).toBe(true);
     expect(parseFlags(["--help"], spec).help).toBe(true);
