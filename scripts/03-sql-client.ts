@@ -498,16 +498,27 @@ const MODE_STEPS: { mode: TerminalMode; intro: string }[] = [
 const utf8 = new TextDecoder();
 const LINE_Q = "q\n";
 
+/**
+ * Text in quotes with every invisible character escaped: JSON.stringify escapes C0 controls (`\u0003`) but
+ * prints DEL (Backspace's 0x7f), C1 controls and bidi/zero-width marks as they are — invisible, or worse.
+ */
+function quoted(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** `61 63 0a  "ac\n"` — a chunk as bytes in hex, and as text. */
 export function describeBytes(bytes: Uint8Array): string {
   const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
-  return `${hex}  ${JSON.stringify(utf8.decode(bytes))}`;
+  return `${hex}  ${quoted(utf8.decode(bytes))}`;
 }
 
 /** A key as the demo names it: `"a"`, `up`, `interrupt`, `paste "…"`. */
 export function describeKey(key: Key): string {
-  if (key.kind === "text") return JSON.stringify(key.text);
-  if (key.kind === "paste") return `paste ${JSON.stringify(key.text)}`;
+  if (key.kind === "text") return quoted(key.text);
+  if (key.kind === "paste") return `paste ${quoted(key.text)}`;
   return key.kind;
 }
 
@@ -648,7 +659,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 1;
   }
   const { database, pool, version } = outcome;
-  progress.stop(`Connected: ${database.description}`);
+  progress.stop("Database ready");
 
   let ui: TerminalUi;
   try {

@@ -68,6 +68,8 @@
  *              bun scripts/05-chat-server.ts --idle 3 --flood-burst 100000   (flood control raised, so that
  *                 slow-client's flood reaches the user who stopped reading)
  *              bun scripts/naive/break.ts ATTACK --port 8001 --idle 3     then the same with --port 8000
+ *            (slow-client takes ~3 s in which its users say nothing: start both servers with --idle 10 and
+ *            give the attack --idle 10, or the idle sweep cuts them first.)
  *            slow-client     naive: room frozen: bob's line did not reach ann in 2 s
  *                            here:  room fine … the room was told "* sam was disconnected (not reading)"
  *            split-crash     naive: "CONNECT" → no answer, connection closed (the handler crashed)
