@@ -409,6 +409,50 @@ describe("lesson 02: httpGet and HttpClient on StreamReader/StreamWriter", () =>
 });
 
 describe("lesson 02 as a command", () => {
+  test("--trace prints each await as it returns: a line per readUntil, readExactly(3) only once 3 bytes came", async () => {
+    // Like nc with someone typing, 50 ms between pieces: the head, then "ab" and later "c"; no FIN.
+    const pieces = ["HTTP/1.1 200 OK\n", "Content-Length: 3\n", "\n", "ab", "c"];
+    const typist = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        async data(socket) {
+          for (const piece of pieces) {
+            await Bun.sleep(50);
+            socket.write(piece);
+          }
+        },
+      },
+    });
+    const url = `http://127.0.0.1:${typist.port}/`;
+    try {
+      const { exitCode, stdout, stderr } = await runScript(["scripts/02-http-streams.ts", url, "--trace"]);
+      expect(stderr).toBe("");
+      expect(exitCode).toBe(0);
+      const lines = stdout.trim().split("\n");
+      expect(lines.slice(0, 3)).toEqual([
+        `#1 GET ${url}`,
+        expect.stringMatching(
+          /^ {2}#1 · writer\.write\(request\): \d+ bytes, returned at once \(not awaited\)$/,
+        ),
+        expect.stringMatching(
+          /^ {2}#1 · await writer\.drain\(\) → \d+ bytes still queued \(it waits only above 64 KiB\)$/,
+        ),
+      ]);
+      expect(lines.slice(3, 7)).toEqual([
+        '  #1 · await reader.readUntil("\\n") → 16 bytes "HTTP/1.1 200 OK\\n"',
+        '  #1 · await reader.readUntil("\\n") → 18 bytes "Content-Length: 3\\n"',
+        '  #1 · await reader.readUntil("\\n") → 1 byte "\\n"',
+        '  #1 · await reader.readExactly(3) → 3 bytes "abc"',
+      ]);
+      expect(lines[7]).toMatch(new RegExp(`^\\[\\d+\\.\\d ms\\] ${url} → 200 OK$`));
+      const quiet = await runScript(["scripts/02-http-streams.ts", url]);
+      expect(quiet.stdout).not.toContain("·");
+    } finally {
+      typist.stop(true);
+    }
+  });
+
   test("runs with no arguments, fetching several URLs concurrently from its own server", async () => {
     const { exitCode, stdout } = await runScript(["scripts/02-http-streams.ts"]);
     expect(exitCode).toBe(0);
