@@ -24,12 +24,12 @@
  * every WebSocket user at once. The room encodes each batch once per framing — once as `\n`-terminated
  * lines for the TCP users, once as WebSocket frames (lib/websocket/frames.ts `encodeTextFrames`) for the
  * browsers — and every user's writer queues those same bytes (`writeShared`). Measured (`bun run bench
- * websocket`, 500 users × 5 messages, side by side on two shared cores): 1.5–1.9× the deliveries/s of
- * Bun's own WebSocket server (uWebSockets, C++, `server.publish`) and ~60× the `ws` package with one
+ * websocket`, 500 users × 5 messages, side by side on two shared cores): 1.45–1.9× the deliveries/s of
+ * Bun's own WebSocket server (uWebSockets, C++, `server.publish`) and 46–62× the `ws` package with one
  * `send()` per recipient. One message at a time is closer: /echo makes 0.85–0.92× the round trips/s of
- * Bun's echo (~8 µs of server CPU per round trip against uWebSockets' ~6.5–7 µs), because a message that
- * arrives whole is read with a single `await` (lib/websocket/connection.ts says how); the rest is the price
- * of parsing frames in JavaScript, behind promises.
+ * Bun's echo (8–9.4 µs of server CPU per round trip against uWebSockets' 6.6–7.1 µs), because a message
+ * that arrives whole is read with a single `await` (lib/websocket/connection.ts says how); the rest is the
+ * price of parsing frames in JavaScript, behind promises.
  *
  * The page is lesson 06 in a browser: a name prompt, messages rolling above, the input pinned below;
  * a taken name is explained and asked again; a dropped connection is reconnected with a capped backoff,

@@ -207,8 +207,8 @@ export class WebSocketConnection {
    * costs a promise and a turn of the microtask queue. Measured (lesson 08's /echo, `bun run bench
    * websocket`, old and new side by side on 2 loaded cores), with StreamReader's `tryReadExactly` and
    * `readExactly` handing over its bytes from `feedData`: server CPU per round trip from 11.3–13.1 µs (an
-   * await each for header, mask and payload, under three async layers) to 8.0–8.8 µs, and round trips/s
-   * from 0.66–0.72× of Bun's native echo to 0.85–0.87×.
+   * await each for header, mask and payload, under three async layers) to 8.0–9.4 µs, and round trips/s
+   * from 0.66–0.72× of Bun's native echo to 0.85–0.89× (0.91–0.92× in two runs of the benchmark since).
    */
   async #read(): Promise<WebSocketMessage | null> {
     const reader = this.reader;
