@@ -43,6 +43,7 @@
  * inflate at the default window: ~300 KiB a connection kept between messages — 3 GB at 10,000 users).
  * The handshake simply does not accept the offer (lib/websocket/handshake.ts).
  */
+import { concat } from "../bytes.ts";
 import { MAX_TIMER_MS } from "../deadline.ts";
 import { lingeringClose } from "../lingering-close.ts";
 import {
@@ -351,7 +352,7 @@ export class WebSocketConnection {
       }
       if (!header.fin) continue;
       if (skipping) return { type: "too long", byteLength };
-      const data = join(fragments, byteLength);
+      const data = concat(fragments, byteLength);
       if (opcode === Opcode.BINARY) return { type: "binary", data };
       return { type: "text", text: oneShot ? decodeStrict(data) : this.#decodeChecked(data) };
     }
@@ -466,19 +467,6 @@ export class WebSocketConnection {
     this.#over = true;
     void lingeringClose(this.reader, this.writer, this.#closeTimeoutMs);
   }
-}
-
-/** The fragments of a message as one array (the only fragment itself, when there is one). */
-function join(fragments: Uint8Array[], byteLength: number): Uint8Array {
-  if (fragments.length === 0) return EMPTY;
-  if (fragments.length === 1) return fragments[0]!;
-  const data = new Uint8Array(byteLength);
-  let offset = 0;
-  for (const fragment of fragments) {
-    data.set(fragment, offset);
-    offset += fragment.length;
-  }
-  return data;
 }
 
 function decodeStrict(data: Uint8Array): string {
