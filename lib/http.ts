@@ -230,10 +230,23 @@ export function tooManyHeaders(): HttpError {
   return new HttpError("too-large", `more than ${MAX_HEADER_COUNT} header fields`);
 }
 
-/** Whether the connection may carry another request after this response (RFC 9112 §9.3). */
+/**
+ * Whether the connection may carry another request after this response (RFC 9112 §9.3). Never after a
+ * response whose framing is suspect (RFC 9112 §6.3): one with both Transfer-Encoding and Content-Length
+ * ("might indicate an attempt to perform request smuggling or response splitting") is read by its
+ * Transfer-Encoding, and one in HTTP/1.0 with Transfer-Encoding has faulty framing — a client "MUST …
+ * close the connection after processing the message". Whatever an intermediary made of such a message,
+ * the bytes after it cannot be trusted as the next response.
+ */
 export function keepsAlive(response: HttpResponse): boolean {
   const connection = (response.headers.connection ?? "").toLowerCase();
   if (connection.includes("close")) return false;
-  if (bodyFraming(response.status, response.headers).kind === "eof") return false;
+  const { headers } = response;
+  if (
+    headers["transfer-encoding"] !== undefined &&
+    (headers["content-length"] !== undefined || response.version === "HTTP/1.0")
+  )
+    return false;
+  if (bodyFraming(response.status, headers).kind === "eof") return false;
   return response.version === "HTTP/1.1" || connection.includes("keep-alive");
 }

@@ -47,19 +47,22 @@ export {
   PgResultValueError,
   type QueryResult,
   quoteIdentifier,
+  type SimpleQueryOptions,
 } from "./pg/client.ts";
+export { PgPoolTimeoutError } from "./pg/errors.ts";
 export {
   type AuthMethod,
   type ChannelBinding,
   type ConnectOptions,
   ConnectOptionsError,
   parseRequireAuth,
+  parseUrl,
   redact,
   resolveOptions,
   type SslMode,
 } from "./pg/options.ts";
 export { ParameterTypeError } from "./pg/parameters.ts";
-export { Pool, type PoolOptions } from "./pg/pool.ts";
+export { DEFAULT_ACQUIRE_TIMEOUT_MS, Pool, type PoolOptions } from "./pg/pool.ts";
 export { PgTlsError } from "./pg/transport.ts";
 export { PgValueTextError, TypeOid } from "./pg/types.ts";
 

@@ -28,12 +28,14 @@
  * Run it:
  *   bun scripts/01-http-raw.ts                    # starts a tiny local server and fetches from it (offline)
  *   bun scripts/01-http-raw.ts --body             # …and prints the bodies too (the rule everywhere: --body)
+ *   bun scripts/01-http-raw.ts --trace            # …and a line for each callback as Bun calls it
  *   bun scripts/01-http-raw.ts http://example.com/ --timeout 5
  *   bun scripts/01-http-raw.ts https://example.com/ --body    # TLS works too
  *   bun scripts/01-http-raw.ts --help
  * Poke it: in a second terminal run `nc -l 9000`, then `bun scripts/01-http-raw.ts http://127.0.0.1:9000/
- * --body`, read the request in nc, type `HTTP/1.1 200 OK`, Enter, Enter, some text, Enter (nc sends a line
- * only when you press Enter), then Ctrl+C nc: that closes the connection, and the EOF ends the body.
+ * --body --trace`, read the request in nc, type `HTTP/1.1 200 OK`, Enter, Enter, some text, Enter (nc
+ * sends a line only when you press Enter): each Enter is one `data_received`, and nothing is printed
+ * yet. Then Ctrl+C nc: that closes the connection, `eof_received` fires, and the EOF ends the body.
  *
  * Builds on: nothing — this is the first lesson. Lesson 02 rebuilds it on StreamReader/StreamWriter.
  */
@@ -64,8 +66,14 @@ import { formatResponse, HTTP_CLIENT_FLAGS, URL_ARGUMENTS } from "../lib/http-cl
 import { startDemoServer } from "../lib/http-demo-server.ts";
 import { connectError } from "../lib/streams.ts";
 
+/** Where `--trace` sends one line per callback, as it fires. */
+export type Trace = (line: string) => void;
+
 /** Most bytes one response may have: 64 MiB. We buffer until EOF, so the limit bounds our memory. */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** How long a trace waits for `close` after the response settled: 1 s (it comes within a turn or two). */
+const TRACE_CLOSE_WAIT_MS = 1000;
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -89,8 +97,11 @@ export class HttpGetProtocol {
   #receivedBytes = 0;
   readonly #head = new HeadWatch();
   #settled = false;
+  readonly #trace: Trace | undefined;
 
-  constructor(request: string) {
+  /** `trace`, if given, hears of each callback as it fires (`--trace`). */
+  constructor(request: string, trace?: Trace) {
+    this.#trace = trace;
     this.#unsent = utf8.encode(request);
     this.response = new Promise((resolve, reject) => {
       this.#resolve = resolve;
@@ -100,12 +111,15 @@ export class HttpGetProtocol {
 
   /** connection_made: send the request. */
   connectionMade(socket: Socket<unknown>): void {
+    const size = this.#unsent.length;
     this.#sendSome(socket);
+    this.#trace?.(`connection_made: sent the request, ${size - this.#unsent.length} of ${size} bytes`);
   }
 
   /** data_received: keep the bytes (Bun gives each chunk its own memory, so no copy is needed). */
   dataReceived(socket: Socket<unknown>, chunk: Uint8Array): void {
     this.#receivedBytes += chunk.length;
+    this.#trace?.(`data_received: ${plural(chunk.length, "byte")}, ${this.#receivedBytes} in the buffer`);
     const tooMuch =
       this.#receivedBytes > MAX_RESPONSE_BYTES
         ? new HttpError(
@@ -123,12 +137,15 @@ export class HttpGetProtocol {
 
   /** The kernel has room again: send the rest of the request. */
   drain(socket: Socket<unknown>): void {
+    const size = this.#unsent.length;
     this.#sendSome(socket);
+    this.#trace?.(`drain: sent ${size - this.#unsent.length} more request bytes`);
   }
 
   /** eof_received: the response is complete — parse it. */
   eofReceived(): void {
     if (this.#settled) return;
+    this.#trace?.(`eof_received: the server is done; parsing the ${this.#receivedBytes} bytes buffered`);
     let response: HttpResponse;
     try {
       response = parseResponse(concat(this.#chunks, this.#receivedBytes));
@@ -140,6 +157,7 @@ export class HttpGetProtocol {
 
   /** connection_lost: if the response is not complete yet, it never will be. */
   connectionLost(error?: Error): void {
+    this.#trace?.(`connection_lost${error ? `: ${error.message}` : ""}`);
     if (error) this.fail(new HttpError("truncated", `connection lost: ${error.message}`));
     else this.eofReceived();
   }
@@ -163,6 +181,8 @@ export class HttpGetProtocol {
     settle();
   }
 }
+
+const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? "" : "s"}`;
 
 /** A status line of an interim response (`HTTP/1.1 100 Continue`): another head follows it. */
 const INTERIM_STATUS = /^HTTP\/\d\.\d 1\d\d/;
@@ -310,11 +330,17 @@ function parseChunkedBody(rest: Uint8Array): Uint8Array {
 /**
  * GETs `url` with one connection and the callbacks above. Rejects with a one-line `Error` for a refused
  * connection, an unknown host, a timeout (`HttpTimeoutError`), or a malformed response (`HttpError`).
+ * With `trace`, each callback is reported as it fires.
  */
-export async function fetchRaw(url: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<HttpResponse> {
+export async function fetchRaw(
+  url: string,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+  trace?: Trace,
+): Promise<HttpResponse> {
   const target = parseTarget(url);
-  const protocol = new HttpGetProtocol(buildGetRequest(target, false));
+  const protocol = new HttpGetProtocol(buildGetRequest(target, false), trace);
   let socket: Socket<unknown> | undefined;
+  const closed = Promise.withResolvers<void>();
   const timer = setTimeout(() => {
     protocol.fail(new HttpTimeoutError(timeoutMs));
     socket?.terminate();
@@ -338,7 +364,10 @@ export async function fetchRaw(url: string, timeoutMs = DEFAULT_TIMEOUT_MS): Pro
         drain: (socket) => protocol.drain(socket),
         // With an `end` handler and the default allowHalfOpen: false, Bun closes the socket right after.
         end: () => protocol.eofReceived(),
-        close: (_socket, error) => protocol.connectionLost(error),
+        close: (_socket, error) => {
+          protocol.connectionLost(error);
+          closed.resolve();
+        },
         connectError: () => {},
       },
     });
@@ -350,15 +379,25 @@ export async function fetchRaw(url: string, timeoutMs = DEFAULT_TIMEOUT_MS): Pro
     return await protocol.response;
   } finally {
     clearTimeout(timer);
+    // Bun calls `close` just after `end`: a trace waits for it, so its line is not under the next URL's.
+    if (trace) await Promise.race([closed.promise, Bun.sleep(TRACE_CLOSE_WAIT_MS)]);
   }
 }
 
 // ── Step 4: the command line ──────────────────────────────────────────────────────────────────────────
 
-const USAGE = "bun scripts/01-http-raw.ts [URL…] [--timeout SECONDS] [--body]";
+const USAGE = "bun scripts/01-http-raw.ts [URL…] [--timeout SECONDS] [--body] [--trace]";
+
+export const FLAGS = {
+  ...HTTP_CLIENT_FLAGS,
+  trace: {
+    kind: "boolean",
+    help: "print a line for each callback (connection_made, data_received, …) as it fires",
+  },
+} as const;
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const parsed = parseCommandLine(argv, HTTP_CLIENT_FLAGS, USAGE, URL_ARGUMENTS);
+  const parsed = parseCommandLine(argv, FLAGS, USAGE, URL_ARGUMENTS);
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
   let urls = flags.positionals;
@@ -371,10 +410,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     );
     urls = [new URL("/hello", demo.url).href, new URL("/chunked", demo.url).href];
   }
+  const trace = flags.trace ? (line: string) => console.log(`  · ${line}`) : undefined;
   let failures = 0;
   for (const url of urls) {
     try {
-      console.log(formatResponse(url, await fetchRaw(url, flags.timeout * 1000), flags.body));
+      if (trace) console.log(`GET ${url}`);
+      console.log(formatResponse(url, await fetchRaw(url, flags.timeout * 1000, trace), flags.body));
     } catch (error) {
       failures++;
       console.error(`${url}: ${(error as Error).message}`);
@@ -401,4 +442,19 @@ http://127.0.0.1:36391/chunked → 200 OK
   transfer-encoding: chunked
   (19 bytes of body)
 streamed in chunks
+
+   And the Poke it, with --trace (`nc -l 18700` in the other terminal; `HTTP/1.1 200 OK`, Enter, Enter,
+   `some text`, Enter — three data_received, one per Enter, and nothing else until Ctrl+C in nc):
+
+$ bun scripts/01-http-raw.ts http://127.0.0.1:18700/ --body --trace
+GET http://127.0.0.1:18700/
+  · connection_made: sent the request, 106 of 106 bytes
+  · data_received: 16 bytes, 16 in the buffer
+  · data_received: 1 byte, 17 in the buffer
+  · data_received: 10 bytes, 27 in the buffer
+  · eof_received: the server is done; parsing the 27 bytes buffered
+  · connection_lost
+http://127.0.0.1:18700/ → 200 OK
+  (10 bytes of body)
+some text
 */

@@ -25,12 +25,13 @@
  *
  * Run it:
  *   bun scripts/02-http-streams.ts                     # offline: two local servers, four URLs at once
+ *   bun scripts/02-http-streams.ts --trace             # …and a line as each write and each await returns
  *   bun scripts/02-http-streams.ts http://example.com/ https://example.org/ --timeout 5 --body
  *   bun scripts/02-http-streams.ts --help
- * Poke it: `nc -l 9000` in a second terminal, then `bun scripts/02-http-streams.ts http://127.0.0.1:9000/`;
- * answer `HTTP/1.1 200 OK`, `Content-Length: 3`, an empty line, `abc`, Enter (nc sends a line only then) —
- * the client returns as soon as `abc` arrives, without waiting for you to close nc (lesson 01 had to wait
- * for EOF).
+ * Poke it: `nc -l 9000` in a second terminal, then `bun scripts/02-http-streams.ts http://127.0.0.1:9000/
+ * --trace`; answer `HTTP/1.1 200 OK`, `Content-Length: 3`, an empty line — each Enter ends one
+ * `await reader.readUntil("\n")` — then `abc`, Enter (nc sends a line only then): `readExactly(3)`
+ * returns, and the client is done without waiting for you to close nc (lesson 01 had to wait for EOF).
  *
  * Builds on: lesson 01 (the same requests and parsing rules, from lib/http.ts) and lib/streams.ts
  * (asyncio.open_connection ↔ openConnection; StreamReader.readline ↔ readLine, readuntil ↔ readUntil,
@@ -71,6 +72,7 @@ import {
 } from "../lib/http.ts";
 import { countUrls, formatResponse, HTTP_CLIENT_FLAGS, URL_ARGUMENTS } from "../lib/http-cli.ts";
 import { startDemoServer } from "../lib/http-demo-server.ts";
+import { showControls } from "../lib/sanitize.ts";
 import {
   ConnectionLostError,
   IncompleteReadError,
@@ -78,6 +80,7 @@ import {
   openConnection,
   type StreamReader,
   type StreamWriter,
+  WRITE_HIGH_WATER,
 } from "../lib/streams.ts";
 
 /** Largest body we accept: 64 MiB; a bigger one is an error, not an out-of-memory. */
@@ -98,11 +101,14 @@ const LINE_END = new Uint8Array([LF]);
 
 // ── Step 1: read one response from a StreamReader ─────────────────────────────────────────────────────
 
+/** What reading a response needs of a StreamReader: its three awaits (a traced one has them too). */
+type ResponseReader = Pick<StreamReader, "readUntil" | "readExactly" | "read">;
+
 /**
  * Reads one line of the head, without its `\r\n` (or bare `\n`, RFC 9112 §2.2). `readUntil` — not
  * `readLine`, which would skip an over-long line to its end — so an endless line fails at the limit.
  */
-async function readHeadLine(reader: StreamReader, what: string): Promise<string> {
+async function readHeadLine(reader: ResponseReader, what: string): Promise<string> {
   let line: Uint8Array;
   try {
     line = await reader.readUntil(LINE_END);
@@ -125,7 +131,7 @@ async function readHeadLine(reader: StreamReader, what: string): Promise<string>
  * malformed head, a bad chunk size, a body over {@link MAX_BODY_BYTES}, or a body shorter than announced;
  * a connection error as it comes from the reader.
  */
-export async function readResponse(reader: StreamReader): Promise<HttpResponse> {
+export async function readResponse(reader: ResponseReader): Promise<HttpResponse> {
   for (;;) {
     const { version, status, reason } = parseStatusLine(await readHeadLine(reader, "status line"));
     const headers = newHeaders();
@@ -140,7 +146,7 @@ export async function readResponse(reader: StreamReader): Promise<HttpResponse> 
   }
 }
 
-async function readBody(reader: StreamReader, status: number, headers: HttpHeaders): Promise<Uint8Array> {
+async function readBody(reader: ResponseReader, status: number, headers: HttpHeaders): Promise<Uint8Array> {
   const framing = bodyFraming(status, headers);
   switch (framing.kind) {
     case "none":
@@ -162,7 +168,7 @@ function checkBodySize(bytes: number): void {
 
 /** `readExactly`, with an early EOF turned into "body shorter than announced". */
 async function readExactlyOrShort(
-  reader: StreamReader,
+  reader: ResponseReader,
   n: number,
   alreadyRead: number,
   expected: number | "chunked",
@@ -177,7 +183,7 @@ async function readExactlyOrShort(
 }
 
 /** `size\r\n` data `\r\n` … `0\r\n`, then trailer fields (added to `headers`) and an empty line. */
-async function readChunkedBody(reader: StreamReader, headers: HttpHeaders): Promise<Uint8Array> {
+async function readChunkedBody(reader: ResponseReader, headers: HttpHeaders): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
@@ -200,7 +206,7 @@ async function readChunkedBody(reader: StreamReader, headers: HttpHeaders): Prom
   return concat(chunks, total);
 }
 
-async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
+async function readBodyToEof(reader: ResponseReader): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
@@ -212,11 +218,71 @@ async function readBodyToEof(reader: StreamReader): Promise<Uint8Array> {
   }
 }
 
+/** Where `--trace` sends one line per await, as it returns. */
+export type Trace = (line: string) => void;
+
+/** Most bytes of what was read shown in a trace line: 40. */
+const TRACE_SHOWN_BYTES = 40;
+
+const utf8Text = new TextDecoder();
+
+/** `"HTTP/1.1 200 OK\r\n"` — quoted, escaped, cut at {@link TRACE_SHOWN_BYTES}, safe for a terminal. */
+function shown(bytes: Uint8Array): string {
+  const text = JSON.stringify(utf8Text.decode(bytes.subarray(0, TRACE_SHOWN_BYTES)));
+  return showControls(bytes.length > TRACE_SHOWN_BYTES ? `${text}…` : text);
+}
+
+/** `reader`, with a trace line each time one of its awaits returns: what it waited for, and got. */
+function tracedReader(reader: StreamReader, trace: Trace): ResponseReader {
+  const got = (bytes: Uint8Array) => `${bytes.length} byte${bytes.length === 1 ? "" : "s"} ${shown(bytes)}`;
+  return {
+    async readUntil(separator) {
+      const line = await reader.readUntil(separator);
+      trace(`await reader.readUntil("\\n") → ${got(line)}`);
+      return line;
+    },
+    async readExactly(n) {
+      const bytes = await reader.readExactly(n);
+      trace(`await reader.readExactly(${n}) → ${got(bytes)}`);
+      return bytes;
+    },
+    async read(n) {
+      const bytes = await reader.read(n);
+      trace(`await reader.read(${n}) → ${bytes.length === 0 ? "EOF" : got(bytes)}`);
+      return bytes;
+    },
+  };
+}
+
 // ── Step 2: one request on one connection, with a deadline ────────────────────────────────────────────
 
 export interface GetOptions {
-  /** Give up after this many milliseconds, waiting for a connection included (default 10 s). */
+  /**
+   * Give up after this many milliseconds (default 10 s): one deadline for the whole request — the wait for
+   * a pooled connection, connecting, sending, and reading the response to its last byte — not one per stage.
+   */
   timeoutMs?: number;
+  /** Hears of each write and each await of the exchange as it returns (`--trace`). */
+  trace?: Trace;
+}
+
+/** A request's one deadline: what it was given, and the moment (performance.now()) it runs out. */
+interface RequestDeadline {
+  timeoutMs: number;
+  endsAt: number;
+}
+
+function requestDeadline(timeoutMs: number): RequestDeadline {
+  return { timeoutMs, endsAt: performance.now() + timeoutMs };
+}
+
+/**
+ * Milliseconds left before `deadline`, at least 1 (a timer of 0 would fire before the work it bounds began).
+ * Rounded to whole milliseconds: a connection taken at once gets exactly `timeoutMs` again, so its
+ * Deadline re-arms by refresh() (lib/deadline.ts) rather than a new timer — at most 0.5 ms late.
+ */
+function timeLeft(deadline: RequestDeadline): number {
+  return Math.max(1, Math.round(deadline.endsAt - performance.now()));
 }
 
 /** One connection: the stream pair, and the deadline of the request it is carrying. */
@@ -227,11 +293,14 @@ interface Connection {
   deadline: Deadline;
 }
 
-/** Connects to the target; past `timeoutMs`, gives up with a timeout error. */
-async function connect(target: Target, timeoutMs: number): Promise<Connection> {
+/** Connects to the target; past the request's deadline, gives up with a timeout error. */
+async function connect(target: Target, requestDeadline: RequestDeadline): Promise<Connection> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new HttpTimeoutError(timeoutMs)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new HttpTimeoutError(requestDeadline.timeoutMs)),
+      timeLeft(requestDeadline),
+    );
   });
   try {
     const [reader, writer] = await Promise.race([
@@ -245,12 +314,17 @@ async function connect(target: Target, timeoutMs: number): Promise<Connection> {
 }
 
 /**
- * Sends a GET on `connection` and reads the response. Past `timeoutMs` the connection is aborted, which
- * makes the pending read fail; that failure is reported as the timeout it is. On any failure the
- * connection is aborted: what is left in it cannot be trusted.
+ * Sends a GET on `connection` and reads the response. Past the request's deadline the connection is
+ * aborted, which makes the pending read fail; that failure is reported as the timeout it is. On any failure
+ * the connection is aborted: what is left in it cannot be trusted.
  */
-async function exchange(connection: Connection, request: Uint8Array, timeoutMs: number) {
-  connection.deadline.arm(timeoutMs);
+async function exchange(
+  connection: Connection,
+  request: Uint8Array,
+  deadline: RequestDeadline,
+  trace?: Trace,
+) {
+  connection.deadline.arm(timeLeft(deadline));
   try {
     // write() is not a coroutine: it queues the request and returns at once (Bun's socket.write() takes
     // only what the kernel has room for; the writer keeps the rest and sends it as room appears).
@@ -258,11 +332,15 @@ async function exchange(connection: Connection, request: Uint8Array, timeoutMs: 
     // enough. A GET is a few hundred bytes, so here it never waits — but it is the pattern for every write,
     // and a request with a big body would wait here instead of piling up in memory.
     connection.writer.write(request);
+    trace?.(`writer.write(request): ${request.length} bytes, returned at once (not awaited)`);
     await connection.writer.drain();
-    return await readResponse(connection.reader);
+    trace?.(
+      `await writer.drain() → ${connection.writer.bufferedBytes} bytes still queued (it waits only above ${WRITE_HIGH_WATER / 1024} KiB)`,
+    );
+    return await readResponse(trace ? tracedReader(connection.reader, trace) : connection.reader);
   } catch (error) {
     connection.writer.abort();
-    throw connection.deadline.expired ? new HttpTimeoutError(timeoutMs) : error;
+    throw connection.deadline.expired ? new HttpTimeoutError(deadline.timeoutMs) : error;
   } finally {
     connection.deadline.disarm();
   }
@@ -287,10 +365,11 @@ const utf8 = new TextEncoder();
 /** GETs `url` on a fresh connection that is closed afterwards (`Connection: close`). */
 export async function httpGet(url: string, options: GetOptions = {}): Promise<HttpResponse> {
   const target = parseTarget(url);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const connection = await connect(target, timeoutMs);
+  const deadline = requestDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const connection = await connect(target, deadline);
   try {
-    return await exchange(connection, utf8.encode(buildGetRequest(target, false)), timeoutMs);
+    const request = utf8.encode(buildGetRequest(target, false));
+    return await exchange(connection, request, deadline, options.trace);
   } finally {
     closeConnection(connection);
   }
@@ -326,15 +405,14 @@ export class HttpClient {
   async get(url: string, options: GetOptions = {}): Promise<HttpResponse> {
     if (this.#closed) throw new Error("HttpClient is closed");
     const { target, request } = this.#requests.get(url);
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const started = performance.now();
+    const deadline = requestDeadline(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     try {
-      return await this.#getOnce(target, request, timeoutMs, false);
+      return await this.#getOnce(target, request, deadline, false, options.trace);
     } catch (error) {
-      // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one.
+      // The server may have closed (or reset) the idle connection just as we sent: retry once on a new one,
+      // within what is left of the same deadline.
       if (!(error instanceof StaleConnectionError)) throw error;
-      const left = Math.max(1, timeoutMs - (performance.now() - started));
-      return await this.#getOnce(target, request, left, true);
+      return await this.#getOnce(target, request, deadline, true, options.trace);
     }
   }
 
@@ -344,26 +422,32 @@ export class HttpClient {
     this.#pool.close();
   }
 
-  async #getOnce(target: Target, request: Uint8Array, timeoutMs: number, fresh: boolean) {
-    // The deadline covers the wait for a connection, too.
+  async #getOnce(
+    target: Target,
+    request: Uint8Array,
+    deadline: RequestDeadline,
+    fresh: boolean,
+    trace?: Trace,
+  ) {
+    // The deadline covers the wait for a connection, too, and connecting: each stage gets what is left.
     // An idle connection at hand is taken at once; else the pool opens one, or queues us for one.
     const idle = fresh ? undefined : this.#pool.takeIdle(target.origin);
     let lease: { connection: Connection; reused: boolean };
     try {
       lease = idle
         ? { connection: idle, reused: true }
-        : await this.#pool.acquire(target.origin, () => connect(target, timeoutMs), {
+        : await this.#pool.acquire(target.origin, () => connect(target, deadline), {
             fresh,
-            maxWaitMs: timeoutMs,
+            maxWaitMs: timeLeft(deadline),
           });
     } catch (error) {
       if (error instanceof PoolClosedError) throw new Error("HttpClient is closed");
-      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(timeoutMs) : error;
+      throw error instanceof PoolWaitTimeoutError ? new HttpTimeoutError(deadline.timeoutMs) : error;
     }
     const { connection, reused } = lease;
     let response: HttpResponse;
     try {
-      response = await exchange(connection, request, timeoutMs);
+      response = await exchange(connection, request, deadline, trace);
     } catch (error) {
       this.#pool.release(target.origin, connection, false);
       const stale = reused && (error instanceof NoResponseError || error instanceof ConnectionLostError);
@@ -385,10 +469,18 @@ class StaleConnectionError extends Error {
 
 // ── Step 4: the command line — several URLs at once ───────────────────────────────────────────────────
 
-const USAGE = "bun scripts/02-http-streams.ts [URL…] [--timeout SECONDS] [--body]";
+const USAGE = "bun scripts/02-http-streams.ts [URL…] [--timeout SECONDS] [--body] [--trace]";
+
+export const FLAGS = {
+  ...HTTP_CLIENT_FLAGS,
+  trace: {
+    kind: "boolean",
+    help: "print a line for each write and each await (readUntil, readExactly, …) as it returns",
+  },
+} as const;
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const parsed = parseCommandLine(argv, HTTP_CLIENT_FLAGS, USAGE, URL_ARGUMENTS);
+  const parsed = parseCommandLine(argv, FLAGS, USAGE, URL_ARGUMENTS);
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
   let urls = flags.positionals;
@@ -408,10 +500,14 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const client = new HttpClient();
   const started = performance.now();
   // Start every request, then print each as it completes: the book's `asyncio.as_completed`.
-  const results = urls.map(async (url) => {
+  // --trace: each request is #1, #2, … so that the interleaving of their awaits can be followed.
+  if (flags.trace) for (const [index, url] of urls.entries()) console.log(`#${index + 1} GET ${url}`);
+  const traceOf = (index: number) =>
+    flags.trace ? (line: string) => console.log(`  #${index + 1} · ${line}`) : undefined;
+  const results = urls.map(async (url, index) => {
     const begun = performance.now();
     try {
-      const response = await client.get(url, { timeoutMs });
+      const response = await client.get(url, { timeoutMs, trace: traceOf(index) });
       const elapsed = (performance.now() - begun).toFixed(1);
       console.log(`[${elapsed} ms] ${formatResponse(url, response, flags.body)}`);
       return true;
@@ -449,4 +545,19 @@ no URL given: fetching four URLs at once from two local demo servers: 127.0.0.1:
 [22.3 ms] http://127.0.0.1:44411/chunked → 200 OK
   …
 4 URLs in 23.5 ms
+
+   And the Poke it (`nc -l 18700` in the other terminal; each line typed there, then Enter):
+
+$ bun scripts/02-http-streams.ts http://127.0.0.1:18700/ --trace
+#1 GET http://127.0.0.1:18700/
+  #1 · writer.write(request): 111 bytes, returned at once (not awaited)
+  #1 · await writer.drain() → 111 bytes still queued (it waits only above 64 KiB)
+  #1 · await reader.readUntil("\n") → 16 bytes "HTTP/1.1 200 OK\n"
+  #1 · await reader.readUntil("\n") → 18 bytes "Content-Length: 3\n"
+  #1 · await reader.readUntil("\n") → 1 byte "\n"
+  #1 · await reader.readExactly(3) → 3 bytes "abc"
+[2706.5 ms] http://127.0.0.1:18700/ → 200 OK
+  content-length: 3
+  (3 bytes of body)
+1 URL in 2706.9 ms
 */

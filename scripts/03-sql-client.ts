@@ -63,6 +63,18 @@
  *           back on every way out: `stty -g` before it and after `kill -TERM`, `kill -HUP` or Ctrl+C
  *           print the same settings.
  *
+ * Every query typed gets an answer — a result or one error line — whatever the database does:
+ *   down, or gone mid-session:  each query tries to connect afresh and shows why it could not (connection
+ *                               refused, a timeout); none waits for ever (the pool's acquireTimeoutMs, 30 s)
+ *   a query that runs away:     --statement-timeout SECONDS (30; 0 for none). A server gets a CancelRequest;
+ *                               the embedded database, which ignores one, is restarted with the sample data
+ *   a query that eats memory:   --memory-limit MIB (3072): the embedded database is restarted with one line
+ *   a million-row result:       only the 10 rows shown are kept; the rest are counted as they stream past
+ *                               (the embedded database restarts on an answer over 256 MiB: it holds it)
+ *   a query that wedges PGlite  (a recursive SQL function): detected, and the database restarted
+ * Try:      create function f(int) returns int as 'select f($1 + 1)' language sql;   then   select f(1)
+ *           with recursive r(n) as (select 1 union all select n + 1 from r) select count(*) from r
+ *
  * Builds on: lib/streams.ts (lesson 02) through lib/pg.ts, our PostgreSQL client.
  */
 import { parseCommandLine } from "../lib/args.ts";
@@ -83,6 +95,7 @@ import {
   type Field,
   PgError,
   Pool,
+  parseUrl,
   type QueryResult,
   redact,
   resolveOptions,
@@ -91,6 +104,9 @@ import { startPGliteServer } from "../lib/pglite-server.ts";
 import type { Message, Screen, Span } from "../lib/screen.ts";
 import { startSpinner } from "../lib/spinner.ts";
 import { openTerminalUi, type TerminalUi } from "../lib/terminal-ui.ts";
+
+/** The longest --statement-timeout: what a timer holds, 2,147,483 s (24.8 days). */
+const MAX_STATEMENT_TIMEOUT_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 export const FLAGS = {
   url: {
@@ -105,6 +121,24 @@ export const FLAGS = {
     max: 100,
     help: "connections in the pool (the embedded database uses 1)",
   },
+  "statement-timeout": {
+    kind: "number",
+    default: 30,
+    min: 0,
+    max: MAX_STATEMENT_TIMEOUT_SECONDS,
+    value: "SECONDS",
+    help: "longest a query may run (0: no limit); the embedded database is restarted past it",
+  },
+  "memory-limit": {
+    kind: "int",
+    // Above what PGlite takes by itself: ~0.7–0.9 GiB idle, and up to ~2.2 GiB of garbage while a query
+    // sleeps (lib/pglite-server.ts says why).
+    default: 3072,
+    min: 2048,
+    max: 1024 * 1024,
+    value: "MIB",
+    help: "most memory (resident, MiB) this process may take; past it the embedded database is restarted",
+  },
   "demo-modes": {
     kind: "boolean",
     help: "see what the program reads in cooked, cbreak and raw mode, in hex; then exit",
@@ -115,8 +149,16 @@ export const FLAGS = {
   },
 } as const;
 
-/** Rows of a result shown in its table: 10; the rest are counted. */
+/**
+ * Rows of a result shown in its table: 10; the rest are counted, not kept — each query asks the pool for at
+ * most this many rows per result (simpleQuery's `maxRows`), so `select` of a million rows holds 10.
+ */
 export const MAX_TABLE_ROWS = 10;
+/**
+ * Most one answer of the embedded database may take: 256 MiB. Its thread holds what our client has not yet
+ * read, and the console keeps 10 rows of it; past this the database is restarted (lib/pglite-server.ts).
+ */
+const EMBEDDED_MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 /** Widest a table column gets before its values are cut with "…": 40 cells. */
 const MAX_COLUMN_WIDTH = 40;
 /**
@@ -151,7 +193,21 @@ export interface Database {
   /** One line saying which database this is. */
   description: string;
   poolSize: number;
+  /** Resolves when the database takes queries: at once, unless the embedded one is being restarted. */
+  ready(): Promise<void>;
+  /** Times the embedded database was restarted (always 0 for a server). */
+  readonly restarts: number;
+  /** Why it was restarted last, one line; null if never. */
+  readonly lastRestart: string | null;
   stop(): Promise<void>;
+}
+
+/** How far a query may go (from --statement-timeout and --memory-limit). */
+export interface QueryLimits {
+  /** Longest a query may run; 0: no limit. */
+  statementTimeoutMs: number;
+  /** Most resident memory of this process, bytes, past which the embedded database is restarted. */
+  memoryLimitBytes: number;
 }
 
 /**
@@ -159,14 +215,34 @@ export interface Database {
  * that our own wire-protocol client talks to it exactly as to a real server. It runs in its own thread
  * (lib/pglite-server.ts): PGlite works on the thread that owns it, so on ours `select pg_sleep(3)` — or
  * just starting it — would freeze the keys, the spinner and the screen for as long as it takes.
+ *
+ * A runaway query cannot be stopped the way a server's is: PGlite ignores `statement_timeout` and
+ * CancelRequest, and its thread is busy running the query. So lib/pglite-server.ts watches from our thread:
+ * past the statement timeout, past the memory limit, or when PGlite itself fails (a recursive SQL function
+ * wedges it), it ends the thread and starts a fresh database with the sample data — anything the user
+ * changed is gone — and each query caught in it gets one line that says why.
  */
-export async function startEmbeddedDatabase(): Promise<Database> {
-  const server = await startPGliteServer(SAMPLE_SCHEMA);
+export async function startEmbeddedDatabase(limits: QueryLimits): Promise<Database> {
+  const server = await startPGliteServer(SAMPLE_SCHEMA, {
+    statementTimeoutMs: limits.statementTimeoutMs,
+    memoryLimitBytes: limits.memoryLimitBytes,
+    maxAnswerBytes: EMBEDDED_MAX_ANSWER_BYTES,
+  });
   return {
     url: server.url,
     description: `embedded PGlite on 127.0.0.1:${server.port} (tables: brand, product_size, product — 5,000 products)`,
     // PGlite runs one query at a time; more connections would only queue behind each other.
     poolSize: 1,
+    ready: () =>
+      server.ready().catch((error: Error) => {
+        throw new Error(`the embedded database could not be restarted: ${error.message}`);
+      }),
+    get restarts() {
+      return server.restarts;
+    },
+    get lastRestart() {
+      return server.lastRestart?.message ?? null;
+    },
     stop: () => server.stop(),
   };
 }
@@ -175,14 +251,28 @@ export async function startEmbeddedDatabase(): Promise<Database> {
  * The database to use — the server at `url`, or the embedded one — with a pool on it, checked with one
  * query. Throws, having stopped whatever it started, if that fails.
  */
-async function openDatabase(
+export async function openDatabase(
   url: string | undefined,
   poolSize: number,
+  limits: QueryLimits,
 ): Promise<{ database: Database; pool: Pool; version: string }> {
-  const database = url
-    ? { url, description: redact(url), poolSize, stop: async () => {} }
-    : await startEmbeddedDatabase();
-  const pool = new Pool(database.url, { max: database.poolSize });
+  const database: Database = url
+    ? {
+        url,
+        description: redact(url),
+        poolSize,
+        ready: async () => {},
+        restarts: 0,
+        lastRestart: null,
+        stop: async () => {},
+      }
+    : await startEmbeddedDatabase(limits);
+  // A server cancels a query that runs too long (queryTimeoutMs sends it a CancelRequest); the embedded
+  // database cannot, so its limit is kept by lib/pglite-server.ts instead.
+  const pool = new Pool(
+    { ...parseUrl(database.url), queryTimeoutMs: url ? limits.statementTimeoutMs : 0 },
+    { max: database.poolSize },
+  );
   try {
     const { rows } = await pool.query<{ version: string }>("SELECT version() AS version");
     return { database, pool, version: rows[0]?.version.split(",")[0] ?? "" };
@@ -256,13 +346,14 @@ export function formatResult(
 ): Message[] {
   const count = result.rowCount ?? result.rows.length;
   const what = result.fields.length > 0 ? `${count} row${count === 1 ? "" : "s"}` : result.command || "done";
+  // The rows not shown were never kept (maxRows): their number is the command tag's count less those shown.
+  const hidden = count - Math.min(result.rows.length, MAX_TABLE_ROWS);
   const summary: Span[] = [
     { text: `[#${number}] `, style: { dim: true } },
     { text: `${what} in ${elapsedMs.toFixed(1)} ms`, style: { color: "green" } },
   ];
   const table = formatTable(result.fields, result.rows, width);
-  const more =
-    result.rows.length > MAX_TABLE_ROWS ? [`… ${result.rows.length - MAX_TABLE_ROWS} more rows`] : [];
+  const more = result.fields.length > 0 && hidden > 0 ? [`… ${hidden} more rows`] : [];
   return [summary, ...table, ...more];
 }
 
@@ -277,6 +368,17 @@ export function formatError(number: number, error: unknown): Message {
   ];
 }
 
+/** The line for a query the embedded database's restart took with it: why, and what that means. */
+export function formatRestart(number: number, why: string): Message {
+  return [
+    { text: `[#${number}] `, style: { dim: true } },
+    {
+      text: `ERROR: ${why}: the embedded database was restarted with the sample data (changes made since are gone)`,
+      style: { color: "red" },
+    },
+  ];
+}
+
 const HELP: Message[] = [
   "Type SQL and press Enter: it runs on the pool while you keep typing; results appear as they finish.",
   "Type a number N (2, 0.5): a task sleeps N seconds, then reports — the book's delay demo.",
@@ -288,10 +390,12 @@ const HELP: Message[] = [
 export class SqlConsole {
   #counter = 0;
 
+  /** `database`: how to wait out, and explain, a restart of the embedded database (none for a server). */
   constructor(
     private readonly screen: Screen,
     private readonly pool: Pool,
     private readonly columns: () => number,
+    private readonly database?: Pick<Database, "ready" | "restarts" | "lastRestart">,
   ) {}
 
   /** Handles one submitted line. Returns false when the user asked to quit. */
@@ -330,14 +434,20 @@ export class SqlConsole {
     }, seconds * 1000);
   }
 
-  /** Runs SQL on the pool; the result is printed when it comes, in whatever order that is. */
+  /**
+   * Runs SQL on the pool; the result is printed when it comes, in whatever order that is. Every query gets
+   * an answer: its result, or one error line — the server's error, the connect error when the database is
+   * down (each query tries to connect afresh: lib/pg/pool.ts), a timeout, or why the embedded database was
+   * restarted under it.
+   */
   #runSql(number: number, sql: string): void {
     this.screen.print([
       { text: `[#${number}] `, style: { dim: true } },
       { text: sql, style: { color: "cyan" } },
     ]);
     const started = performance.now();
-    this.pool.simpleQuery(sql).then(
+    const restarts = this.database?.restarts ?? 0;
+    this.#execute(sql).then(
       (results) => {
         const elapsed = performance.now() - started;
         if (results.length === 0) this.screen.print(`[#${number}] (no statement)`);
@@ -345,8 +455,21 @@ export class SqlConsole {
           for (const message of formatResult(number, result, elapsed, this.columns()))
             this.screen.print(message);
       },
-      (error) => this.screen.print(formatError(number, error)),
+      (error) => {
+        const restarted = this.database && this.database.restarts > restarts;
+        this.screen.print(
+          restarted
+            ? formatRestart(number, this.database!.lastRestart ?? "it failed")
+            : formatError(number, error),
+        );
+      },
     );
+  }
+
+  /** Waits out a restart of the embedded database, then runs `sql`, keeping the rows a table shows. */
+  async #execute(sql: string): Promise<QueryResult[]> {
+    await this.database?.ready();
+    return this.pool.simpleQuery(sql, { maxRows: MAX_TABLE_ROWS });
   }
 }
 
@@ -375,16 +498,27 @@ const MODE_STEPS: { mode: TerminalMode; intro: string }[] = [
 const utf8 = new TextDecoder();
 const LINE_Q = "q\n";
 
+/**
+ * Text in quotes with every invisible character escaped: JSON.stringify escapes C0 controls (`\u0003`) but
+ * prints DEL (Backspace's 0x7f), C1 controls and bidi/zero-width marks as they are — invisible, or worse.
+ */
+function quoted(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** `61 63 0a  "ac\n"` — a chunk as bytes in hex, and as text. */
 export function describeBytes(bytes: Uint8Array): string {
   const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
-  return `${hex}  ${JSON.stringify(utf8.decode(bytes))}`;
+  return `${hex}  ${quoted(utf8.decode(bytes))}`;
 }
 
 /** A key as the demo names it: `"a"`, `up`, `interrupt`, `paste "…"`. */
 export function describeKey(key: Key): string {
-  if (key.kind === "text") return JSON.stringify(key.text);
-  if (key.kind === "paste") return `paste ${JSON.stringify(key.text)}`;
+  if (key.kind === "text") return quoted(key.text);
+  if (key.kind === "paste") return `paste ${quoted(key.text)}`;
   return key.kind;
 }
 
@@ -470,7 +604,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const parsed = parseCommandLine(
     argv,
     FLAGS,
-    "bun scripts/03-sql-client.ts [--url URL] [--pool N] [--redraw] [--demo-modes]",
+    "bun scripts/03-sql-client.ts [--url URL] [--pool N] [--statement-timeout SECONDS] [--memory-limit MIB] [--redraw] [--demo-modes]",
   );
   if ("exitCode" in parsed) return parsed.exitCode;
   const { flags } = parsed;
@@ -506,7 +640,11 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const progress = startSpinner(
     flags.url ? `Connecting to ${redact(flags.url)}` : "Starting the embedded database (PGlite)",
   );
-  const connecting = openDatabase(flags.url, flags.pool);
+  const limits: QueryLimits = {
+    statementTimeoutMs: flags["statement-timeout"] * 1000,
+    memoryLimitBytes: flags["memory-limit"] * 1024 * 1024,
+  };
+  const connecting = openDatabase(flags.url, flags.pool, limits);
   const outcome = await Promise.race([connecting, progress.interrupted]).catch((error: Error) => error);
   if (typeof outcome === "number") {
     progress.stop("Interrupted.", "failed");
@@ -521,7 +659,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 1;
   }
   const { database, pool, version } = outcome;
-  progress.stop(`Connected: ${database.description}`);
+  progress.stop("Database ready");
 
   let ui: TerminalUi;
   try {
@@ -538,7 +676,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   screen.print([{ text: `Connected to ${database.description}: ${version}.`, style: { bold: true } }]);
   screen.print("Type SQL, or a number of seconds to sleep, or \\help. \\q quits.");
 
-  const sqlConsole = new SqlConsole(screen, pool, () => process.stdout.columns ?? 80);
+  const sqlConsole = new SqlConsole(screen, pool, () => process.stdout.columns ?? 80, database);
   for await (const line of ui.lines) if (!sqlConsole.submit(line)) break;
   ui.close();
   await Promise.race([pool.close(), Bun.sleep(1000)]);

@@ -40,7 +40,9 @@
  *            long: 100000 bytes and no newline, the limit is 65536`), or start with --max-line 16 and type
  *            17 characters: `ERR line too long: 17 bytes before the newline, the limit is 16` (the limit
  *            counts what comes before the newline; telnet's `\r` counts too).
- * Stop it:   Ctrl+C — connected clients are told, everything queued is flushed, exit code 0.
+ * Stop it:   Ctrl+C — connected clients are told, everything queued is flushed, exit code 0. (An nc client
+ *            shows `* server shutting down` and stays open: OpenBSD nc quits only when you press Enter or
+ *            Ctrl+C there. Same after `* disconnected: idle for 60 s`.)
  * Break it:  scripts/naive/echo-no-drain.ts is this server without `await writer.drain()`. Start both, then
  *            send each 64 MiB that is never read back (scripts/naive/break.ts no-read):
  *              bun scripts/naive/echo-no-drain.ts --port 8001        bun scripts/04-echo-server.ts
@@ -119,10 +121,15 @@ export function tooLongReply(error: LimitOverrunError, limit: number): string {
   return `ERR line too long: ${length}, the limit is ${limit}\n`;
 }
 
+/** The reply to a newcomer past --max-clients: `ERR server full (1 client)`, `… (1000 clients)`. */
+export function serverFullReply(maxClients: number): string {
+  return `ERR server full (${maxClients} client${maxClients === 1 ? "" : "s"})\n`;
+}
+
 async function serveClient(reader: StreamReader, writer: StreamWriter, shared: Clients, log: Log) {
   const { clients, lastLineAt } = shared;
   if (clients.size >= shared.maxClients) {
-    writer.write(`ERR server full (${shared.maxClients} clients)\n`);
+    writer.write(serverFullReply(shared.maxClients));
     writer.close(CLOSE_GRACE_MS);
     return;
   }
@@ -359,8 +366,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     console.error(`error: ${error.message}`);
     return 1;
   }
+  // Handle Ctrl+C before saying we listen: whoever starts us may stop us the moment it reads that line.
+  const shutdown = waitForShutdownSignal();
   console.log(`listening on ${echo.server.hostname}:${echo.server.port}`);
-  const signal = await waitForShutdownSignal();
+  const signal = await shutdown;
   console.log(`${signal}: shutting down, telling ${echo.clients.size} client(s)`);
   await echo.shutdown();
   return 0;

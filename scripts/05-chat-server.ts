@@ -68,6 +68,8 @@
  *              bun scripts/05-chat-server.ts --idle 3 --flood-burst 100000   (flood control raised, so that
  *                 slow-client's flood reaches the user who stopped reading)
  *              bun scripts/naive/break.ts ATTACK --port 8001 --idle 3     then the same with --port 8000
+ *            (slow-client takes ~3 s in which its users say nothing: start both servers with --idle 10 and
+ *            give the attack --idle 10, or the idle sweep cuts them first.)
  *            slow-client     naive: room frozen: bob's line did not reach ann in 2 s
  *                            here:  room fine … the room was told "* sam was disconnected (not reading)"
  *            split-crash     naive: "CONNECT" → no answer, connection closed (the handler crashed)
@@ -396,6 +398,8 @@ export class ChatMember {
   endedWhileWaiting = false;
   /** Registered, but its own join notice has not come back from the bus yet: it gets no lines until then. */
   awaitingJoinNotice = false;
+  /** Sent `/quit`: its lines before it are on their way round the bus; nothing after it counts. */
+  quitting = false;
   gone = false;
 
   constructor(
@@ -502,7 +506,7 @@ export class ChatRoom {
   // ── Lines from a user ──
 
   handleLine(member: ChatMember, rawLine: string): void {
-    if (member.gone) return;
+    if (member.gone || member.quitting) return;
     member.lastLineAt = performance.now();
     if (!this.#takeTokens(member, 1)) return this.#send(member, "ERR slow down");
     if (member.name === null) return this.#register(member, rawLine);
@@ -523,6 +527,7 @@ export class ChatRoom {
    * written and the lines it published have come back from the bus — its own copy of its last line too.
    */
   endOfInput(member: ChatMember): void {
+    if (member.quitting) return; // it leaves with its `* bye`
     if (member.waiting) member.endedWhileWaiting = true;
     else this.#leaveAfterDelivery(member);
   }
@@ -580,12 +585,23 @@ export class ChatRoom {
     );
   }
 
+  /**
+   * `/quit`: the user leaves once the lines it sent before have come back from the bus, so it still gets
+   * its own copy of them (`printf 'CONNECT bob\nhi\n/quit\n' | nc -N …` shows `bob: hi`, then `* bye`).
+   */
+  #quit(member: ChatMember): void {
+    member.quitting = true;
+    const leave = (): void => {
+      this.#send(member, "* bye");
+      this.depart(member, "quit");
+    };
+    if (member.name === null || !this.bus.afterDelivered) return leave();
+    this.bus.afterDelivered(leave);
+  }
+
   #command(member: ChatMember, line: string): void {
     const command = line.split(/\s+/, 1)[0]!.toLowerCase();
-    if (command === "/quit") {
-      this.#send(member, "* bye");
-      return this.depart(member, "quit");
-    }
+    if (command === "/quit") return this.#quit(member);
     if (command !== "/who") {
       return this.#send(member, `ERR unknown command ${command} (commands: /who, /quit)`);
     }
@@ -950,8 +966,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     console.error(`error: ${error.message}`);
     return 1;
   }
+  // Handle Ctrl+C before saying we listen: whoever starts us may stop us the moment it reads that line.
+  const shutdown = waitForShutdownSignal();
   console.log(`listening on ${server.hostname}:${server.port}`);
-  const signal = await waitForShutdownSignal();
+  const signal = await shutdown;
   console.log(`${signal}: shutting down, telling ${server.room.clients.size} connection(s)`);
   await server.close();
   return 0;

@@ -24,11 +24,12 @@
  * every WebSocket user at once. The room encodes each batch once per framing — once as `\n`-terminated
  * lines for the TCP users, once as WebSocket frames (lib/websocket/frames.ts `encodeTextFrames`) for the
  * browsers — and every user's writer queues those same bytes (`writeShared`). Measured (`bun run bench
- * websocket`, 500 users × 5 messages, side by side on two shared cores): 1.5–1.9× the deliveries/s of
- * Bun's own WebSocket server (uWebSockets, C++, `server.publish`) and ~60× the `ws` package with one
- * `send()` per recipient. One message at a time is another matter: /echo makes 0.63–0.69× of Bun's echo
- * — every frame here goes through StreamReader's awaits (header, mask, payload), ~11 µs of server CPU per
- * round trip against uWebSockets' ~7 µs.
+ * websocket`, 500 users × 5 messages, side by side on two shared cores): 1.45–1.9× the deliveries/s of
+ * Bun's own WebSocket server (uWebSockets, C++, `server.publish`) and 46–62× the `ws` package with one
+ * `send()` per recipient. One message at a time is closer: /echo makes 0.85–0.92× the round trips/s of
+ * Bun's echo (8–9.4 µs of server CPU per round trip against uWebSockets' 6.6–7.1 µs), because a message
+ * that arrives whole is read with a single `await` (lib/websocket/connection.ts says how); the rest is the
+ * price of parsing frames in JavaScript, behind promises.
  *
  * The page is lesson 06 in a browser: a name prompt, messages rolling above, the input pinned below;
  * a taken name is explained and asked again; a dropped connection is reconnected with a capped backoff,
@@ -601,10 +602,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     } else throw error;
     return 1;
   }
+  // Handle Ctrl+C before saying we listen: whoever starts us may stop us the moment it reads that line.
+  const shutdown = waitForShutdownSignal();
   console.log(
     `listening on http://${hostPort(chat.hostname, chat.port)} (line protocol on ${hostPort(chat.hostname, chat.tcpPort)})`,
   );
-  const signal = await waitForShutdownSignal();
+  const signal = await shutdown;
   console.log(`${signal}: shutting down, telling ${chat.room.clients.size} connection(s)`);
   await chat.close();
   return 0;

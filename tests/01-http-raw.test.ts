@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { HttpError, MAX_HEAD_LINE_BYTES } from "../lib/http.ts";
+import { buildGetRequest, HttpError, MAX_HEAD_LINE_BYTES, parseTarget } from "../lib/http.ts";
 import { startDemoServer } from "../lib/http-demo-server.ts";
 import { fetchRaw, parseResponse } from "../scripts/01-http-raw.ts";
 import {
@@ -156,6 +156,46 @@ describe("lesson 01 as a command", () => {
       expect(stdout).toContain("hi there");
     } finally {
       nc.stop();
+    }
+  });
+
+  test("--trace prints each callback as it fires: one data_received per piece, then eof_received at FIN", async () => {
+    // Like nc with someone typing: three lines, each its own write, 50 ms apart, then FIN.
+    const pieces = ["HTTP/1.1 200 OK\n", "\n", "some text\n"];
+    const typist = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        async data(socket) {
+          for (const piece of pieces) {
+            await Bun.sleep(50);
+            socket.write(piece);
+          }
+          socket.end();
+        },
+      },
+    });
+    const url = `http://127.0.0.1:${typist.port}/`;
+    try {
+      const { exitCode, stdout, stderr } = await runScript(["scripts/01-http-raw.ts", url, "--trace"]);
+      expect(stderr).toBe("");
+      expect(exitCode).toBe(0);
+      const request = buildGetRequest(parseTarget(url), false).length;
+      expect(stdout.trim().split("\n")).toEqual([
+        `GET ${url}`,
+        `  · connection_made: sent the request, ${request} of ${request} bytes`,
+        "  · data_received: 16 bytes, 16 in the buffer",
+        "  · data_received: 1 byte, 17 in the buffer",
+        "  · data_received: 10 bytes, 27 in the buffer",
+        "  · eof_received: the server is done; parsing the 27 bytes buffered",
+        "  · connection_lost",
+        `${url} → 200 OK`,
+        "  (10 bytes of body)",
+      ]);
+      const quiet = await runScript(["scripts/01-http-raw.ts", url]);
+      expect(quiet.stdout).not.toContain("·");
+    } finally {
+      typist.stop(true);
     }
   });
 

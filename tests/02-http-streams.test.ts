@@ -185,6 +185,47 @@ describe("lesson 02: httpGet and HttpClient on StreamReader/StreamWriter", () =>
     }
   });
 
+  test("HttpClient's timeoutMs is one deadline for the whole request: waiting for a connection, then a trickling body", async () => {
+    // /slow holds the only connection for 1 s; /trickle then gets it and sends its body one byte per 50 ms.
+    // The request for /trickle must give up 1.5 s after it was made, not 1.5 s after each stage began.
+    const listener = Bun.listen<{ timer?: Timer }>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, chunk) {
+          const path = new TextDecoder().decode(chunk).split(" ")[1];
+          if (path === "/slow") {
+            setTimeout(() => socket.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n/slow"), 1000);
+          } else {
+            socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
+            socket.data = { timer: setInterval(() => socket.write("x"), 50) };
+          }
+        },
+        close(socket) {
+          clearInterval(socket.data?.timer);
+        },
+      },
+    });
+    const client = new HttpClient({ maxConnectionsPerOrigin: 1 });
+    try {
+      const slow = client.get(`http://127.0.0.1:${listener.port}/slow`, { timeoutMs: 5000 });
+      await Bun.sleep(20);
+      const started = performance.now();
+      const error = await client
+        .get(`http://127.0.0.1:${listener.port}/trickle`, { timeoutMs: 1500 })
+        .catch((e) => e);
+      const elapsed = performance.now() - started;
+      expect(error).toBeInstanceOf(HttpTimeoutError);
+      expect(error.message).toBe("timed out after 1.5 s");
+      expect(elapsed).toBeGreaterThan(1400);
+      expect(elapsed).toBeLessThan(2000); // per stage it was 1 s waiting + 1.5 s reading
+      expect(text((await slow).body)).toBe("/slow");
+    } finally {
+      client.close();
+      listener.stop(true);
+    }
+  });
+
   test("HttpClient never reads a response nobody asked for as the answer to the next request", async () => {
     // A hostile server: after answering /first, it sends a second, unrequested response on the idle
     // connection. Read as the next answer, it would shift every later answer by one.
@@ -224,6 +265,35 @@ describe("lesson 02: httpGet and HttpClient on StreamReader/StreamWriter", () =>
       server.stop();
     }
   });
+
+  for (const [what, head] of [
+    [
+      "both Transfer-Encoding and Content-Length",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3",
+    ],
+    [
+      "HTTP/1.0 with Transfer-Encoding",
+      "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked",
+    ],
+  ] as const) {
+    test(`HttpClient reads a response with ${what} by its chunks, then closes the connection (RFC 9112 §6.3)`, async () => {
+      // Each response ends in bytes that a reader framing by Content-Length (or an HTTP/1.0 reader that does
+      // not know chunked) would take for the next response: the smuggling such framing invites.
+      const server = startRawServer((path) => ({
+        bytes: `${head}\r\n\r\n${path.length.toString(16)}\r\n${path}\r\n0\r\n\r\n`,
+        close: false,
+      }));
+      const client = new HttpClient();
+      try {
+        expect(text((await client.get(`${server.url}/first`)).body)).toBe("/first");
+        expect(text((await client.get(`${server.url}/second`)).body)).toBe("/second");
+        expect(server.connections).toBe(2); // not reused
+      } finally {
+        client.close();
+        server.stop();
+      }
+    });
+  }
 
   for (const [what, prefix] of [
     ["status line", "HTTP/1.1 200 "],
@@ -339,6 +409,50 @@ describe("lesson 02: httpGet and HttpClient on StreamReader/StreamWriter", () =>
 });
 
 describe("lesson 02 as a command", () => {
+  test("--trace prints each await as it returns: a line per readUntil, readExactly(3) only once 3 bytes came", async () => {
+    // Like nc with someone typing, 50 ms between pieces: the head, then "ab" and later "c"; no FIN.
+    const pieces = ["HTTP/1.1 200 OK\n", "Content-Length: 3\n", "\n", "ab", "c"];
+    const typist = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        async data(socket) {
+          for (const piece of pieces) {
+            await Bun.sleep(50);
+            socket.write(piece);
+          }
+        },
+      },
+    });
+    const url = `http://127.0.0.1:${typist.port}/`;
+    try {
+      const { exitCode, stdout, stderr } = await runScript(["scripts/02-http-streams.ts", url, "--trace"]);
+      expect(stderr).toBe("");
+      expect(exitCode).toBe(0);
+      const lines = stdout.trim().split("\n");
+      expect(lines.slice(0, 3)).toEqual([
+        `#1 GET ${url}`,
+        expect.stringMatching(
+          /^ {2}#1 · writer\.write\(request\): \d+ bytes, returned at once \(not awaited\)$/,
+        ),
+        expect.stringMatching(
+          /^ {2}#1 · await writer\.drain\(\) → \d+ bytes still queued \(it waits only above 64 KiB\)$/,
+        ),
+      ]);
+      expect(lines.slice(3, 7)).toEqual([
+        '  #1 · await reader.readUntil("\\n") → 16 bytes "HTTP/1.1 200 OK\\n"',
+        '  #1 · await reader.readUntil("\\n") → 18 bytes "Content-Length: 3\\n"',
+        '  #1 · await reader.readUntil("\\n") → 1 byte "\\n"',
+        '  #1 · await reader.readExactly(3) → 3 bytes "abc"',
+      ]);
+      expect(lines[7]).toMatch(new RegExp(`^\\[\\d+\\.\\d ms\\] ${url} → 200 OK$`));
+      const quiet = await runScript(["scripts/02-http-streams.ts", url]);
+      expect(quiet.stdout).not.toContain("·");
+    } finally {
+      typist.stop(true);
+    }
+  });
+
   test("runs with no arguments, fetching several URLs concurrently from its own server", async () => {
     const { exitCode, stdout } = await runScript(["scripts/02-http-streams.ts"]);
     expect(exitCode).toBe(0);

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { PgError } from "../lib/pg.ts";
 import { Screen } from "../lib/screen.ts";
 import {
+  describeBytes,
   formatError,
   formatResult,
   formatTable,
@@ -403,4 +404,13 @@ describe("lesson 03 --demo-modes in a real terminal", () => {
     expect(await hungUp.exited).toBe(129);
     expectTerminalRestored("raw-sighup");
   }, 60_000);
+});
+
+describe("lesson 03: what --demo-modes prints for a chunk", () => {
+  test("Backspace (DEL) and other invisible characters are escaped, never printed raw", () => {
+    expect(describeBytes(Uint8Array.of(0x61, 0x7f))).toBe('61 7f  "a\\u007f"');
+    expect(describeBytes(Uint8Array.of(0x03))).toBe('03  "\\u0003"');
+    expect(describeBytes(new TextEncoder().encode("\u202e"))).toBe('e2 80 ae  "\\u202e"');
+    expect(describeBytes(new TextEncoder().encode("é"))).toBe('c3 a9  "é"');
+  });
 });

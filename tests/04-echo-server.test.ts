@@ -189,6 +189,19 @@ describe("lesson 04: limits", () => {
     }
   });
 
+  test("with --max-clients 1 the refusal says 1 client, not 1 clients", async () => {
+    const server = await startServerProcess("scripts/04-echo-server.ts", ["--quiet", "--max-clients", "1"]);
+    try {
+      const first = await LineClient.connect(server.port);
+      await first.line();
+      const second = await LineClient.connect(server.port);
+      expect(await second.rest()).toEqual(["ERR server full (1 client)"]);
+      first.close();
+    } finally {
+      server.child.kill();
+    }
+  });
+
   test("a client silent for --idle seconds is told and disconnected; a talking one stays", async () => {
     const server = await startServerProcess("scripts/04-echo-server.ts", ["--quiet", "--idle", "0.6"]);
     try {

@@ -325,6 +325,15 @@ describe("lesson 05: a client that half-closes after a last line without a newli
     }
   });
 
+  test("a /quit in the same write as a line still gets that line back first, then * bye", async () => {
+    // What `printf 'CONNECT bob\nhi\n/who\n/quit\n' | nc -N` sends: all of it in one segment.
+    const client = await LineClient.connect(server.port);
+    client.send("CONNECT quitter\nhi there\n/quit\nignored after quit\n");
+    client.writer.writeEof();
+    const lines = (await client.rest()).filter((line) => !/^\* \S+ (left|joined)/.test(line));
+    expect(lines).toEqual([expect.stringMatching(/^OK welcome quitter/), "quitter: hi there", "* bye"]);
+  });
+
   test("gets every reply queued before it left, even many in one turn", async () => {
     const client = await LineClient.connect(server.port);
     client.send(`CONNECT burst\n${"/who\n".repeat(5)}/who`);

@@ -117,6 +117,36 @@ describe("break.ts as a command", () => {
     );
   });
 
+  test("slow-client with an --idle too short for it is refused up front: one line, exit 2", async () => {
+    const { exitCode, stderr } = await runScript(["scripts/naive/break.ts", "slow-client", "--idle", "3"]);
+    expect(exitCode).toBe(2);
+    expect(stderr.trim()).toBe(
+      "error: slow-client lasts ~3 s in which ann and sam say nothing: a server with --idle 3 cuts them" +
+        " before the verdict. Start the server with --idle 10 or more (its default is 60), and pass the" +
+        " same --idle here",
+    );
+  });
+
+  test("slow-client against a server whose --idle cuts ann mid-attack: says so and how to fix it, exit 1", async () => {
+    // The attacker is not told the server's --idle (it assumes 60): the naive room's idle timer cuts ann
+    // (and sam) after 1 s, before there is a verdict.
+    const naive = await startServer("scripts/naive/chat-server.ts", ["--idle", "1"]);
+    try {
+      const { exitCode, stderr } = await runScript([
+        "scripts/naive/break.ts",
+        "slow-client",
+        "--port",
+        String(naive.port),
+      ]);
+      expect(exitCode).toBe(1);
+      expect(stderr.trim()).toMatch(
+        /^error: slow-client: the server disconnected ann \d\.\d s after she joined, before there was a verdict \((the last notice she got: "[^"]+"|she got no notice)\); if it was its idle timer, restart the server with --idle 10 or more$/,
+      );
+    } finally {
+      naive.kill();
+    }
+  });
+
   test("nothing listening, or a server that is not the right kind: one line, exit 1", async () => {
     const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     const port = probe.port;

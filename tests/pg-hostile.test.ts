@@ -270,6 +270,58 @@ describe("memory the server cannot make us spend", () => {
     );
   });
 
+  test("endless CopyInResponses to a plain query: the first is answered, the second fails the connection; RSS stays under 150 MiB", async () => {
+    // A raw peer (it never reads what we send): trust login, then, once the query arrives, CopyInResponse
+    // after CopyInResponse as fast as the client takes them, up to 512 MiB — then it hangs up.
+    const copyIn = Buffer.from([0x47, 0, 0, 0, 7, 0, 0, 0]); // 'G', length 7, text format, 0 columns
+    const block = Buffer.concat(Array.from({ length: 8192 }, () => copyIn)); // 64 KiB of them
+    const floodBytes = 512 * MiB;
+    let sent = 0;
+    type Peer = { stage: "startup" | "login" | "flood" };
+    const pump = (socket: Bun.Socket<Peer>) => {
+      while (sent < floodBytes) {
+        const offset = sent % block.length; // where the kernel stopped taking the last block
+        const written = socket.write(block.subarray(offset));
+        if (written <= 0) return; // the drain handler goes on
+        sent += written;
+        if (written < block.length - offset) return;
+      }
+      socket.end();
+    };
+    const listener = Bun.listen<Peer>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open(socket) {
+          socket.data = { stage: "startup" };
+        },
+        data(socket) {
+          if (socket.data.stage === "startup") {
+            socket.data.stage = "login";
+            socket.write(Buffer.concat([authentication(0), readyForQuery()]));
+          } else if (socket.data.stage === "login") {
+            socket.data.stage = "flood";
+            pump(socket);
+          }
+        },
+        drain(socket) {
+          if (socket.data.stage === "flood") pump(socket);
+        },
+      },
+    });
+    try {
+      const url = `postgres://ann@127.0.0.1:${listener.port}/shop?sslmode=disable&connect_timeout=5`;
+      const result = await probe(["simple", url, "SELECT 1"]);
+      expect(result.error).toBe(
+        "PgConnectionError: connection failed: a second CopyInResponse for the same query (the server is not following the protocol)",
+      );
+      expect(result.peakBytes).toBeLessThan(150 * MiB);
+      expect(sent).toBeLessThan(64 * MiB); // the client stopped reading at once
+    } finally {
+      listener.stop(true);
+    }
+  }, 60_000);
+
   test("after authentication the cap is PostgreSQL's own 1 GiB", () => {
     const framer = new MessageFramer(() => {});
     framer.authenticated = true;
@@ -501,6 +553,64 @@ if ("skipReason" in availability) {
         await client.close();
       }
     });
+
+    /** What each of `outcomes` was: answered, its own timeout, or cancelled though its own timer never fired. */
+    function tally(outcomes: unknown[]) {
+      const count = { answered: 0, timedOut: 0, cancelledByAnother: 0, other: [] as unknown[] };
+      for (const outcome of outcomes) {
+        if (outcome instanceof PgQueryTimeoutError) count.timedOut++;
+        else if (outcome instanceof Error && (outcome as { code?: string }).code === "57014")
+          count.cancelledByAnother++;
+        else if (outcome instanceof Error) count.other.push(outcome);
+        else count.answered++;
+      }
+      return count;
+    }
+
+    // Queries sleep 15, 20, 25, 30 or 35 ms against a 20 ms timeout: the longer ones are cancelled, and the
+    // others end just as their timer fires, so the CancelRequest sent then reaches the server after its
+    // query is over. It must never cancel another.
+    const RACE_QUERIES = 200;
+    const raceQuery = (client: Client, i: number) =>
+      client.query("SELECT pg_sleep($1)", [0.015 + (i % 5) * 0.005]).catch((error) => error);
+    const raceOptions = () => ({
+      host: cluster.host,
+      port: cluster.port,
+      user: USERS.trust.user,
+      database: "postgres",
+      queryTimeoutMs: 20,
+    });
+
+    test("queryTimeoutMs: of 200 queries issued at once, a late cancel never cancels the next one", async () => {
+      const client = await connect(raceOptions());
+      try {
+        const outcomes = await Promise.all(
+          Array.from({ length: RACE_QUERIES }, (_, i) => raceQuery(client, i)),
+        );
+        const count = tally(outcomes);
+        expect(count.other).toEqual([]);
+        expect(count.cancelledByAnother).toBe(0);
+        expect(count.timedOut).toBeGreaterThan(0); // the race was run
+        expect(count.answered + count.timedOut).toBe(RACE_QUERIES);
+        expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+      } finally {
+        await client.close();
+      }
+    }, 60_000);
+
+    test("queryTimeoutMs: of 200 queries each sent once the one before has settled, none is cancelled by another's timeout", async () => {
+      const client = await connect(raceOptions());
+      try {
+        const outcomes: unknown[] = [];
+        for (let i = 0; i < RACE_QUERIES; i++) outcomes.push(await raceQuery(client, i));
+        const count = tally(outcomes);
+        expect(count.other).toEqual([]);
+        expect(count.cancelledByAnother).toBe(0);
+        expect(count.timedOut).toBeGreaterThan(0);
+      } finally {
+        await client.close();
+      }
+    }, 60_000);
 
     // The value (100 MB) plus its hex text in the Bind message (200 MB) plus Bun itself (~40 MiB) is ~330 MiB:
     // nothing else may be copied. After close() the client keeps nothing of it.

@@ -98,6 +98,20 @@ function sharedCases(name: string, getUrl: () => string) {
       expect((await client.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
     });
 
+    test("simpleQuery's maxRows keeps the first rows of each result and counts them all", async () => {
+      const results = await client.simpleQuery(
+        "SELECT g AS n FROM generate_series(1, 100000) g; SELECT 'x' AS only; COPY (SELECT generate_series(1, 50)) TO STDOUT",
+        { maxRows: 3 },
+      );
+      expect(results[0]!.rows).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+      expect(results[0]!.rowCount).toBe(100_000);
+      expect(results[1]!.rows).toEqual([{ only: "x" }]);
+      expect(results[2]!.rows).toEqual([{ copy: "1" }, { copy: "2" }, { copy: "3" }]);
+      expect(results[2]!.rowCount).toBe(50);
+      expect((await client.simpleQuery("SELECT 1 AS one", { maxRows: 0 }))[0]!.rows).toEqual([]);
+      await expect(client.simpleQuery("SELECT 1", { maxRows: -1 })).rejects.toThrow(RangeError);
+    });
+
     test("runs several statements with simpleQuery, one result each", async () => {
       const results = await client.simpleQuery(
         "CREATE TEMP TABLE items (id int, name text); INSERT INTO items VALUES (1, 'a'), (2, NULL); SELECT * FROM items ORDER BY id",

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Client, connect } from "../lib/pg.ts";
-import { type PGliteServer, startPGliteServer } from "../lib/pglite-server.ts";
+import { type Client, connect, PgConnectionError } from "../lib/pg.ts";
+import { type PGliteRestart, type PGliteServer, startPGliteServer } from "../lib/pglite-server.ts";
 
 /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
 async function listening(port: number): Promise<boolean> {
@@ -67,4 +67,34 @@ describe("startPGliteServer: PGlite on its own thread, served on a loopback port
     expect(await listening(server.port)).toBe(false);
     expect(await running).toBeInstanceOf(Error); // the connection went with the thread
   });
+});
+
+describe("startPGliteServer's limits: a database past one is ended and started afresh", () => {
+  test("past statementTimeoutMs: one onRestart, the same URL, the setup SQL run again (changes gone)", async () => {
+    const restarts: PGliteRestart[] = [];
+    const server = await startPGliteServer("CREATE TABLE t (n int); INSERT INTO t VALUES (1);", {
+      statementTimeoutMs: 500,
+      onRestart: (restart) => restarts.push(restart),
+    });
+    try {
+      const url = server.url;
+      const client = await connect(url);
+      await client.query("INSERT INTO t VALUES (2)");
+      const started = performance.now();
+      const error = await client.query("SELECT pg_sleep(30)").catch((e: Error) => e);
+      expect(error).toBeInstanceOf(PgConnectionError); // the connection went with the thread
+      expect(performance.now() - started).toBeLessThan(500 + 2_000);
+      expect(restarts).toEqual([
+        { cause: "statement-timeout", message: "a query ran past the 0.5 s statement timeout" },
+      ]);
+      expect(server.restarts).toBe(1);
+      await server.ready();
+      expect(server.url).toBe(url);
+      const fresh = await connect(url);
+      expect((await fresh.query<{ n: number }>("SELECT count(*)::int AS n FROM t")).rows).toEqual([{ n: 1 }]);
+      await fresh.close();
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
 });

@@ -142,8 +142,10 @@ describe("StreamReader", () => {
   test("gives back a buffer that grew for a big read once it is empty", async () => {
     const reader = new StreamReader();
     const body = reader.readExactly(10 * 1024 * 1024);
-    for (let i = 0; i < 160; i++) reader.feedData(new Uint8Array(64 * 1024));
-    expect(reader.capacityBytes).toBeGreaterThanOrEqual(10 * 1024 * 1024);
+    // All but the last chunk: the buffer has grown to hold them (the last one completes the read at once).
+    for (let i = 0; i < 159; i++) reader.feedData(new Uint8Array(64 * 1024));
+    expect(reader.capacityBytes).toBeGreaterThanOrEqual(159 * 64 * 1024);
+    reader.feedData(new Uint8Array(64 * 1024));
     expect((await body).length).toBe(10 * 1024 * 1024);
     expect(reader.capacityBytes).toBeLessThanOrEqual(RETAINED_BUFFER_BYTES);
     // A small buffer is kept: a busy connection does not reallocate for every line.
@@ -571,5 +573,115 @@ describe("StreamReader against CPython's test_streams.py", () => {
     expect(() => feed(stream, "late")).toThrow("feedData() after feedEof(): the stream has ended");
     expect(stream.atEof()).toBe(true);
     expect((await stream.read()).length).toBe(0);
+  });
+
+  /**
+   * tryReadExactly is ours (asyncio has no read that never waits): CPython's readexactly cases, each asked
+   * of it with the same inputs — what it returns now, or `null` with nothing consumed, and the awaited
+   * readExactly that follows it.
+   */
+  describe("the readexactly cases, for tryReadExactly", () => {
+    test("test_readexactly_zero_or_less", () => {
+      const stream = new StreamReader();
+      feed(stream, DATA);
+      expect(stream.tryReadExactly(0)?.length).toBe(0);
+      expect(stream.bufferedBytes).toBe(DATA.length);
+      expect(() => stream.tryReadExactly(-1)).toThrow(RangeError);
+      expect(() => stream.tryReadExactly(1.5)).toThrow(RangeError);
+      expect(stream.bufferedBytes).toBe(DATA.length);
+    });
+
+    test("test_readexactly: all of it buffered is taken at once; less is null, nothing consumed", async () => {
+      const stream = new StreamReader();
+      const n = 2 * DATA.length;
+      feed(stream, DATA);
+      expect(stream.tryReadExactly(n)).toBeNull();
+      expect(stream.bufferedBytes).toBe(DATA.length);
+      feed(stream, DATA);
+      feed(stream, DATA);
+      const bytes = stream.tryReadExactly(n)!;
+      expect(text(bytes)).toBe(DATA + DATA);
+      // A copy: the caller may change it (a WebSocket payload is unmasked in place).
+      bytes.fill(0);
+      expect(await rest(stream)).toBe(DATA);
+    });
+
+    test("test_readexactly_limit: n over the limit is fine", () => {
+      const stream = new StreamReader(3);
+      feed(stream, "chunk");
+      expect(text(stream.tryReadExactly(5)!)).toBe("chunk");
+      expect(stream.bufferedBytes).toBe(0);
+    });
+
+    test("test_readexactly_eof: null at EOF, and the readExactly after it gets the partial", async () => {
+      const stream = new StreamReader();
+      const n = 2 * DATA.length;
+      feed(stream, DATA);
+      stream.feedEof();
+      expect(stream.tryReadExactly(n)).toBeNull();
+      const error = await stream.readExactly(n).catch((e) => e);
+      expect(error).toBeInstanceOf(IncompleteReadError);
+      expect(text(error.partial)).toBe(DATA);
+      expect(stream.bufferedBytes).toBe(0);
+    });
+
+    test("test_readexactly_exception: thrown at once, bytes buffered or not", () => {
+      const stream = new StreamReader();
+      feed(stream, "line\n");
+      expect(text(stream.tryReadExactly(2)!)).toBe("li");
+      stream.setException(new TypeError("bad"));
+      expect(() => stream.tryReadExactly(2)).toThrow(TypeError);
+      expect(() => stream.tryReadExactly(0)).toThrow(TypeError);
+    });
+
+    test("one reader at a time: refused while another read waits, even for bytes it could take", async () => {
+      const stream = new StreamReader();
+      feed(stream, "ab");
+      const waiting = stream.readExactly(3);
+      expect(() => stream.tryReadExactly(1)).toThrow(ConcurrentReadError);
+      expect(stream.tryReadExactly(0)?.length).toBe(0);
+      feed(stream, "cd");
+      expect(text(await waiting)).toBe("abc");
+      expect(text(stream.tryReadExactly(1)!)).toBe("d");
+    });
+
+    test("taking bytes resumes a transport paused by a full buffer", () => {
+      const calls: string[] = [];
+      const stream = new StreamReader(100);
+      stream.setTransport({ pause: () => calls.push("pause"), resume: () => calls.push("resume") });
+      stream.feedData(new Uint8Array(250));
+      expect(calls).toEqual(["pause"]);
+      expect(stream.tryReadExactly(100)?.length).toBe(100);
+      expect(calls).toEqual(["pause"]); // 150 left: still above the limit
+      expect(stream.tryReadExactly(50)?.length).toBe(50);
+      expect(calls).toEqual(["pause", "resume"]);
+    });
+  });
+
+  test("test_readexactly, one byte a chunk: the waiting read is handed its bytes by the chunk that completes them", async () => {
+    const stream = new StreamReader();
+    const read = stream.readExactly(3);
+    feed(stream, "a");
+    feed(stream, "b");
+    expect(stream.bufferedBytes).toBe(2);
+    feed(stream, "cd");
+    // Taken inside feedData, before any await: the byte after them is the next reader's, at once.
+    expect(stream.bufferedBytes).toBe(1);
+    expect(text(stream.tryReadExactly(1)!)).toBe("d");
+    expect(text(await read)).toBe("abc");
+  });
+
+  test("readExactly of more than 2 × limit is not left waiting on a transport it paused", async () => {
+    const calls: string[] = [];
+    const stream = new StreamReader(4);
+    stream.setTransport({ pause: () => calls.push("pause"), resume: () => calls.push("resume") });
+    const read = stream.readExactly(20);
+    for (let i = 0; i < 19; i++) stream.feedData(new Uint8Array(1));
+    // 19 bytes buffered, over 2 × limit, but the read needs them all: no pause.
+    expect(calls).toEqual([]);
+    stream.feedData(new Uint8Array(11));
+    expect((await read).length).toBe(20);
+    // 10 left over, nobody reading: now the transport is paused.
+    expect(calls).toEqual(["pause"]);
   });
 });

@@ -100,6 +100,29 @@ describe("1 framing: a message of each length form comes back whole", () => {
     await closeNormally(client);
   });
 
+  test("a message, then the next one cut after each of its bytes: both come back whole", async () => {
+    // A message that arrives whole is taken at once; one cut anywhere — in its first two bytes, its
+    // extended length, its mask, its payload — is waited for. Every cut point, a 16-bit length included.
+    const next = clientFrame(TEXT, "n".repeat(200));
+    const client = await connect(server());
+    for (let cut = 1; cut < next.length; cut++) {
+      client.send(Buffer.concat([clientFrame(TEXT, `whole ${cut}`), next.subarray(0, cut)]));
+      await expectText(client, `whole ${cut}`);
+      await Bun.sleep(1);
+      client.send(next.subarray(cut));
+      await expectText(client, "n".repeat(200));
+    }
+    await closeNormally(client);
+  });
+
+  test("EOF after a whole message and one byte of the next frame: the message, then Close 1002", async () => {
+    const client = await connect(server());
+    client.send(Buffer.concat([clientFrame(TEXT, "last"), clientFrame(TEXT, "next").subarray(0, 1)]));
+    await expectText(client, "last");
+    client.shutdown();
+    await expectFailed(client, 1002);
+  });
+
   test("an unmasked frame from a client fails the connection (1002)", async () => {
     const client = await connect(server());
     client.sendFrame(TEXT, "hello", { mask: false });

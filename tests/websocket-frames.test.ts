@@ -1,10 +1,11 @@
 /**
  * lib/websocket/frames.ts: the server's encoders byte for byte (§5.2), the batch encoder's one buffer and
  * its line starts, unmasking (word-at-a-time and byte-at-a-time must agree at every length and offset),
+ * a frame taken from what is buffered (takeFrameHeader, takeFramePayload) or waited for where it is cut,
  * and readFrame on a real socket — one frame, its limit, and what it refuses.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type StreamServer, startServer } from "../lib/streams.ts";
+import { StreamReader, type StreamServer, startServer } from "../lib/streams.ts";
 import {
   encodeFrame,
   encodeTextFrame,
@@ -13,6 +14,9 @@ import {
   MAX_CONTROL_PAYLOAD_BYTES,
   Opcode,
   readFrame,
+  readFrameHeaderRest,
+  takeFrameHeader,
+  takeFramePayload,
   textFrameStarts,
   unmask,
 } from "../lib/websocket/frames.ts";
@@ -45,7 +49,12 @@ describe("encoding server frames", () => {
   });
 
   test("encodeTextFrame equals encodeFrame of the UTF-8, for every length form", () => {
-    for (const text of ["", "κόσμε", "x".repeat(125), "é".repeat(63), "y".repeat(70_000)]) {
+    // Either side of where a short text is encoded first and copied (1,024 UTF-16 units), in 1 to 4 bytes a character.
+    const edges = ["a", "é", "€", "😀"].flatMap((c) => [
+      c.repeat(1024 / c.length),
+      c.repeat(1024 / c.length + 1),
+    ]);
+    for (const text of ["", "κόσμε", "x".repeat(125), "é".repeat(63), "y".repeat(70_000), ...edges]) {
       expect(Buffer.compare(encodeTextFrame(text), encodeFrame(Opcode.TEXT, utf8.encode(text)))).toBe(0);
     }
   });
@@ -116,6 +125,63 @@ describe("unmask", () => {
     expect(Buffer.compare(copy, data)).not.toBe(0);
     unmask(copy, mask);
     expect(Buffer.compare(copy, data)).toBe(0);
+  });
+});
+
+describe("a frame taken from the buffer, or waited for where it is cut", () => {
+  /** A reader holding `bytes`, with the frame's first two bytes read already (as WebSocketConnection does). */
+  function afterFirstTwo(bytes: Uint8Array): { reader: StreamReader; first: Uint8Array } {
+    const reader = new StreamReader();
+    reader.feedData(bytes);
+    return { reader, first: reader.tryReadExactly(2)! };
+  }
+
+  test("a frame here whole is taken at once, for each length form", () => {
+    for (const size of [5, 126, 70_000]) {
+      const payload = new Uint8Array(size).map((_, index) => index * 7);
+      const { reader, first } = afterFirstTwo(clientFrame(Opcode.BINARY, payload));
+      const header = takeFrameHeader(first, reader)!;
+      expect({ fin: header.fin, opcode: header.opcode, length: header.length }).toEqual({
+        fin: true,
+        opcode: Opcode.BINARY,
+        length: size,
+      });
+      expect(Buffer.compare(takeFramePayload(reader, header)!, payload)).toBe(0);
+      expect(reader.bufferedBytes).toBe(0);
+    }
+  });
+
+  test("cut in the header: null, nothing more consumed, and readFrameHeaderRest waits for the rest", async () => {
+    const frame = clientFrame(Opcode.TEXT, "x".repeat(300)); // 2 + 2 (16-bit length) + 4 (mask) + 300
+    const { reader, first } = afterFirstTwo(frame.subarray(0, 5));
+    expect(takeFrameHeader(first, reader)).toBeNull();
+    expect(reader.bufferedBytes).toBe(3);
+    const header = readFrameHeaderRest(first, reader);
+    reader.feedData(frame.subarray(5, 100));
+    expect((await header).length).toBe(300);
+    // Cut in the payload: null, and the payload's bytes stay buffered for the awaited read.
+    expect(takeFramePayload(reader, await header)).toBeNull();
+    expect(reader.bufferedBytes).toBe(92);
+  });
+
+  test("first bytes that break the rules are refused before the rest of the header arrives", () => {
+    for (const [frame, message] of [
+      [clientFrame(Opcode.TEXT, "x", { mask: false }), "unmasked frame from a client"],
+      [clientFrame(Opcode.PING, "x", { fin: false }), "fragmented control frame"],
+    ] as const) {
+      const { reader, first } = afterFirstTwo(frame.subarray(0, 2));
+      expect(() => takeFrameHeader(first, reader)).toThrow(message);
+    }
+  });
+
+  test("EOF inside the rest of the header is a truncated frame (1002)", async () => {
+    const { reader, first } = afterFirstTwo(clientFrame(Opcode.TEXT, "cut").subarray(0, 4));
+    expect(takeFrameHeader(first, reader)).toBeNull();
+    reader.feedEof();
+    const error = await readFrameHeaderRest(first, reader).catch((e) => e);
+    expect(error).toBeInstanceOf(FrameError);
+    expect(error.closeCode).toBe(1002);
+    expect(error.message).toBe("connection closed inside a frame");
   });
 });
 

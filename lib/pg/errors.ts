@@ -158,3 +158,24 @@ export class PgAuthenticationRefusedError extends PgConnectionError {
     );
   }
 }
+
+/**
+ * No connection of a Pool came free (or could be opened) within its `acquireTimeoutMs`: the query was not
+ * sent. Carries the limit and what the pool looked like when it gave up.
+ */
+export class PgPoolTimeoutError extends PgConnectionError {
+  override name = "PgPoolTimeoutError";
+  constructor(
+    readonly timeoutMs: number,
+    /** The pool's `max`. */
+    readonly max: number,
+    /** Connections open (all busy) or being opened. */
+    readonly open: number,
+    /** Callers still waiting behind this one. */
+    readonly waiting: number,
+  ) {
+    super(
+      `no database connection came free within ${timeoutMs / 1000} s (all ${open} of ${max} busy or connecting)`,
+    );
+  }
+}

@@ -61,9 +61,11 @@ export interface ConnectOptions {
   /**
    * Fail a query that has run this long (milliseconds; default 0 = never): a CancelRequest is sent, and the
    * query rejects with PgQueryTimeoutError. If the server does not answer the cancel within
-   * CANCEL_GRACE_MS, the connection is closed. Timed from when the server starts on the query. (A
-   * CancelRequest names the backend, not the query: one that arrives just as the query ends may cancel the
-   * next pipelined one — the manual says as much of CancelRequest.)
+   * CANCEL_GRACE_MS, the connection is closed. Timed from when the query is sent. A timeout only ever
+   * cancels its own query: a CancelRequest names the backend, not the query (manual: "Canceling Requests
+   * in Progress"), so with a timeout set the connection has one query at a time in the server's hands — no
+   * pipelining: each waits for the answer before it, and for a cancel on its way to be settled. Queries
+   * that must pipeline, leave this at 0 (or use the server's own `statement_timeout`).
    */
   queryTimeoutMs?: number;
   /** TCP keepalive probes on the connection (default true, like libpq's `keepalives=1`). */

@@ -51,6 +51,8 @@ export interface PendingBase {
   timer?: ReturnType<typeof setTimeout>;
   /** It ran past `queryTimeoutMs` and a cancel was sent. */
   timedOut?: boolean;
+  /** A CopyInResponse came for it (and was answered): another one is a protocol violation. */
+  copyInAnswered?: boolean;
 }
 
 /**
@@ -79,6 +81,8 @@ export interface PendingSimple extends PendingBase {
   kind: "simple";
   current: ResultSet | null;
   results: QueryResult[];
+  /** Rows each result keeps; later ones are dropped unparsed (simpleQuery's `maxRows`). */
+  maxRows: number;
   resolve(results: QueryResult[]): void;
 }
 
@@ -144,6 +148,11 @@ export class PendingQueue {
   /** Adds `pending` behind the others; returns how many are now in flight (1: it is the head). */
   push(pending: Pending): number {
     this.#items.push(pending);
+    return this.#items.length - this.#head;
+  }
+
+  /** How many are in flight. */
+  get length(): number {
     return this.#items.length - this.#head;
   }
 

@@ -20,6 +20,9 @@
  * (nothing listens there, or the server answered something the attack did not expect), 2 for a usage
  * mistake. Every wait has a deadline; the idle attacks wait at most twice --idle, plus a second.
  *
+ * --idle is the server's: pass the one it was started with. The idle attacks are quickest against a short
+ * one (3 s); slow-client wants one of 10 s or more, as its users sit silent for ~3 s (it refuses less).
+ *
  * What the attacker can see is only what any client sees — except `no-read`'s memory figure, which is
  * the server's resident size from /proc/PID/status, PID being the process that listens on the port
  * (found through /proc/net/tcp; Linux only, left out elsewhere).
@@ -42,7 +45,7 @@ export const FLAGS = {
     above: 0,
     max: 3600,
     value: "SECONDS",
-    help: "the server's --idle (the idle attacks wait twice this long)",
+    help: "the server's --idle (the idle attacks wait twice this long; slow-client needs 10 or more)",
   },
   "flood-mib": {
     kind: "number",
@@ -75,6 +78,13 @@ const FLOOD_WINDOW = 10;
 /** no-read's lines: 16 KiB each, under lesson 04's 64 KiB line limit. */
 const ECHO_LINE_BYTES = 16 * 1024;
 const MIB = 1024 * 1024;
+/**
+ * The shortest server --idle slow-client can run against: 10 s. The attack lasts the flood, then
+ * {@link STALL_MS} to see the room stuck, then {@link PROMPT_MS} for bob's line (~3 s in all, measured on
+ * 2 loaded cores); ann and sam say nothing meanwhile, so a shorter --idle cuts them first — and cutting
+ * sam unfreezes the naive room — before there is a verdict.
+ */
+const SLOW_CLIENT_MIN_IDLE_SECONDS = 10;
 
 /** The server did something the attack cannot make sense of: the attack cannot go on. */
 class AttackError extends Error {
@@ -225,6 +235,7 @@ function slowClient(target: Target, floodBytes: number): Promise<string> {
     const [sam, ann, bob, fay] = await Promise.all(["sam", "ann", "bob", "fay"].map(connect));
     // sam joins first: a broadcast that visits users in the order they joined visits him first.
     for (const peer of [sam!, ann!, bob!, fay!]) await peer.mustJoin();
+    const joined = performance.now();
     sam!.stopReading();
     const lines = Math.ceil(floodBytes / FLOOD_LINE_BYTES);
     const sent = await flood(fay!, lines, [ann!, bob!], () => samNotice(ann!) !== undefined);
@@ -233,8 +244,12 @@ function slowClient(target: Target, floodBytes: number): Promise<string> {
     bob!.send(`${token}\n`);
     const got = await ann!.waitFor((line) => line === `bob: ${token}`, PROMPT_MS);
     if (got === EOF) {
-      const why = ann!.notices.at(-1) ?? "no notice";
-      throw new AttackError(`the server disconnected ann during the attack ("${why}"): try a longer --idle`);
+      const last = ann!.notices.at(-1);
+      throw new AttackError(
+        `the server disconnected ann ${seconds(joined)} after she joined, before there was a verdict` +
+          ` (${last ? `the last notice she got: "${last}"` : "she got no notice"}); if it was its idle` +
+          ` timer, restart the server with --idle ${SLOW_CLIENT_MIN_IDLE_SECONDS} or more`,
+      );
     }
     const slowDowns = fay!.notices.filter((line) => line === "ERR slow down").length;
     const refused =
@@ -556,6 +571,14 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 2;
   }
   const attack = flags.positionals[0] as Attack;
+  if (attack === "slow-client" && flags.idle < SLOW_CLIENT_MIN_IDLE_SECONDS) {
+    console.error(
+      `error: slow-client lasts ~3 s in which ann and sam say nothing: a server with --idle ${flags.idle}` +
+        ` cuts them before the verdict. Start the server with --idle ${SLOW_CLIENT_MIN_IDLE_SECONDS} or` +
+        " more (its default is 60), and pass the same --idle here",
+    );
+    return 2;
+  }
   const target = { host: flags.host, port: flags.port };
   try {
     const verdict = await run(attack, target, {
@@ -584,12 +607,17 @@ no-read: BROKEN: the server took all 64.0 MiB while I read nothing back — it h
 $ bun scripts/naive/break.ts no-read --port 18501
 no-read: HOLDS: the server stopped taking after 11.8 MiB of 64.0 MiB (kernel buffers included) — it waits in drain() until I read (server pid 27474: rss 32.1 MiB → 44.9 MiB)
 
+$ bun scripts/naive/chat-server.ts --port 18720 --idle 10
+$ bun scripts/05-chat-server.ts --port 18721 --idle 10 --flood-burst 100000
+$ bun scripts/naive/break.ts slow-client --port 18720 --idle 10
+slow-client: BROKEN: room frozen: bob's line did not reach ann in 2 s — sam, who stopped reading, holds up every broadcast; after fay's 1060 lines (4.0 MiB)
+$ bun scripts/naive/break.ts slow-client --port 18721 --idle 10
+slow-client: HOLDS: room fine: bob's line reached ann in 0 ms; the room was told "* sam was disconnected (not reading)"; after fay's 1150 lines (4.4 MiB)
+$ bun scripts/naive/break.ts slow-client --port 18721 --idle 3
+error: slow-client lasts ~3 s in which ann and sam say nothing: a server with --idle 3 cuts them before the verdict. Start the server with --idle 10 or more (its default is 60), and pass the same --idle here
+
 $ bun scripts/naive/chat-server.ts --port 18510 --idle 3
 $ bun scripts/05-chat-server.ts --port 18511 --idle 3 --flood-burst 100000
-$ bun scripts/naive/break.ts slow-client --port 18510 --idle 3
-slow-client: BROKEN: room frozen: bob's line did not reach ann in 2 s — sam, who stopped reading, holds up every broadcast; after fay's 1080 lines (4.1 MiB)
-$ bun scripts/naive/break.ts slow-client --port 18511 --idle 3
-slow-client: HOLDS: room fine: bob's line reached ann in 0 ms; the room was told "* sam was disconnected (not reading)"; after fay's 1140 lines (4.3 MiB)
 $ bun scripts/naive/break.ts split-crash --port 18510 --idle 3
 split-crash: BROKEN: "CONNECT" → no answer, connection closed (the handler crashed); "CONNECT  ann  x" → no answer, connection closed (the handler crashed)
 $ bun scripts/naive/break.ts split-crash --port 18511 --idle 3

@@ -23,10 +23,12 @@
  *    loop is stuck in the same broadcast.
  *
  * Break it: `bun scripts/naive/chat-server.ts --port 8001 --idle 3`, then in another terminal
- * `bun scripts/naive/break.ts ATTACK --port 8001 --idle 3` with ATTACK one of slow-client, split-crash,
- * duplicate-name, eof-ghost, idle-trickle, idle-silent — and the same against lesson 05, started as
+ * `bun scripts/naive/break.ts ATTACK --port 8001 --idle 3` with ATTACK one of split-crash, duplicate-name,
+ * eof-ghost, idle-trickle, idle-silent — and the same against lesson 05, started as
  * `bun scripts/05-chat-server.ts --idle 3 --flood-burst 100000` (port 8000; its flood control raised so
- * that slow-client's flood gets through to the user who stopped reading).
+ * that slow-client's flood gets through to the user who stopped reading). slow-client keeps its users
+ * silent for ~3 s, which an --idle of 3 cuts short (break.ts refuses it): start both servers with
+ * `--idle 10` for that one, and run `bun scripts/naive/break.ts slow-client --port 8001 --idle 10`.
  *
  * It listens on 127.0.0.1 by default: a broken server should not be reachable from the network.
  */

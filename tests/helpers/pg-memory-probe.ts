@@ -3,6 +3,7 @@
  *
  *   bun tests/helpers/pg-memory-probe.ts connect URL        connects (to a server expected to be refused)
  *   bun tests/helpers/pg-memory-probe.ts bytea URL BYTES    sends one bytea parameter of BYTES bytes, closes
+ *   bun tests/helpers/pg-memory-probe.ts simple URL SQL     runs SQL as a simple query, closes
  *
  * Prints one JSON line: `{ error, length, peakBytes, afterCloseBytes, closed }` — peak and current resident memory
  * (VmHWM, VmRSS) read from /proc/self/status.
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
       result.length = rows[0]!.n;
       value = null;
     }
+    if (mode === "simple") await client.simpleQuery(size!);
     await client.close();
   } catch (error) {
     result.error = `${(error as Error).name}: ${(error as Error).message}`;
