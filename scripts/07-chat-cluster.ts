@@ -333,6 +333,8 @@ async function runLauncher(flags: ParsedFlags): Promise<number> {
       nodes.push(await spawnNode(number, nodeArgv(flags, port, redisUrl)));
     }
     const where = redis ? `redis at ${redis.host}:${redis.port}` : `redis at ${new URL(redisUrl).host}`;
+    // Handle Ctrl+C before saying we listen: whoever starts us may stop us the moment it reads that line.
+    const shutdown = waitForShutdownSignal();
     console.log(
       `listening on ${flags.host}:${port} (${flags.nodes} node${flags.nodes === 1 ? "" : "s"}, ${where})`,
     );
@@ -350,7 +352,7 @@ async function runLauncher(flags: ParsedFlags): Promise<number> {
     const redisGone = redis
       ? redis.exited().then((code) => `redis-server (pid ${redis.pid()}) exited (${code})`)
       : new Promise<string>(() => {});
-    const reason = await Promise.race([waitForShutdownSignal(), allGone, redisGone]);
+    const reason = await Promise.race([shutdown, allGone, redisGone]);
     const signalled = reason.startsWith("SIG");
     console.log(`${reason}: stopping the nodes${signalled ? ", then redis" : ""}`);
     if (!signalled) exitCode = 1;
@@ -404,8 +406,9 @@ async function runNode(flags: ParsedFlags): Promise<number> {
     );
     return 1;
   }
+  const shutdown = waitForShutdownSignal(); // before the line that tells whoever started us to go on
   console.log(`listening on ${node.hostname}:${node.port}`);
-  const signal = await Promise.race([waitForShutdownSignal(), launcherGone()]);
+  const signal = await Promise.race([shutdown, launcherGone()]);
   console.log(`${signal}: shutting down, telling ${node.room.clients.size} connection(s)`);
   await node.close();
   return 0;
