@@ -7,8 +7,8 @@ import {
 } from "../lib/chat-cluster/room-entry.ts";
 
 const KEY = "chat:room";
-/** An XREAD reply as Bun's client gives it over RESP3. */
-const reply = (...entries: [string, unknown][]) => ({ [KEY]: entries });
+/** An XREAD reply as RESP2 gives it (lesson 07's own RESP connection): `[[key, [[id, fields], …]]]`. */
+const reply = (...entries: [string, unknown][]) => [[KEY, entries]];
 
 describe("room entries in a Redis stream", () => {
   test("an entry made by encodeEntry reads back as the same line, node and sequence number", () => {
@@ -57,22 +57,19 @@ describe("room entries in a Redis stream", () => {
     expect(batch.lastId).toBe("10-0");
   });
 
-  test("a timed-out XREAD (null), another stream's reply or a malformed one gives no entries and no position", () => {
-    for (const nothing of [
-      null,
-      undefined,
-      {},
-      { other: [] },
-      { [KEY]: "garbage" },
-      reply(["not-an-id", []]),
-    ]) {
+  test("a timed-out XREAD (null) or an entry without a stream ID gives no entries, no position, no complaint", () => {
+    for (const nothing of [null, reply(["not-an-id", []])]) {
       expect(decodeXreadReply(nothing, KEY)).toEqual({ entries: [], skipped: [], lastId: null });
     }
   });
 
-  test("the RESP2 shape [[key, entries]] reads the same", () => {
-    const batch = decodeXreadReply([[KEY, [["9-9", encodeEntry("x", "n", 1)]]]], KEY);
-    expect(batch.entries).toEqual([{ id: "9-9", line: "x", node: "n", seq: 1 }]);
+  test("another stream's reply or a malformed one gives no entries and no position, and says why", () => {
+    for (const wrong of [undefined, {}, [["other", []]], [[KEY, "garbage"]], "garbage", 42]) {
+      const batch = decodeXreadReply(wrong, KEY);
+      expect(batch.entries).toEqual([]);
+      expect(batch.lastId).toBeNull();
+      expect(batch.malformed).toStartWith("a reply that is not an XREAD reply for chat:room");
+    }
   });
 
   test("stream IDs order by milliseconds, then by sequence — as numbers, not as text", () => {
