@@ -24,6 +24,13 @@ const NEWLINE = 0x0a;
 const CONNECT_BATCH = 250;
 /** Joined when no byte has arrived for this long after every OK: 300 ms. */
 const QUIET_MS = 300;
+/**
+ * A name still held by the previous run's user (in lesson 07 a departing user's name is freed in Redis a
+ * moment after its socket closes) is asked for again after 100 ms; every user must have its OK within 30 s,
+ * or the generator says so and exits 1 — a run must never wait for ever.
+ */
+const RETRY_TAKEN_MS = 100;
+const JOIN_DEADLINE_MS = 30_000;
 
 interface UserData {
   index: number;
@@ -63,14 +70,22 @@ async function joinAll(
   let lastData = performance.now();
   const allJoined = Promise.withResolvers<void>();
   const ok = Buffer.from("OK welcome");
+  const taken = Buffer.from("ERR name taken");
+  const connect = (index: number) => sockets[index]!.write(`CONNECT ${namePrefix}${index}\n`);
   const sockets = await connectAll(ports, users, (index, chunk) => {
     if (measuring) return onMeasured(index, chunk);
     lastData = performance.now();
-    // Each user's OK is the first line it gets, so it starts a chunk.
-    if (chunk.subarray(0, ok.length).equals(ok) && ++oks === users) allJoined.resolve();
+    // Each user's OK (or ERR) is the first line it gets, so it starts a chunk.
+    if (chunk.subarray(0, taken.length).equals(taken)) setTimeout(() => connect(index), RETRY_TAKEN_MS);
+    else if (chunk.subarray(0, ok.length).equals(ok) && ++oks === users) allJoined.resolve();
   });
-  for (const [index, socket] of sockets.entries()) socket.write(`CONNECT ${namePrefix}${index}\n`);
+  for (const index of sockets.keys()) connect(index);
+  const deadline = setTimeout(() => {
+    console.error(`error: ${users - oks} of ${users} users got no OK within ${JOIN_DEADLINE_MS / 1000} s`);
+    process.exit(1);
+  }, JOIN_DEADLINE_MS);
   await allJoined.promise;
+  clearTimeout(deadline);
   while (waitForQuiet && performance.now() - lastData < QUIET_MS) await Bun.sleep(50);
   measuring = true;
   return sockets;
