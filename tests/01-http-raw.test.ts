@@ -9,6 +9,7 @@ import {
   startFloodServer,
   startNodeServer,
   startRawServer,
+  startTypistServer,
   testAwkwardCases,
 } from "./helpers/http-peers.ts";
 import { hasStackTrace, runScript } from "./helpers/run.ts";
@@ -162,19 +163,7 @@ describe("lesson 01 as a command", () => {
   test("--trace prints each callback as it fires: one data_received per piece, then eof_received at FIN", async () => {
     // Like nc with someone typing: three lines, each its own write, 50 ms apart, then FIN.
     const pieces = ["HTTP/1.1 200 OK\n", "\n", "some text\n"];
-    const typist = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        async data(socket) {
-          for (const piece of pieces) {
-            await Bun.sleep(50);
-            socket.write(piece);
-          }
-          socket.end();
-        },
-      },
-    });
+    const typist = startTypistServer(pieces, true);
     const url = `http://127.0.0.1:${typist.port}/`;
     try {
       const { exitCode, stdout, stderr } = await runScript(["scripts/01-http-raw.ts", url, "--trace"]);

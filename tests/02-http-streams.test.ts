@@ -8,6 +8,7 @@ import {
   startFloodServer,
   startNodeServer,
   startRawServer,
+  startTypistServer,
   testAwkwardCases,
 } from "./helpers/http-peers.ts";
 import { hasStackTrace, runScript } from "./helpers/run.ts";
@@ -412,18 +413,7 @@ describe("lesson 02 as a command", () => {
   test("--trace prints each await as it returns: a line per readUntil, readExactly(3) only once 3 bytes came", async () => {
     // Like nc with someone typing, 50 ms between pieces: the head, then "ab" and later "c"; no FIN.
     const pieces = ["HTTP/1.1 200 OK\n", "Content-Length: 3\n", "\n", "ab", "c"];
-    const typist = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        async data(socket) {
-          for (const piece of pieces) {
-            await Bun.sleep(50);
-            socket.write(piece);
-          }
-        },
-      },
-    });
+    const typist = startTypistServer(pieces, false);
     const url = `http://127.0.0.1:${typist.port}/`;
     try {
       const { exitCode, stdout, stderr } = await runScript(["scripts/02-http-streams.ts", url, "--trace"]);

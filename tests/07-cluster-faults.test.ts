@@ -587,6 +587,8 @@ describe.skipIf(!hasRedis)("lesson 07's launcher, killed", () => {
       const redisPort = Number(/redis at 127\.0\.0\.1:(\d+)/.exec(output)![1]);
       const nodePids = /^node pids: ([\d, ]+)/m.exec(output)![1]!.split(", ").map(Number);
       const redisPid = redisServerOn(redisPort);
+      // A precondition, not the point: the launcher's redis-server must be found alive before the kill,
+      // or "it is gone afterwards" below would pass without proving anything.
       expect(redisPid).toBeDefined();
       const folder = readlinkSync(`/proc/${redisPid}/cwd`);
       expect(folder).toContain("lesson-redis-");

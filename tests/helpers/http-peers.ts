@@ -93,6 +93,26 @@ async function send(socket: Bun.Socket<{ head: string }>, response: AwkwardRespo
  * A server that, after the request, sends `prefix` and then an endless line of `x` — as fast as the client
  * takes it, up to `capBytes` (so a client that never stops reading still ends). Counts what it sent.
  */
+/**
+ * A server that answers like a person typing into `nc -l`: after the request arrives, each of `pieces` is
+ * its own write, 50 ms apart; then FIN if `end` (Ctrl+C in nc), else the connection stays open.
+ */
+export function startTypistServer(pieces: readonly string[], end: boolean) {
+  return Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      async data(socket) {
+        for (const piece of pieces) {
+          await Bun.sleep(50);
+          socket.write(piece);
+        }
+        if (end) socket.end();
+      },
+    },
+  });
+}
+
 export function startFloodServer(prefix: string, capBytes = 256 * 1024 * 1024) {
   const block = new Uint8Array(64 * 1024).fill(0x78);
   let sent = 0;
