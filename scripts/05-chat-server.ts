@@ -28,8 +28,8 @@
  *   CONNECT, the time since connecting); the user gets a notice, the others are told.
  * - The broadcast awaited each client's `drain()` in turn, so one client that stopped reading stalled the
  *   whole room → a broadcast never awaits anyone: it queues one shared, encoded buffer on each user's
- *   StreamWriter and moves on. A user whose queue is still over `--sendq` bytes once the kernel has taken
- *   what it will is cut (and the others told).
+ *   StreamWriter and moves on. A user whose queue stays over `--sendq` bytes for a second once the kernel
+ *   has taken what it will (or goes over 64 × `--sendq` at once) is cut, and the others told.
  *
  * Where the code is: all of it is here, in the order a line meets it — the limits (step 1), who is online
  * (step 2), where a line for everyone goes (step 3), one member (step 4), the room's rules (step 5), and
@@ -124,7 +124,7 @@ export const ROOM_FLAGS = {
     default: 256 * 1024,
     min: 1024,
     value: "BYTES",
-    help: "bytes queued for one user before it is cut",
+    help: "bytes queued for one user for 1 s (or 64 times this at once) before it is cut",
   },
   // 10 lines at once, then 5 a second: a paste of a few lines passes, a flood does not.
   "flood-burst": {
